@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Typed CPU files: CFS bandwidth (v2 cpu.max, cpu.max.burst,
+ * cpu.max.runtime; v1 cpu.cfs_*_us) and cpu.stat.
+ *
+ * Every write of quota, period or burst makes the kernel refill one quota
+ * into the pool and unthrottle the group (tg_set_cfs_bandwidth() ->
+ * __refill_cfs_bandwidth_runtime()).  A credit ledger has to count that,
+ * so kh_cpu_set_bandwidth() skips unchanged values and returns how many
+ * refilling writes it made.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/macros.h"
+#include "kernel/cgparse.h"
+#include "kernel/khost.h"
+
+#define REASON_BURST_ABOVE_QUOTA "kernel rejects burst above quota"
+#define REASON_BAD_BANDWIDTH "kernel rejects the bandwidth (period 1 ms..1 s, quota >= 1 ms)"
+
+typedef struct CpuTarget {
+        unsigned hier;
+        CgVersion version;
+        char group[CG_PATH_MAX];
+} CpuTarget;
+
+static int cpu_target(KHost *h, const VmId *vm, CgRole role, CpuTarget *ret) {
+        int r;
+
+        r = kh_managed_hier(h, CG_CTRL_CPU, &ret->hier);
+        if (r < 0)
+                return r;
+        ret->version = h->layout.hier[ret->hier].version;
+        return kh_group_path(vm, role, ret->group, sizeof(ret->group));
+}
+
+static int read_u64_file(KHost *h, const CpuTarget *t, const char *file, uint64_t *ret) {
+        char buf[64];
+        int r;
+
+        r = kh_read(h, t->hier, t->group, file, buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        return cg_parse_u64_or_max(buf, ret);
+}
+
+static int write_u64_file(KHost *h, const CpuTarget *t, const char *file, uint64_t v) {
+        char buf[32];
+
+        snprintf(buf, sizeof(buf), "%" PRIu64, v);
+        return kh_write(h, t->hier, t->group, file, buf, false);
+}
+
+static int get_bandwidth(KHost *h, const CpuTarget *t, CpuBandwidth *ret) {
+        CpuBandwidth bw = { 0 };
+        char buf[64];
+        int r;
+
+        if (t->version == CG_V2) {
+                r = kh_read(h, t->hier, t->group, "cpu.max", buf, sizeof(buf));
+                if (r < 0)
+                        return r;
+                r = cg_parse_cpu_max(buf, &bw.quota_usec, &bw.period_usec);
+                if (r < 0)
+                        return r;
+                r = read_u64_file(h, t, "cpu.max.burst", &bw.burst_usec);
+        } else {
+                int64_t quota;
+
+                r = read_u64_file(h, t, "cpu.cfs_period_us", &bw.period_usec);
+                if (r < 0)
+                        return r;
+                r = kh_read(h, t->hier, t->group, "cpu.cfs_quota_us", buf, sizeof(buf));
+                if (r < 0)
+                        return r;
+                r = cg_parse_i64(buf, &quota);
+                if (r < 0)
+                        return r;
+                if (quota < -1)
+                        return -EBADMSG;
+                bw.quota_usec = quota == -1 ? CPU_QUOTA_MAX : (uint64_t) quota;
+                r = read_u64_file(h, t, "cpu.cfs_burst_us", &bw.burst_usec);
+        }
+        /* Kernels before 5.14 have no burst file: burst is 0 there. */
+        if (r == -ENOENT)
+                r = 0, bw.burst_usec = 0;
+        if (r < 0)
+                return r;
+        if (bw.burst_usec == UINT64_MAX)
+                return -EBADMSG;
+        *ret = bw;
+        return 0;
+}
+
+int kh_cpu_get_bandwidth(KHost *h, const VmId *vm, CgRole role, CpuBandwidth *ret) {
+        CpuTarget t;
+        int r;
+
+        r = cpu_target(h, vm, role, &t);
+        if (r < 0)
+                return r;
+        return get_bandwidth(h, &t, ret);
+}
+
+typedef enum BwStep { STEP_QUOTA, STEP_PERIOD, STEP_BURST } BwStep;
+
+static int write_step(KHost *h, const CpuTarget *t, BwStep s, const CpuBandwidth *bw) {
+        char buf[64];
+        int r;
+
+        if (t->version == CG_V2) {
+                if (s == STEP_BURST)
+                        return write_u64_file(h, t, "cpu.max.burst", bw->burst_usec);
+                /* quota and period share cpu.max */
+                r = cg_format_cpu_max(buf, sizeof(buf), bw->quota_usec, bw->period_usec);
+                if (r < 0)
+                        return r;
+                return kh_write(h, t->hier, t->group, "cpu.max", buf, false);
+        }
+        switch (s) {
+        case STEP_QUOTA:
+                if (bw->quota_usec == CPU_QUOTA_MAX)
+                        return kh_write(h, t->hier, t->group, "cpu.cfs_quota_us", "-1", false);
+                return write_u64_file(h, t, "cpu.cfs_quota_us", bw->quota_usec);
+        case STEP_PERIOD:
+                return write_u64_file(h, t, "cpu.cfs_period_us", bw->period_usec);
+        case STEP_BURST:
+                return write_u64_file(h, t, "cpu.cfs_burst_us", bw->burst_usec);
+        }
+        return -EINVAL;
+}
+
+static bool step_changes(CgVersion v, BwStep s, const CpuBandwidth *old, const CpuBandwidth *new) {
+        switch (s) {
+        case STEP_QUOTA:
+                /* On v2 quota and period are one write. */
+                return old->quota_usec != new->quota_usec ||
+                       (v == CG_V2 && old->period_usec != new->period_usec);
+        case STEP_PERIOD:
+                return v == CG_V1 && old->period_usec != new->period_usec;
+        case STEP_BURST:
+                return old->burst_usec != new->burst_usec;
+        }
+        return false;
+}
+
+int kh_cpu_set_bandwidth(KHost *h, const VmId *vm, CgRole role, const CpuBandwidth *bw,
+                         const char **ret_reason) {
+        /* The kernel checks burst <= quota (stock) on every single write, so
+         * a growing quota goes first and a shrinking one goes last. */
+        static const BwStep grow[] = { STEP_QUOTA, STEP_PERIOD, STEP_BURST };
+        static const BwStep shrink[] = { STEP_BURST, STEP_QUOTA, STEP_PERIOD };
+        const BwStep *order;
+        CpuBandwidth old;
+        CpuTarget t;
+        int writes = 0, r;
+
+        if (ret_reason)
+                *ret_reason = NULL;
+        if (!bw || bw->period_usec == 0)
+                return -EINVAL;
+        r = cpu_target(h, vm, role, &t);
+        if (r < 0)
+                return r;
+        r = get_bandwidth(h, &t, &old);
+        if (r < 0)
+                return r;
+        order = bw->quota_usec >= old.quota_usec ? grow : shrink;
+        for (size_t i = 0; i < ARRAY_SIZE(grow); i++) {
+                if (!step_changes(t.version, order[i], &old, bw))
+                        continue;
+                r = write_step(h, &t, order[i], bw);
+                if (r == -EINVAL && ret_reason)
+                        *ret_reason = bw->quota_usec != CPU_QUOTA_MAX && bw->burst_usec > bw->quota_usec
+                                              ? REASON_BURST_ABOVE_QUOTA
+                                              : REASON_BAD_BANDWIDTH;
+                if (r < 0)
+                        return r;
+                writes++;
+        }
+        return writes;
+}
+
+/* -ENOENT from a file write is either a missing file (feature absent) or
+ * a missing group; tell them apart. */
+static int missing_file_or_group(KHost *h, const CpuTarget *t) {
+        int e = h->ops->exists(h->be, t->hier, t->group, NULL);
+        return e == 1 ? -EOPNOTSUPP : -ENOENT;
+}
+
+static int runtime_target(KHost *h, const VmId *vm, CgRole role, CpuTarget *t) {
+        int r = cpu_target(h, vm, role, t);
+        if (r < 0)
+                return r;
+        return t->version == CG_V2 ? 0 : -EOPNOTSUPP; /* a v2-only interface */
+}
+
+int kh_cpu_get_runtime(KHost *h, const VmId *vm, CgRole role, uint64_t *ret_usec) {
+        CpuTarget t;
+        int r;
+
+        r = runtime_target(h, vm, role, &t);
+        if (r < 0)
+                return r;
+        r = read_u64_file(h, &t, "cpu.max.runtime", ret_usec);
+        return r == -ENOENT ? missing_file_or_group(h, &t) : r;
+}
+
+int kh_cpu_set_runtime(KHost *h, const VmId *vm, CgRole role, uint64_t runtime_usec) {
+        CpuTarget t;
+        int r;
+
+        r = runtime_target(h, vm, role, &t);
+        if (r < 0)
+                return r;
+        r = write_u64_file(h, &t, "cpu.max.runtime", runtime_usec);
+        return r == -ENOENT ? missing_file_or_group(h, &t) : r;
+}
+
+int kh_cpu_adjust_runtime(KHost *h, const VmId *vm, CgRole role, int64_t delta_usec) {
+        char buf[32];
+        CpuTarget t;
+        int r;
+
+        r = runtime_target(h, vm, role, &t);
+        if (r < 0)
+                return r;
+        if (delta_usec == INT64_MIN)
+                return -ERANGE;
+        snprintf(buf, sizeof(buf), "%c%" PRIu64, delta_usec < 0 ? '-' : '+',
+                 (uint64_t) (delta_usec < 0 ? -delta_usec : delta_usec));
+        r = kh_write(h, t.hier, t.group, "cpu.max.runtime", buf, false);
+        return r == -ENOENT ? missing_file_or_group(h, &t) : r;
+}
+
+/* v1 without cpuacct: the group's usage is what its current threads ran.
+ * Threads that left or exited are not counted: cpuacct is better. */
+static int v1_usage_from_threads(KHost *h, const CpuTarget *t, uint64_t *ret) {
+        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ pid_t *tids = NULL;
+        uint64_t sum = 0;
+        size_t n;
+        int r;
+
+        r = kh_read_alloc(h, t->hier, t->group, "tasks", &text);
+        if (r < 0)
+                return r;
+        r = cg_parse_pid_list(text, &tids, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                uint64_t usec;
+                /* /proc/<tid>/task/<tid> exists for any thread id. */
+                r = kh_thread_cpu_usec(h, tids[i], tids[i], &usec);
+                if (r == -ESRCH)
+                        continue;
+                if (r < 0)
+                        return r;
+                sum += usec;
+        }
+        *ret = sum;
+        return 0;
+}
+
+int kh_cpu_read_stat(KHost *h, const VmId *vm, CgRole role, CpuStat *ret) {
+        char buf[1024];
+        CpuStat s;
+        CpuTarget t;
+        unsigned acct;
+        int r;
+
+        r = cpu_target(h, vm, role, &t);
+        if (r < 0)
+                return r;
+        r = kh_read(h, t.hier, t.group, "cpu.stat", buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        r = cg_parse_cpu_stat(buf, t.version, &s);
+        if (r < 0)
+                return r;
+        if (t.version == CG_V1) {
+                if (kh_managed_hier(h, CG_CTRL_CPUACCT, &acct) == 0) {
+                        uint64_t ns;
+                        r = kh_read(h, acct, t.group, "cpuacct.usage", buf, sizeof(buf));
+                        if (r < 0)
+                                return r;
+                        r = cg_parse_u64_or_max(buf, &ns);
+                        if (r < 0)
+                                return r;
+                        if (ns == UINT64_MAX)
+                                return -EBADMSG;
+                        s.usage_usec = ns / NSEC_PER_USEC;
+                } else {
+                        r = v1_usage_from_threads(h, &t, &s.usage_usec);
+                        if (r < 0)
+                                return r;
+                }
+                s.have |= CPU_STAT_USAGE;
+        }
+        *ret = s;
+        return 0;
+}

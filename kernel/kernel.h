@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * kernel/kernel.h - vmmgr's only way to the host kernel.
+ *
+ * Nothing outside kernel/ builds a cgroup path or parses a kernel file.
+ * Callers name things: a VM (by validated VmId), a thread role inside it,
+ * a typed value.  This layer maps them to hierarchies, groups and files.
+ *
+ * A KHost is opened on one of two backends with the same behaviour:
+ *   - kh_open():       the real host; mounts found with libcgroup, files
+ *                      opened beneath vmmgr's subtree with openat2(2)
+ *                      RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS.
+ *   - kh_open_model(): the deterministic kernel model (kernel/kmodel.h),
+ *                      which speaks the same file formats and errors.
+ *
+ * Layout, per managed hierarchy (default subtree name "vmmgr.slice"):
+ *   <mount>/vmmgr.slice/vm-<uuid>/            memory, dmem, pids (v2 domain)
+ *   <mount>/vmmgr.slice/vm-<uuid>/vcpus/      cpu for vCPU threads
+ *   <mount>/vmmgr.slice/vm-<uuid>/emulator/   cpu for QEMU's other threads
+ *   <mount>/vmmgr.slice/vm-<uuid>/io/         cpu for iothreads
+ * On v2 the three role groups are threaded (cgroup.type = threaded) and
+ * the VM group is their threaded domain.  On v1 the same directories exist
+ * in every managed hierarchy and threads are placed one by one via "tasks".
+ *
+ * Errors are negative errno values.  Where the kernel's raw errno would
+ * mislead, a specific one is used and documented at the function:
+ *   -EOPNOTSUPP  the controller or file is not available/managed here
+ *   -EBADMSG     a kernel file had content we cannot parse
+ *   -EINVAL      a value the kernel (or the model) refused
+ *   -ENOENT      no such VM group
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/vmid.h"
+
+/* ---- host layout ----------------------------------------------------- */
+
+typedef enum CgVersion {
+        CG_V1 = 1,
+        CG_V2 = 2,
+} CgVersion;
+
+typedef enum CgMode {
+        CG_MODE_NONE,    /* no cgroup filesystem found */
+        CG_MODE_LEGACY,  /* v1 only */
+        CG_MODE_HYBRID,  /* v1 controllers plus a cgroup2 mount */
+        CG_MODE_UNIFIED, /* cgroup2 only */
+} CgMode;
+
+typedef enum CgController {
+        CG_CTRL_CPU,
+        CG_CTRL_CPUACCT, /* v1 only; on v2 its job is done by cpu.stat */
+        CG_CTRL_CPUSET,
+        CG_CTRL_MEMORY,
+        CG_CTRL_IO, /* v1: blkio */
+        CG_CTRL_PIDS,
+        CG_CTRL_HUGETLB,
+        CG_CTRL_DMEM,
+        _CG_CTRL_MAX,
+} CgController;
+
+#define CG_CTRL_BIT(c) (UINT32_C(1) << (c))
+
+const char *cg_controller_to_string(CgController c);
+/* Accepts v1 names too ("blkio" is CG_CTRL_IO). -EINVAL if unknown. */
+int cg_controller_from_string(const char *s);
+const char *cg_mode_to_string(CgMode m);
+/* "cpu,cpuacct,memory" -> CG_CTRL_BIT mask; -EINVAL naming nothing or an
+ * unknown controller (*ret_bad, if given, points at it inside s). */
+int cg_controller_mask_from_string(const char *s, uint32_t *ret_mask, const char **ret_bad);
+
+typedef enum CgRole {
+        CG_ROLE_VM,       /* the VM group itself */
+        CG_ROLE_VCPUS,    /* vCPU threads */
+        CG_ROLE_EMULATOR, /* every other QEMU thread */
+        CG_ROLE_IO,       /* iothreads */
+        _CG_ROLE_MAX,
+} CgRole;
+
+const char *cg_role_to_string(CgRole r); /* "vm", "vcpus", "emulator", "io" */
+int cg_role_from_string(const char *s);
+
+#define CG_PATH_MAX 4096
+
+typedef struct CgHierarchyInfo {
+        CgVersion version;
+        uint32_t controllers; /* CG_CTRL_BIT mask of what is mounted here */
+        uint32_t managed;     /* the subset vmmgr manages here */
+        char mount[CG_PATH_MAX];
+} CgHierarchyInfo;
+
+typedef struct KHostConfig {
+        /* Name of vmmgr's own group in each hierarchy; a single safe path
+         * component.  NULL means "vmmgr.slice". */
+        const char *subtree;
+        /* CG_CTRL_BIT mask of controllers vmmgr may manage.  0 means the
+         * default: cpu, cpuacct, cpuset, pids on any version; memory, io,
+         * hugetlb and dmem only on cgroup v2.  A v1 memory hierarchy is
+         * never managed unless listed here explicitly. */
+        uint32_t controllers;
+} KHostConfig;
+
+#define KH_DEFAULT_SUBTREE "vmmgr.slice"
+
+typedef struct KHost KHost;
+typedef struct KModel KModel;
+
+int kh_open(const KHostConfig *cfg, KHost **ret);
+int kh_open_model(KModel *model, const KHostConfig *cfg, KHost **ret);
+KHost *kh_free(KHost *h);
+static inline void kh_freep(KHost **h) {
+        if (*h)
+                kh_free(*h);
+}
+#define _cleanup_khost_ __attribute__((cleanup(kh_freep)))
+
+CgMode kh_mode(const KHost *h);
+size_t kh_hierarchies(const KHost *h, const CgHierarchyInfo **ret);
+/* The cgroup2 mount even when it holds no controller (hybrid hosts); NULL if none. */
+const char *kh_unified_mount(const KHost *h);
+bool kh_manages(const KHost *h, CgController c);
+CgVersion kh_controller_version(const KHost *h, CgController c); /* 0 if not mounted */
+const char *kh_subtree_name(const KHost *h);
+
+/* Creates vmmgr's subtree in every hierarchy that holds a managed controller
+ * and, on v2, enables the managed controllers for its children.  Idempotent.
+ * -EOPNOTSUPP with a clear reason if the parent does not delegate a managed
+ * v2 controller. */
+int kh_subtree_setup(KHost *h);
+/* Removes the subtree where it is empty; -EBUSY if VM groups remain. */
+int kh_subtree_remove(KHost *h);
+
+/* ---- VM groups ------------------------------------------------------- */
+
+/* Creates vm-<uuid> and its role groups in every managed hierarchy.
+ * Returns 1 when everything already existed (adoption after a restart:
+ * nothing is rewritten), 0 when anything was created. */
+int kh_vm_create(KHost *h, const VmId *vm);
+/* Removes the VM's groups bottom-up; -EBUSY while threads remain. */
+int kh_vm_remove(KHost *h, const VmId *vm);
+/* 1 if the VM group exists, 0 if not. */
+int kh_vm_exists(KHost *h, const VmId *vm);
+/* The VMs whose groups exist under the subtree (ignores foreign names). */
+int kh_vm_list(KHost *h, VmId **ret, size_t *ret_n);
+
+/* Moves a whole process into the VM: on v2 into the VM's threaded domain
+ * and then every thread into the emulator group; on v1 every thread into
+ * emulator.  Threads that exit meanwhile are skipped. */
+int kh_vm_attach_process(KHost *h, const VmId *vm, pid_t pid);
+/* Moves one thread of a process already attached into a role group.
+ * -ESRCH if the thread is gone.  Idempotent. */
+int kh_vm_attach_thread(KHost *h, const VmId *vm, CgRole role, pid_t tid);
+/* Thread ids in one role group (of the first hierarchy that holds cpu,
+ * else the first managed one).  *ret is malloc'd. */
+int kh_vm_threads(KHost *h, const VmId *vm, CgRole role, pid_t **ret, size_t *ret_n);
+
+/* ---- processes ------------------------------------------------------- */
+
+/* Thread ids of a process (/proc/<pid>/task).  *ret is malloc'd. */
+int kh_process_threads(KHost *h, pid_t pid, pid_t **ret, size_t *ret_n);
+/* CPU time a thread has run, from /proc/<pid>/task/<tid>/schedstat. */
+int kh_thread_cpu_usec(KHost *h, pid_t pid, pid_t tid, uint64_t *ret_usec);
+
+/* ---- CPU bandwidth --------------------------------------------------- */
+
+#define CPU_QUOTA_MAX UINT64_MAX /* "max" / -1: no limit */
+
+/* Version-neutral CFS bandwidth.  Written as cpu.max + cpu.max.burst on
+ * v2 and cpu.cfs_{period,quota,burst}_us on v1. */
+typedef struct CpuBandwidth {
+        uint64_t period_usec;
+        uint64_t quota_usec; /* CPU_QUOTA_MAX for unlimited */
+        uint64_t burst_usec;
+} CpuBandwidth;
+
+/* Writes period/quota/burst in an order the kernel accepts: quota before
+ * burst when the quota grows, burst before quota when it shrinks.  Each
+ * write of quota or burst refills one quota and unthrottles (kernel
+ * behaviour): callers that keep a ledger count it.
+ * -EINVAL with *ret_reason = "kernel rejects burst above quota" when that
+ * is why the kernel refused (ret_reason may be NULL). */
+int kh_cpu_set_bandwidth(KHost *h, const VmId *vm, CgRole role, const CpuBandwidth *bw,
+                         const char **ret_reason);
+int kh_cpu_get_bandwidth(KHost *h, const VmId *vm, CgRole role, CpuBandwidth *ret);
+
+/* cpu.max.runtime (patched kernels only; -EOPNOTSUPP elsewhere). */
+int kh_cpu_get_runtime(KHost *h, const VmId *vm, CgRole role, uint64_t *ret_usec);
+int kh_cpu_set_runtime(KHost *h, const VmId *vm, CgRole role, uint64_t runtime_usec);
+/* Relative write "+N"/"-N", applied atomically by the kernel. */
+int kh_cpu_adjust_runtime(KHost *h, const VmId *vm, CgRole role, int64_t delta_usec);
+
+enum {
+        CPU_STAT_USAGE = 1u << 0,
+        CPU_STAT_USER_SYSTEM = 1u << 1,
+        CPU_STAT_PERIODS = 1u << 2, /* nr_periods, nr_throttled, throttled_usec */
+        CPU_STAT_BURSTS = 1u << 3,  /* nr_bursts, burst_usec */
+};
+
+typedef struct CpuStat {
+        unsigned have; /* CPU_STAT_* bits for what the kernel reported */
+        uint64_t usage_usec;
+        uint64_t user_usec;
+        uint64_t system_usec;
+        uint64_t nr_periods;
+        uint64_t nr_throttled;
+        uint64_t throttled_usec;
+        uint64_t nr_bursts;
+        uint64_t burst_usec;
+} CpuStat;
+
+/* cpu.stat of a group; on v1 usage comes from cpuacct.usage when cpuacct
+ * is managed, else from the sum of the group's threads' schedstat. */
+int kh_cpu_read_stat(KHost *h, const VmId *vm, CgRole role, CpuStat *ret);
+
+/* ---- memory (cgroup v2 memcg; -EOPNOTSUPP where memory is not managed) */
+
+#define MEM_MAX UINT64_MAX /* "max" */
+
+typedef struct Psi {
+        /* avg in hundredths of a percent (avg10=1.23 -> 123), total in usec */
+        uint32_t some_avg10, some_avg60, some_avg300;
+        uint64_t some_total_usec;
+        uint32_t full_avg10, full_avg60, full_avg300;
+        uint64_t full_total_usec;
+        bool has_full;
+} Psi;
+
+typedef struct MemStat {
+        uint64_t current, peak;     /* bytes; peak = 0 where absent */
+        uint64_t max, high, low, min, swap_max, swap_current; /* MEM_MAX = "max" */
+        /* memory.stat (bytes / counts) */
+        uint64_t anon, file, kernel, shmem, file_mapped;
+        uint64_t workingset_refault_anon, workingset_refault_file;
+        uint64_t pgscan, pgsteal, pgmajfault;
+        /* memory.events */
+        uint64_t ev_low, ev_high, ev_max, ev_oom, ev_oom_kill;
+        Psi pressure;
+} MemStat;
+
+int kh_mem_read(KHost *h, const VmId *vm, MemStat *ret);
+
+enum {
+        MEM_SET_MAX = 1u << 0,
+        MEM_SET_HIGH = 1u << 1,
+        MEM_SET_LOW = 1u << 2,
+        MEM_SET_MIN = 1u << 3,
+        MEM_SET_SWAP_MAX = 1u << 4,
+};
+
+typedef struct MemLimits {
+        unsigned set; /* MEM_SET_* bits: which fields to write */
+        uint64_t max, high, low, min, swap_max;
+} MemLimits;
+
+/* Writes the selected limits (with O_NONBLOCK where the kernel honours it,
+ * so lowering memory.max does not make us reclaim synchronously) and
+ * reads them back into *ret_applied (may be NULL). */
+int kh_mem_set_limits(KHost *h, const VmId *vm, const MemLimits *lim, MemLimits *ret_applied);
+
+/* memory.reclaim: asks the kernel to reclaim `bytes` from the VM group.
+ * swappiness < 0: not passed.  -EAGAIN: the kernel reclaimed less than
+ * asked (partial progress).  -EOPNOTSUPP: no memory.reclaim, or the kernel
+ * refused "swappiness=". */
+int kh_mem_reclaim(KHost *h, const VmId *vm, uint64_t bytes, int swappiness);
+
+/* ---- device memory (dmem, cgroup v2) ---------------------------------- */
+
+#define DMEM_REGION_NAME_MAX 128
+
+typedef struct DmemRegion {
+        char name[DMEM_REGION_NAME_MAX]; /* e.g. "drm/0000:03:00.0/vram0" */
+        uint64_t capacity;               /* bytes */
+        uint64_t current, min, low, max, high; /* this group's values; MEM_MAX = "max" */
+} DmemRegion;
+
+typedef enum DmemLimit {
+        DMEM_LIMIT_MIN,
+        DMEM_LIMIT_LOW,
+        DMEM_LIMIT_MAX,
+        DMEM_LIMIT_HIGH, /* kernels with dmem.high only */
+} DmemLimit;
+
+/* The host's regions from dmem.capacity at the hierarchy root. */
+int kh_dmem_regions(KHost *h, DmemRegion **ret, size_t *ret_n);
+/* The VM's per-region values (capacity copied from the root). */
+int kh_dmem_read(KHost *h, const VmId *vm, DmemRegion **ret, size_t *ret_n);
+/* Writes one "<region> <bytes|max>" line and reads back what applied;
+ * -ERANGE if the kernel kept a different value (kernels before 7.3 accept
+ * a max below usage without applying it). */
+int kh_dmem_set(KHost *h, const VmId *vm, const char *region, DmemLimit which, uint64_t bytes);
+
+/* ---- feature probe --------------------------------------------------- */
+
+typedef enum Tristate {
+        TRI_UNKNOWN = -1,
+        TRI_NO = 0,
+        TRI_YES = 1,
+} Tristate;
+
+#define PROBE_NOTE_MAX 256
+
+typedef struct HostFeatures {
+        CgMode mode;
+        char unified_mount[CG_PATH_MAX];
+        struct {
+                CgVersion version; /* 0: not mounted */
+                bool managed;
+                char mount[CG_PATH_MAX];
+        } controllers[_CG_CTRL_MAX];
+        Tristate cpu_max_runtime;       /* cpu.max.runtime exists */
+        Tristate burst_above_quota;     /* kernel accepts burst > quota */
+        char burst_note[PROBE_NOTE_MAX]; /* e.g. "kernel rejects burst above quota" */
+        Tristate dmem;                  /* dmem controller present */
+        Tristate dmem_high;
+        DmemRegion *dmem_regions;       /* malloc'd; free with host_features_done() */
+        size_t n_dmem_regions;
+        Tristate memory_reclaim;
+        Tristate memory_reclaim_swappiness;
+        Tristate psi;
+        Tristate taskstats;
+        Tristate task_delayacct;        /* kernel.task_delayacct */
+        char kernel_release[128];
+} HostFeatures;
+
+/* Fills *ret.  Probes that need a write (burst above quota, swappiness)
+ * run in a scratch group under vmmgr's subtree that is removed before the
+ * function returns.  Never fails for a missing feature: that is reported
+ * as TRI_NO; fails only for errors that make the report untrustworthy. */
+int kh_probe(KHost *h, HostFeatures *ret);
+void host_features_done(HostFeatures *f);
