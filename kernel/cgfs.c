@@ -164,7 +164,9 @@ int cgfs_write(int dirfd, const char *relpath, const char *data, size_t len, boo
         _cleanup_close_ int fd = -EBADF;
         ssize_t n;
 
-        fd = cgfs_open_beneath(dirfd, relpath, O_WRONLY | (nonblock ? O_NONBLOCK : 0));
+        /* O_TRUNC: cgroupfs ignores it (shells always pass it); plain files in
+         * test trees then behave like single-value kernel files. */
+        fd = cgfs_open_beneath(dirfd, relpath, O_WRONLY | O_TRUNC | (nonblock ? O_NONBLOCK : 0));
         if (fd < 0)
                 return fd;
         do
