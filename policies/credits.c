@@ -279,7 +279,7 @@ void credit_ledger_init(CreditLedger *l, const CreditSpec *s) {
 }
 
 int64_t credit_ledger_available(const CreditLedger *l) {
-        return l->launch_usec + l->balance_usec;
+        return l->launch_usec + l->balance_usec - l->debt_usec;
 }
 
 void credit_ledger_accrue(CreditLedger *l, const CreditSpec *s, uint64_t wall_usec) {
@@ -295,6 +295,11 @@ void credit_ledger_accrue(CreditLedger *l, const CreditSpec *s, uint64_t wall_us
                 earned = (uint64_t) CREDIT_AMOUNT_MAX; /* years of earnings: the cap is far lower */
         repay = MIN(l->surplus_usec, (int64_t) earned);
         l->surplus_usec -= repay;
+        {
+                int64_t d = MIN(l->debt_usec, (int64_t) earned - repay);
+                l->debt_usec -= d;
+                repay += d;
+        }
         room = cap > l->balance_usec ? cap - l->balance_usec : 0;
         add = MIN((int64_t) earned - repay, room);
         l->balance_usec += add;
@@ -326,8 +331,10 @@ void credit_ledger_spend(CreditLedger *l, const CreditSpec *s, uint64_t used_use
                                 l->charged_usec += l->surplus_usec - limit;
                                 l->surplus_usec = limit;
                         }
-                } else
+                } else {
                         l->overdraft_usec += (uint64_t) rest;
+                        l->debt_usec += rest;
+                }
         }
         l->generation++;
 }
@@ -386,4 +393,68 @@ void credit_ledger_respec(CreditLedger *l, const CreditSpec *new_spec) {
                 l->surplus_usec = limit;
         }
         l->generation++;
+}
+
+/* ---- the emulated bank's enforcement ------------------------------------ */
+
+void emulated_bank_params_default(EmulatedBankParams *p) {
+        *p = (EmulatedBankParams) {
+                .tick_usec = 100000,
+                .fine_period_usec = 10000,
+                .min_quota_usec = 1000,
+                .max_period_usec = 1000000,
+                .hysteresis_ppm = 20000,
+                .slack_ppm = 500000,
+        };
+}
+
+static uint64_t mul_div(uint64_t a, uint64_t b, uint64_t c) {
+        return (uint64_t) ((unsigned __int128) a * b / c);
+}
+
+static bool same_enforcement(const CreditEnforcement *a, const CreditEnforcement *b) {
+        return a->period_usec == b->period_usec && a->quota_usec == b->quota_usec;
+}
+
+bool credit_emulated_decide(const CreditSpec *s, const CreditLedger *l, const EmulatedBankParams *p,
+                            const CreditEnforcement *current, CreditEnforcement *ret) {
+        CreditEnforcement want = { .period_usec = p->fine_period_usec, .quota_usec = CREDIT_QUOTA_UNLIMITED };
+        uint64_t horizon = p->tick_usec + mul_div(p->tick_usec, p->slack_ppm, CREDIT_PPM);
+        int64_t budget;
+        uint64_t rate_ppm, full_ppm = (uint64_t) s->vcpus * CREDIT_PPM;
+
+        /* Unlimited mode never throttles: it runs on surplus instead. */
+        if (s->mode == CREDIT_MODE_UNLIMITED)
+                goto out;
+
+        budget = credit_ledger_available(l) +
+                 (int64_t) mul_div((uint64_t) credit_earn_per_sec(s), p->tick_usec, USEC_PER_SEC);
+        if (budget >= (int64_t) mul_div(s->vcpus, horizon, 1))
+                goto out; /* cannot overdraw before the next look */
+
+        /* The rate (in CPU ppm) that spends exactly the budget in one tick. */
+        rate_ppm = budget > 0 ? mul_div((uint64_t) budget, CREDIT_PPM, p->tick_usec) : 0;
+        rate_ppm = MIN(rate_ppm, full_ppm);
+        want.quota_usec = mul_div(rate_ppm, want.period_usec, CREDIT_PPM);
+        if (want.quota_usec < p->min_quota_usec) {
+                /* Too small for the fine period: stretch the period. */
+                want.period_usec = rate_ppm > 0 ? mul_div(p->min_quota_usec, CREDIT_PPM, rate_ppm)
+                                                : p->max_period_usec;
+                want.period_usec = MIN(MAX(want.period_usec, p->fine_period_usec), p->max_period_usec);
+                want.quota_usec = MAX(mul_div(rate_ppm, want.period_usec, CREDIT_PPM), p->min_quota_usec);
+        }
+        /* Close to what is applied: keep it, a rewrite would be a refill. */
+        if (current && current->quota_usec != CREDIT_QUOTA_UNLIMITED &&
+            current->period_usec == want.period_usec && current->quota_usec > 0) {
+                uint64_t diff = current->quota_usec > want.quota_usec ? current->quota_usec - want.quota_usec
+                                                                      : want.quota_usec - current->quota_usec;
+                if (mul_div(diff, CREDIT_PPM, current->quota_usec) < p->hysteresis_ppm)
+                        want = *current;
+        }
+out:
+        /* Keep the period when going unlimited: changing it is a write too. */
+        if (want.quota_usec == CREDIT_QUOTA_UNLIMITED && current)
+                want.period_usec = current->period_usec;
+        *ret = want;
+        return !current || !same_enforcement(current, &want);
 }

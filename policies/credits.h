@@ -106,7 +106,8 @@ typedef struct CreditLedger {
         uint64_t earned_usec;  /* all credited earnings (into the bank or repaying surplus) */
         uint64_t spent_usec;   /* all CPU the VM used */
         uint64_t forfeited_usec; /* earnings lost at the cap, or clamped by a smaller cap */
-        uint64_t overdraft_usec; /* standard mode: used beyond what it had (enforcement error) */
+        uint64_t overdraft_usec; /* standard mode: all use beyond what it had (enforcement error) */
+        int64_t debt_usec;     /* standard mode: overdraft not yet repaid by earnings */
         int64_t adjusted_usec; /* net operator injections and transfers in (+) or out (-) */
         uint64_t earn_remainder; /* sub-usec earnings carried between accruals, in usec*1e-6 */
         uint64_t generation;   /* bumps on every change of balance or ownership */
@@ -114,14 +115,15 @@ typedef struct CreditLedger {
 
 /* A fresh ledger for a new VM: launch credits, empty bank. */
 void credit_ledger_init(CreditLedger *l, const CreditSpec *s);
-/* Earnings for `wall_usec` of wall-clock time: repay surplus first, then
- * fill the bank up to the cap; the rest is forfeited. */
+/* Earnings for `wall_usec` of wall-clock time: repay surplus (unlimited)
+ * or debt (standard) first, then fill the bank up to the cap; the rest is
+ * forfeited. */
 void credit_ledger_accrue(CreditLedger *l, const CreditSpec *s, uint64_t wall_usec);
 /* The VM used `used_usec` of CPU: launch credits first, then the bank,
  * then (unlimited) surplus or (standard) overdraft. */
 void credit_ledger_spend(CreditLedger *l, const CreditSpec *s, uint64_t used_usec);
 /* What the VM may still spend before it is held to baseline (standard) or
- * starts running on surplus (unlimited): launch + bank. */
+ * starts running on surplus (unlimited): launch + bank - debt (may be < 0). */
 int64_t credit_ledger_available(const CreditLedger *l);
 /* Operator inject: positive adds to the bank (-ERANGE beyond the cap),
  * negative takes from it (-ERANGE below zero; nothing is clamped). */
@@ -135,3 +137,50 @@ int credit_transfer_apply(CreditLedger *from, CreditLedger *to, const CreditSpec
 /* A new spec on a live VM: the balance is kept, clamped to the new cap
  * (what does not fit is forfeited). */
 void credit_ledger_respec(CreditLedger *l, const CreditSpec *new_spec);
+
+/* ---- the emulated bank's enforcement (stock kernels) ---------------------
+ *
+ * On a stock kernel vmmgr keeps the ledger and enforces it with the CFS
+ * quota.  Kernel facts this builds on: with burst 0, a quota write sets
+ * the pool to one quota (and unthrottles), and every period refills it to
+ * one quota.  So vmmgr decides a *rate* for the next tick rather than
+ * flipping between unlimited and baseline a tick late:
+ *
+ *   budget B = available + earnings over the next tick
+ *   B >= vCPUs x (tick + slack)  ->  unlimited: it cannot overdraw
+ *   otherwise                    ->  quota/period = B / tick, on a fine
+ *                                    period, so the kernel itself stops
+ *                                    the VM at its balance
+ *
+ * Once empty this lands on quota = baseline in two ticks and then stays
+ * unwritten (a hysteresis band keeps small ledger noise from rewriting:
+ * each write is a refill).  Whatever the VM still gets beyond its due
+ * (a refill at a write, per-CPU slices) shows in the measured usage, goes
+ * to debt, and is repaid by holding it below baseline: the long-run total
+ * is exact, and the error at any instant is bounded by about one quota of
+ * the fine period per vCPU plus one refill per write.
+ */
+
+typedef struct CreditEnforcement {
+        uint64_t period_usec;
+        uint64_t quota_usec; /* UINT64_MAX: unlimited */
+} CreditEnforcement;
+
+#define CREDIT_QUOTA_UNLIMITED UINT64_MAX
+
+typedef struct EmulatedBankParams {
+        uint64_t tick_usec;        /* how often usage is read (default 100 ms) */
+        uint64_t fine_period_usec; /* CFS period while limited (default 10 ms) */
+        uint64_t min_quota_usec;   /* the kernel's minimum quota (1 ms) */
+        uint64_t max_period_usec;  /* the kernel's maximum period (1 s) */
+        uint32_t hysteresis_ppm;   /* keep the quota if within this (default 2 %) */
+        uint32_t slack_ppm;        /* of a tick: late ticks (default 50 %) */
+} EmulatedBankParams;
+
+void emulated_bank_params_default(EmulatedBankParams *p);
+
+/* The enforcement for the next tick, from the ledger after this tick's
+ * accrual and spending.  `current` is what is applied now (NULL: nothing
+ * known).  Returns true when it differs from `current` (a write is due). */
+bool credit_emulated_decide(const CreditSpec *s, const CreditLedger *l, const EmulatedBankParams *p,
+                            const CreditEnforcement *current, CreditEnforcement *ret);

@@ -267,6 +267,70 @@ static void test_respec(void **state) {
         assert_true(l.launch_usec == 3 * SEC); /* untouched */
 }
 
+static void test_debt_repaid_first(void **state) {
+        CreditLedger l;
+
+        credit_ledger_init(&l, &demo);
+        credit_ledger_spend(&l, &demo, 4 * SEC); /* 3 s launch, 1 s overdrawn */
+        assert_true(l.debt_usec == 1 * SEC && l.overdraft_usec == 1 * SEC);
+        assert_true(credit_ledger_available(&l) == -1 * SEC);
+        credit_ledger_accrue(&l, &demo, 10 * SEC); /* 2 s: 1 repays, 1 banked */
+        assert_true(l.debt_usec == 0 && l.balance_usec == 1 * SEC);
+        assert_true(l.overdraft_usec == 1 * SEC); /* the record stays */
+}
+
+static void test_decide(void **state) {
+        EmulatedBankParams p;
+        CreditEnforcement cur, next;
+        CreditLedger l;
+        CreditSpec two = demo;
+
+        emulated_bank_params_default(&p);
+        two.vcpus = 2;
+        credit_ledger_init(&l, &two); /* 3 s launch: > 2 vCPU x 150 ms */
+        assert_true(credit_emulated_decide(&two, &l, &p, NULL, &next));
+        assert_true(next.quota_usec == CREDIT_QUOTA_UNLIMITED);
+
+        /* 100 ms left + 40 ms of earnings per tick: 1.4 CPUs for a tick. */
+        l.launch_usec = 100000;
+        cur = next;
+        assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
+        assert_true(next.period_usec == 10000 && next.quota_usec == 14000);
+
+        /* Empty: exactly baseline, 20 % x 2 vCPUs = 4 ms per 10 ms. */
+        l.launch_usec = 0;
+        cur = next;
+        assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
+        assert_true(next.period_usec == 10000 && next.quota_usec == 4000);
+
+        /* Ledger noise within the band: no rewrite (a write is a refill). */
+        cur = next;
+        l.balance_usec = 50; /* +0.5 ms over a tick: +1.25 % */
+        assert_false(credit_emulated_decide(&two, &l, &p, &cur, &next));
+        assert_true(next.quota_usec == 4000);
+
+        /* In debt: held below baseline until repaid. */
+        l.balance_usec = 0;
+        l.debt_usec = 20000;
+        assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
+        assert_true(next.quota_usec == 2000);
+
+        /* Deeper debt: the rate drops below what 1 ms per 10 ms allows, so
+         * the period stretches instead. */
+        l.debt_usec = 39000; /* budget 1 ms per tick: 1 % of a CPU */
+        assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
+        assert_true(next.quota_usec == 1000 && next.period_usec == 100000);
+        l.debt_usec = 10 * SEC;
+        assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
+        assert_true(next.quota_usec == 1000 && next.period_usec == 1000000);
+
+        /* Unlimited mode never throttles. */
+        two.mode = CREDIT_MODE_UNLIMITED;
+        assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
+        assert_true(next.quota_usec == CREDIT_QUOTA_UNLIMITED);
+        assert_true(next.period_usec == cur.period_usec); /* no needless period change */
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_amount),   cmocka_unit_test(test_format),
@@ -275,6 +339,7 @@ int main(void) {
                 cmocka_unit_test(test_spend_order),    cmocka_unit_test(test_unlimited_surplus),
                 cmocka_unit_test(test_inject),         cmocka_unit_test(test_overflow_guards),
                 cmocka_unit_test(test_transfer),       cmocka_unit_test(test_respec),
+                cmocka_unit_test(test_debt_repaid_first), cmocka_unit_test(test_decide),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
