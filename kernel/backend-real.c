@@ -227,6 +227,17 @@ static int real_read_host_file(void *p, KHostFile which, char *buf, size_t size,
         return cgfs_read(b->proc_fd, paths[which], buf, size, ret_len);
 }
 
+static int real_open_read(void *p, unsigned hier, const char *group, const char *file) {
+        RealBackend *b = p;
+        char path[CG_PATH_MAX];
+        int fd = hier_fd(b, hier), r;
+
+        if (fd < 0)
+                return fd;
+        r = build_path(b, group, file, path, sizeof(path));
+        return r < 0 ? r : cgfs_open_beneath(fd, path, O_RDONLY);
+}
+
 static int real_taskstats_available(void *p) {
         return taskstats_family_available();
 }
@@ -244,4 +255,5 @@ const KBackendOps real_backend_ops = {
         .read_host_file = real_read_host_file,
         .taskstats_available = real_taskstats_available,
         .free = real_free,
+        .open_read = real_open_read,
 };

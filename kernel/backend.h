@@ -58,6 +58,10 @@ typedef struct KBackendOps {
         /* 1 if the TASKSTATS generic netlink family resolves, 0 if not. */
         int (*taskstats_available)(void *be);
         void (*free)(void *be);
+        /* Optional: an O_RDONLY fd on a file for repeated pread(2) at offset
+         * 0 (kernfs regenerates the content on each read from 0).  NULL or
+         * -EOPNOTSUPP: callers fall back to read(). */
+        int (*open_read)(void *be, unsigned hier, const char *group, const char *file);
 } KBackendOps;
 
 /* What a backend reports about the hierarchies it serves. */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/macros.h"
 #include "kernel/cgparse.h"
@@ -303,4 +304,103 @@ int kh_cpu_read_stat(KHost *h, const VmId *vm, CgRole role, CpuStat *ret) {
         }
         *ret = s;
         return 0;
+}
+
+/* ---- the cached cpu.stat reader ----------------------------------------- */
+
+struct KhCpuStatReader {
+        KHost *host;
+        VmId vm;
+        CgRole role;
+        CgVersion version;
+        int stat_fd;  /* cpu.stat, or -EBADF: read through the backend */
+        int usage_fd; /* v1: cpuacct.usage */
+        bool fallback;
+};
+
+static int open_cached(KHost *h, unsigned hier, const char *group, const char *file) {
+        if (!h->ops->open_read)
+                return -EOPNOTSUPP;
+        return h->ops->open_read(h->be, hier, group, file);
+}
+
+int kh_cpu_stat_reader_open(KHost *h, const VmId *vm, CgRole role, KhCpuStatReader **ret) {
+        KhCpuStatReader *r;
+        CpuTarget t;
+        unsigned acct;
+        int e;
+
+        e = cpu_target(h, vm, role, &t);
+        if (e < 0)
+                return e;
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        *r = (KhCpuStatReader) { .host = h, .vm = *vm, .role = role, .version = t.version,
+                                 .stat_fd = -EBADF, .usage_fd = -EBADF };
+        r->stat_fd = open_cached(h, t.hier, t.group, "cpu.stat");
+        if (t.version == CG_V1) {
+                if (kh_managed_hier(h, CG_CTRL_CPUACCT, &acct) == 0)
+                        r->usage_fd = open_cached(h, acct, t.group, "cpuacct.usage");
+                else
+                        r->fallback = true; /* usage from threads: no single file */
+        }
+        if (r->stat_fd == -ENOENT || r->usage_fd == -ENOENT) {
+                kh_cpu_stat_reader_free(r);
+                return -ENOENT;
+        }
+        if (r->stat_fd < 0 || (t.version == CG_V1 && !r->fallback && r->usage_fd < 0))
+                r->fallback = true;
+        *ret = r;
+        return 0;
+}
+
+static int pread_text(int fd, char *buf, size_t size) {
+        ssize_t n = pread(fd, buf, size - 1, 0);
+
+        if (n < 0)
+                return negative_errno();
+        if ((size_t) n == size - 1)
+                return -E2BIG;
+        buf[n] = '\0';
+        return 0;
+}
+
+int kh_cpu_stat_reader_read(KhCpuStatReader *r, CpuStat *ret) {
+        char buf[1024];
+        CpuStat s;
+        int e;
+
+        if (r->fallback)
+                return kh_cpu_read_stat(r->host, &r->vm, r->role, ret);
+        e = pread_text(r->stat_fd, buf, sizeof(buf));
+        if (e < 0)
+                return e;
+        e = cg_parse_cpu_stat(buf, r->version, &s);
+        if (e < 0)
+                return e;
+        if (r->version == CG_V1) {
+                uint64_t ns;
+                e = pread_text(r->usage_fd, buf, sizeof(buf));
+                if (e < 0)
+                        return e;
+                e = cg_parse_u64_or_max(buf, &ns);
+                if (e < 0)
+                        return e;
+                if (ns == UINT64_MAX)
+                        return -EBADMSG;
+                s.usage_usec = ns / NSEC_PER_USEC;
+                s.have |= CPU_STAT_USAGE;
+        }
+        *ret = s;
+        return 0;
+}
+
+KhCpuStatReader *kh_cpu_stat_reader_free(KhCpuStatReader *r) {
+        if (!r)
+                return NULL;
+        closep(&r->stat_fd);
+        closep(&r->usage_fd);
+        free(r);
+        return NULL;
 }

@@ -217,6 +217,14 @@ typedef struct CpuStat {
  * is managed, else from the sum of the group's threads' schedstat. */
 int kh_cpu_read_stat(KHost *h, const VmId *vm, CgRole role, CpuStat *ret);
 
+/* A cpu.stat reader for hot loops: keeps the file(s) open and re-reads
+ * with one pread(2) each, instead of open/read/close.  Same result as
+ * kh_cpu_read_stat() (on v1 without cpuacct it falls back to that). */
+typedef struct KhCpuStatReader KhCpuStatReader;
+int kh_cpu_stat_reader_open(KHost *h, const VmId *vm, CgRole role, KhCpuStatReader **ret);
+int kh_cpu_stat_reader_read(KhCpuStatReader *r, CpuStat *ret);
+KhCpuStatReader *kh_cpu_stat_reader_free(KhCpuStatReader *r);
+
 /* ---- memory (cgroup v2 memcg; -EOPNOTSUPP where memory is not managed) */
 
 #define MEM_MAX UINT64_MAX /* "max" */

@@ -404,6 +404,7 @@ void emulated_bank_params_default(EmulatedBankParams *p) {
                 .min_quota_usec = 1000,
                 .max_period_usec = 1000000,
                 .hysteresis_ppm = 20000,
+                .repay_horizon_usec = 2000000,
                 .slack_ppm = 500000,
         };
 }
@@ -420,20 +421,29 @@ bool credit_emulated_decide(const CreditSpec *s, const CreditLedger *l, const Em
                             const CreditEnforcement *current, CreditEnforcement *ret) {
         CreditEnforcement want = { .period_usec = p->fine_period_usec, .quota_usec = CREDIT_QUOTA_UNLIMITED };
         uint64_t horizon = p->tick_usec + mul_div(p->tick_usec, p->slack_ppm, CREDIT_PPM);
-        int64_t budget;
+        int64_t budget, available, tick_earnings;
         uint64_t rate_ppm, full_ppm = (uint64_t) s->vcpus * CREDIT_PPM;
 
         /* Unlimited mode never throttles: it runs on surplus instead. */
         if (s->mode == CREDIT_MODE_UNLIMITED)
                 goto out;
 
-        budget = credit_ledger_available(l) +
-                 (int64_t) mul_div((uint64_t) credit_earn_per_sec(s), p->tick_usec, USEC_PER_SEC);
+        available = credit_ledger_available(l);
+        tick_earnings = (int64_t) mul_div((uint64_t) credit_earn_per_sec(s), p->tick_usec, USEC_PER_SEC);
+        budget = available + tick_earnings;
         if (budget >= (int64_t) mul_div(s->vcpus, horizon, 1))
                 goto out; /* cannot overdraw before the next look */
 
-        /* The rate (in CPU ppm) that spends exactly the budget in one tick. */
-        rate_ppm = budget > 0 ? mul_div((uint64_t) budget, CREDIT_PPM, p->tick_usec) : 0;
+        if (available > tick_earnings / 2) {
+                /* Landing: the rate (CPU ppm) that spends the budget in one tick. */
+                rate_ppm = mul_div((uint64_t) budget, CREDIT_PPM, p->tick_usec);
+        } else {
+                /* Steady: baseline, corrected by the (small) balance or debt
+                 * over the repay horizon. */
+                int64_t corr = available * (int64_t) CREDIT_PPM / (int64_t) p->repay_horizon_usec;
+                int64_t r = credit_earn_per_sec(s) + corr;
+                rate_ppm = r > 0 ? (uint64_t) r : 0;
+        }
         rate_ppm = MIN(rate_ppm, full_ppm);
         want.quota_usec = mul_div(rate_ppm, want.period_usec, CREDIT_PPM);
         if (want.quota_usec < p->min_quota_usec) {

@@ -148,13 +148,16 @@ void credit_ledger_respec(CreditLedger *l, const CreditSpec *new_spec);
  *
  *   budget B = available + earnings over the next tick
  *   B >= vCPUs x (tick + slack)  ->  unlimited: it cannot overdraw
- *   otherwise                    ->  quota/period = B / tick, on a fine
- *                                    period, so the kernel itself stops
- *                                    the VM at its balance
+ *   available > half a tick's    ->  landing: quota/period = B / tick on a
+ *   earnings                         fine period, so the kernel itself
+ *                                    stops the VM at its balance
+ *   otherwise (about empty,      ->  steady: baseline + available / repay
+ *   or in debt)                      horizon, so small errors are repaid
+ *                                    smoothly
  *
  * Once empty this lands on quota = baseline in two ticks and then stays
- * unwritten (a hysteresis band keeps small ledger noise from rewriting:
- * each write is a refill).  Whatever the VM still gets beyond its due
+ * unwritten: a hysteresis band keeps ledger noise (a tick sees whole
+ * periods, +-1) from rewriting, and each write is a refill.  Whatever the VM still gets beyond its due
  * (a refill at a write, per-CPU slices) shows in the measured usage, goes
  * to debt, and is repaid by holding it below baseline: the long-run total
  * is exact, and the error at any instant is bounded by about one quota of
@@ -174,6 +177,7 @@ typedef struct EmulatedBankParams {
         uint64_t min_quota_usec;   /* the kernel's minimum quota (1 ms) */
         uint64_t max_period_usec;  /* the kernel's maximum period (1 s) */
         uint32_t hysteresis_ppm;   /* keep the quota if within this (default 2 %) */
+        uint64_t repay_horizon_usec; /* steady state: errors repaid over this (2 s) */
         uint32_t slack_ppm;        /* of a tick: late ticks (default 50 %) */
 } EmulatedBankParams;
 

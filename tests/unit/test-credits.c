@@ -309,15 +309,16 @@ static void test_decide(void **state) {
         assert_false(credit_emulated_decide(&two, &l, &p, &cur, &next));
         assert_true(next.quota_usec == 4000);
 
-        /* In debt: held below baseline until repaid. */
+        /* In debt: held below baseline, repaid over 2 s: 200 ms of debt
+         * takes 10 % of a CPU off the 40 %. */
         l.balance_usec = 0;
-        l.debt_usec = 20000;
+        l.debt_usec = 200000;
         assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
-        assert_true(next.quota_usec == 2000);
+        assert_true(next.quota_usec == 3000);
 
         /* Deeper debt: the rate drops below what 1 ms per 10 ms allows, so
          * the period stretches instead. */
-        l.debt_usec = 39000; /* budget 1 ms per tick: 1 % of a CPU */
+        l.debt_usec = 780000; /* 40 % - 39 %: 1 % of a CPU */
         assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
         assert_true(next.quota_usec == 1000 && next.period_usec == 100000);
         l.debt_usec = 10 * SEC;

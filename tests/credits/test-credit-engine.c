@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * model suite: the credit engine on the kernel model, both banks.
+ *
+ * Scenario of the issue's real-kernel run: 1 vCPU, baseline 20 %, launch
+ * 3 CPU-s, cap 6 CPU-s, a vCPU that spins for 30 s.  It must run at full
+ * speed while credits remain, at baseline once empty, and receive exactly
+ * what it was entitled to (launch + earned), with a ledger that agrees.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kernel/kernel.h"
+#include "kernel/kmodel.h"
+#include "vmmgr/credit-engine.h"
+
+#define SEC UINT64_C(1000000)
+#define MS UINT64_C(1000)
+#define TICK (100 * MS)
+
+typedef struct World {
+        KModel *model;
+        KHost *host;
+        VmId vm[2];
+        pid_t tid[2];
+} World;
+
+static const CreditSpec demo = {
+        .vcpus = 1,
+        .baseline_ppm = 200000,
+        .cap_usec = 6 * (int64_t) SEC,
+        .launch_usec = 3 * (int64_t) SEC,
+        .mode = CREDIT_MODE_STANDARD,
+};
+
+static void world_open(World *w, CgMode mode, bool patched) {
+        KModelConfig cfg = { .mode = mode, .patched = patched };
+        static const char *const ids[] = { "11111111-1111-4111-8111-111111111111",
+                                           "22222222-2222-4222-8222-222222222222" };
+
+        memset(w, 0, sizeof(*w));
+        assert_int_equal(km_new(&cfg, &w->model), 0);
+        assert_int_equal(kh_open_model(w->model, NULL, &w->host), 0);
+        assert_int_equal(kh_subtree_setup(w->host), 0);
+        for (int i = 0; i < 2; i++) {
+                pid_t pid;
+
+                assert_int_equal(vm_id_parse(ids[i], &w->vm[i]), 0);
+                assert_int_equal(kh_vm_create(w->host, &w->vm[i]), 0);
+                pid = km_process_new(w->model);
+                assert_true(pid > 0);
+                w->tid[i] = km_thread_new(w->model, pid);
+                assert_true(w->tid[i] > 0);
+                assert_int_equal(kh_vm_attach_process(w->host, &w->vm[i], pid), 0);
+                assert_int_equal(kh_vm_attach_thread(w->host, &w->vm[i], CG_ROLE_VCPUS, w->tid[i]), 0);
+        }
+}
+
+static void world_close(World *w) {
+        kh_free(w->host);
+        km_free(w->model);
+}
+
+static uint64_t thread_usec(World *w, int i) {
+        uint64_t ns = 0;
+        assert_int_equal(km_thread_usage_nsec(w->model, w->tid[i], &ns), 0);
+        return ns / 1000;
+}
+
+/* Runs `dur` of simulated time, ticking the banks every TICK. */
+static void run(World *w, CreditBank **banks, size_t n, uint64_t dur) {
+        for (uint64_t t = 0; t < dur; t += TICK) {
+                km_advance(w->model, TICK);
+                for (size_t i = 0; i < n; i++)
+                        assert_int_equal(credit_bank_tick(banks[i], km_now_usec(w->model)), 0);
+        }
+}
+
+static double pct(uint64_t part, uint64_t whole) {
+        return whole ? (double) part * 100.0 / (double) whole : 0.0;
+}
+
+static void spin_scenario(CgMode mode, bool patched, CreditBankKind kind) {
+        World w;
+        CreditBank *b = NULL;
+        CreditSnapshot s0, s;
+        uint64_t u0, u_burst, u_end, start;
+        double burst_pct, base_pct, err_pct;
+        int64_t entitled;
+
+        world_open(&w, mode, patched);
+        assert_int_equal(credit_bank_new(w.host, &w.vm[0], &demo, kind, NULL, NULL, UINT64_MAX,
+                                         km_now_usec(w.model), &b),
+                         0);
+        credit_bank_snapshot(b, &s0);
+        start = km_now_usec(w.model);
+        u0 = thread_usec(&w, 0);
+        assert_int_equal(km_thread_set_demand(w.model, w.tid[0], 1000000), 0);
+
+        /* 3 s launch at full speed, earning 0.2 s/s: empty after 3.75 s. */
+        run(&w, &b, 1, 3 * SEC);
+        u_burst = thread_usec(&w, 0) - u0;
+        burst_pct = pct(u_burst, 3 * SEC);
+        credit_bank_snapshot(b, &s);
+        assert_int_equal(s.state, CREDIT_STATE_BURSTING);
+
+        run(&w, &b, 1, 27 * SEC);
+        u_end = thread_usec(&w, 0) - u0;
+        credit_bank_snapshot(b, &s);
+        entitled = demo.launch_usec + (int64_t) (s.ledger.earned_usec - s0.ledger.earned_usec);
+        err_pct = ((double) u_end - (double) entitled) * 100.0 / (double) entitled;
+        {
+                /* The last 20 s are all at baseline. */
+                uint64_t u_a, u_b;
+                u_a = thread_usec(&w, 0);
+                run(&w, &b, 1, 10 * SEC);
+                u_b = thread_usec(&w, 0);
+                base_pct = pct(u_b - u_a, 10 * SEC);
+        }
+        printf("%s bank on %s%s: burst %.2f %%, baseline %.2f %%, received %.6f s vs entitled %.6f s "
+               "(%+.4f %%), bandwidth writes %" PRIu64 ", runtime writes %" PRIu64 "\n",
+               credit_bank_kind_to_string(kind), mode == CG_MODE_LEGACY ? "v1" : "v2",
+               patched ? " (patched)" : "", burst_pct, base_pct, (double) u_end / 1e6,
+               (double) entitled / 1e6, err_pct, s.bandwidth_writes, s.runtime_writes);
+
+        assert_true(burst_pct >= 95.0);
+        assert_true(base_pct >= 18.0 && base_pct <= 22.0);
+        assert_true(err_pct >= -0.1 && err_pct <= 0.1);
+        /* The ledger agrees: spent is what the group used, and the balance
+         * moved by earned - spent (launch spent first). */
+        assert_true(s.ledger.spent_usec - s0.ledger.spent_usec <= u_end + 1);
+        assert_true(s.ledger.spent_usec - s0.ledger.spent_usec + 1 >= u_end);
+        assert_int_equal(s.state, CREDIT_STATE_THROTTLED);
+        (void) start;
+        credit_bank_free(b);
+        world_close(&w);
+}
+
+static void test_emulated_v2(void **state) {
+        spin_scenario(CG_MODE_UNIFIED, false, CREDIT_BANK_EMULATED);
+}
+
+static void test_emulated_v1(void **state) {
+        spin_scenario(CG_MODE_LEGACY, false, CREDIT_BANK_EMULATED);
+}
+
+static void test_kernel_bank(void **state) {
+        spin_scenario(CG_MODE_UNIFIED, true, CREDIT_BANK_KERNEL);
+}
+
+/* The kernel's period timer stops in an idle group and does not catch up:
+ * vmmgr must make accrual follow the wall clock. */
+static void test_kernel_bank_idle_accrual(void **state) {
+        CreditSpec s = demo;
+        World w;
+        CreditBank *b = NULL;
+        CreditSnapshot snap;
+        uint64_t u0, used;
+
+        s.launch_usec = 0;
+        world_open(&w, CG_MODE_UNIFIED, true);
+        assert_int_equal(credit_bank_new(w.host, &w.vm[0], &s, CREDIT_BANK_KERNEL, NULL, NULL, UINT64_MAX,
+                                         km_now_usec(w.model), &b),
+                         0);
+        run(&w, &b, 1, 10 * SEC); /* idle: earns 2 s */
+        credit_bank_snapshot(b, &snap);
+        assert_true(snap.ledger.balance_usec == 2 * (int64_t) SEC);
+        assert_true(snap.kernel_runtime_usec + 100 >= 2 * SEC);
+        /* Spinning, it now gets its 2 s plus 20 % on top: all of it. */
+        u0 = thread_usec(&w, 0);
+        assert_int_equal(km_thread_set_demand(w.model, w.tid[0], 1000000), 0);
+        run(&w, &b, 1, 5 * SEC);
+        used = thread_usec(&w, 0) - u0;
+        printf("after 10 s idle, 5 s of spinning got %.3f s (2 s banked + 1 s earned)\n", (double) used / 1e6);
+        assert_true(used >= 3 * SEC - 5 * MS && used <= 3 * SEC + 5 * MS);
+        credit_bank_free(b);
+        world_close(&w);
+}
+
+static void transfer_scenario(CreditBankKind kind, bool patched) {
+        World w;
+        CreditBank *a = NULL, *b = NULL;
+        CreditSnapshot sa, sb, sa2, sb2;
+        CreditSpec s = demo;
+        uint64_t now;
+
+        s.launch_usec = 0;
+        world_open(&w, CG_MODE_UNIFIED, patched);
+        now = km_now_usec(w.model);
+        assert_int_equal(credit_bank_new(w.host, &w.vm[0], &s, kind, NULL, NULL, UINT64_MAX, now, &a), 0);
+        assert_int_equal(credit_bank_new(w.host, &w.vm[1], &s, kind, NULL, NULL, UINT64_MAX, now, &b), 0);
+        assert_int_equal(credit_bank_inject(a, 4 * (int64_t) SEC, now), 0);
+        credit_bank_snapshot(a, &sa);
+        credit_bank_snapshot(b, &sb);
+
+        /* The second write fails: nothing moves, in the ledgers or the pools. */
+        credit_bank_fail_next_write(b, EIO);
+        assert_int_equal(credit_bank_transfer(a, b, 1 * (int64_t) SEC, now), kind == CREDIT_BANK_KERNEL ? -EIO : 0);
+        credit_bank_snapshot(a, &sa2);
+        credit_bank_snapshot(b, &sb2);
+        if (kind == CREDIT_BANK_KERNEL) {
+                uint64_t ra, rb;
+                assert_true(sa2.ledger.balance_usec == sa.ledger.balance_usec);
+                assert_true(sb2.ledger.balance_usec == sb.ledger.balance_usec);
+                assert_int_equal(kh_cpu_get_runtime(w.host, &w.vm[0], CG_ROLE_VCPUS, &ra), 0);
+                assert_int_equal(kh_cpu_get_runtime(w.host, &w.vm[1], CG_ROLE_VCPUS, &rb), 0);
+                assert_true(ra == (uint64_t) sa.ledger.balance_usec);
+                assert_true(rb == (uint64_t) sb.ledger.balance_usec);
+        } else {
+                /* Emulated: the ledger is the bank; the failed write was only
+                 * enforcement, which the next tick redoes. */
+                assert_true(sa2.ledger.balance_usec + sb2.ledger.balance_usec ==
+                            sa.ledger.balance_usec + sb.ledger.balance_usec);
+        }
+
+        /* Refused transfers change nothing either. */
+        credit_bank_snapshot(a, &sa);
+        credit_bank_snapshot(b, &sb);
+        assert_int_equal(credit_bank_transfer(a, b, 100 * (int64_t) SEC, now), -ERANGE);
+        assert_int_equal(credit_bank_inject(b, -100 * (int64_t) SEC, now), -ERANGE);
+        credit_bank_snapshot(a, &sa2);
+        credit_bank_snapshot(b, &sb2);
+        assert_true(sa2.ledger.balance_usec == sa.ledger.balance_usec);
+        assert_true(sb2.ledger.balance_usec == sb.ledger.balance_usec);
+
+        /* And a good one keeps the sum. */
+        assert_int_equal(credit_bank_transfer(a, b, 1 * (int64_t) SEC, now), 0);
+        credit_bank_snapshot(a, &sa2);
+        credit_bank_snapshot(b, &sb2);
+        assert_true(sa2.ledger.balance_usec + sb2.ledger.balance_usec ==
+                    sa.ledger.balance_usec + sb.ledger.balance_usec);
+        assert_true(sb2.ledger.balance_usec == sb.ledger.balance_usec + (int64_t) SEC);
+        credit_bank_free(a);
+        credit_bank_free(b);
+        world_close(&w);
+}
+
+static void test_transfer_kernel(void **state) {
+        transfer_scenario(CREDIT_BANK_KERNEL, true);
+}
+
+static void test_transfer_emulated(void **state) {
+        transfer_scenario(CREDIT_BANK_EMULATED, false);
+}
+
+/* Restart: a new bank on a ledger saved at usage U charges what the group
+ * used since U, so a crash between commits loses and creates nothing. */
+static void test_resume_charges_gap(void **state) {
+        World w;
+        CreditBank *b = NULL;
+        CreditSnapshot saved, s;
+        uint64_t now;
+
+        world_open(&w, CG_MODE_UNIFIED, false);
+        now = km_now_usec(w.model);
+        assert_int_equal(credit_bank_new(w.host, &w.vm[0], &demo, CREDIT_BANK_EMULATED, NULL, NULL, UINT64_MAX,
+                                         now, &b),
+                         0);
+        assert_int_equal(km_thread_set_demand(w.model, w.tid[0], 1000000), 0);
+        run(&w, &b, 1, 1 * SEC);
+        credit_bank_snapshot(b, &saved); /* "committed" */
+        credit_bank_free(b);
+        km_advance(w.model, 500 * MS); /* the daemon is down; the VM runs on */
+        now = km_now_usec(w.model);
+        assert_int_equal(credit_bank_new(w.host, &w.vm[0], &demo, CREDIT_BANK_EMULATED, NULL, &saved.ledger,
+                                         saved.usage_usec, saved.last_tick_usec, &b),
+                         0);
+        assert_int_equal(credit_bank_tick(b, now), 0);
+        credit_bank_snapshot(b, &s);
+        /* 0.5 s spent at full speed, 0.1 s earned. */
+        assert_true(s.ledger.spent_usec - saved.ledger.spent_usec == 500 * MS);
+        assert_true(s.ledger.earned_usec - saved.ledger.earned_usec == 100 * MS);
+        credit_bank_free(b);
+        world_close(&w);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_emulated_v2),
+                cmocka_unit_test(test_emulated_v1),
+                cmocka_unit_test(test_kernel_bank),
+                cmocka_unit_test(test_kernel_bank_idle_accrual),
+                cmocka_unit_test(test_transfer_kernel),
+                cmocka_unit_test(test_transfer_emulated),
+                cmocka_unit_test(test_resume_charges_gap),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

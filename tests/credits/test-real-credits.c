@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * kernel suite: the emulated (or, on a patched kernel, kernel) credit bank
+ * against this host's real cpu controller.  A spinning process stands in
+ * for a vCPU: spec baseline 20 %, launch 3 CPU-s, cap 6 CPU-s, 30 s.
+ *
+ * Measured from /proc (schedstat), not from vmmgr: it must run at >= 95 %
+ * of a CPU while credits remain, at baseline +- 2 % once empty, and over
+ * the run receive launch + earned within 0.1 %; the ledger's `spent` must
+ * equal the measured usage.  Prints the time series and figure lines.
+ * Exit: 0 pass, 1 fail, 77 skip.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/macros.h"
+#include "kernel/kernel.h"
+#include "vmmgr/credit-engine.h"
+
+#define TICK_USEC UINT64_C(100000)
+#define RUN_SEC 30
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static void sleep_until(uint64_t usec) {
+        struct timespec ts = { .tv_sec = (time_t) (usec / 1000000), .tv_nsec = (long) (usec % 1000000) * 1000 };
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+                ;
+}
+
+int main(int argc, char **argv) {
+        _cleanup_khost_ KHost *h = NULL;
+        char subtree[64];
+        KHostConfig cfg = { .subtree = subtree };
+        const CreditSpec spec = { .vcpus = 1, .baseline_ppm = 200000, .cap_usec = 6000000,
+                                  .launch_usec = 3000000, .mode = CREDIT_MODE_STANDARD };
+        CreditBankKind kind = CREDIT_BANK_EMULATED;
+        CreditBank *bank = NULL;
+        CreditSnapshot s0, s;
+        HostFeatures f;
+        uint64_t t0, u0, u, t, burst_used = 0, base_used = 0, base_from = 0, burst_end = 0;
+        double burst_pct, base_pct, err_pct, ledger_err_pct;
+        int64_t entitled;
+        int failures = 0, r;
+        pid_t child;
+        VmId vm;
+        bool verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+
+        snprintf(subtree, sizeof(subtree), "vmmgr-test-%d", (int) getpid());
+        if (geteuid() != 0) {
+                puts("SKIP: needs root to create cgroups");
+                return 77;
+        }
+        if (kh_open(&cfg, &h) < 0 || !kh_manages(h, CG_CTRL_CPU) || kh_subtree_setup(h) < 0) {
+                puts("SKIP: no writable cpu controller here");
+                return 77;
+        }
+        if (kh_probe(h, &f) == 0 && f.cpu_max_runtime == TRI_YES && f.burst_above_quota == TRI_YES)
+                kind = CREDIT_BANK_KERNEL;
+        host_features_done(&f);
+        vm_id_parse("5b7c1e2a-3d4f-4a5b-8c6d-7e8f9a0b1c2d", &vm);
+        r = kh_vm_create(h, &vm);
+        if (r < 0) {
+                fprintf(stderr, "vm create: %s\n", strerror(-r));
+                return 1;
+        }
+        child = fork();
+        if (child == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                for (;;)
+                        __asm__ volatile("" ::: "memory");
+        }
+        if (kh_vm_attach_process(h, &vm, child) < 0 || kh_vm_attach_thread(h, &vm, CG_ROLE_VCPUS, child) < 0) {
+                fprintf(stderr, "attach failed\n");
+                failures++;
+                goto out;
+        }
+        t0 = now_usec();
+        r = kh_thread_cpu_usec(h, child, child, &u0);
+        if (r == 0)
+                r = credit_bank_new(h, &vm, &spec, kind, NULL, NULL, UINT64_MAX, t0, &bank);
+        if (r < 0) {
+                fprintf(stderr, "bank: %s\n", strerror(-r));
+                failures++;
+                goto out;
+        }
+        credit_bank_snapshot(bank, &s0);
+        printf("%s bank, cgroup v%d; time series (t, balance+launch, usage %% over the last second):\n",
+               credit_bank_kind_to_string(kind), kh_controller_version(h, CG_CTRL_CPU));
+        {
+                uint64_t last_u = u0, last_t = t0;
+                for (t = t0 + TICK_USEC; t <= t0 + RUN_SEC * 1000000; t += TICK_USEC) {
+                        sleep_until(t);
+                        r = credit_bank_tick(bank, now_usec());
+                        if (r < 0) {
+                                fprintf(stderr, "tick: %s\n", strerror(-r));
+                                failures++;
+                                goto out;
+                        }
+                        credit_bank_snapshot(bank, &s);
+                        if (!burst_end && s.enforcement.quota_usec != CREDIT_QUOTA_UNLIMITED) {
+                                burst_end = now_usec();
+                                kh_thread_cpu_usec(h, child, child, &u);
+                                burst_used = u - u0;
+                        }
+                        if (burst_end && !base_from && now_usec() >= burst_end + 2000000) {
+                                base_from = now_usec();
+                                kh_thread_cpu_usec(h, child, child, &base_used);
+                        }
+                        if ((t - t0) % 1000000 == 0 || verbose) {
+                                kh_thread_cpu_usec(h, child, child, &u);
+                                printf("  t=%5.1f s  credits %7.3f CPU-s  usage %6.2f %%  %s\n",
+                                       (double) (t - t0) / 1e6,
+                                       (double) credit_ledger_available(&s.ledger) / 1e6,
+                                       (double) (u - last_u) * 100.0 / (double) (now_usec() - last_t),
+                                       credit_state_to_string(s.state));
+                                last_u = u;
+                                last_t = now_usec();
+                        }
+                }
+        }
+        kh_thread_cpu_usec(h, child, child, &u);
+        t = now_usec();
+        credit_bank_snapshot(bank, &s);
+        entitled = spec.launch_usec + (int64_t) (s.ledger.earned_usec - s0.ledger.earned_usec);
+        burst_pct = burst_end ? (double) burst_used * 100.0 / (double) (burst_end - t0) : 0;
+        base_pct = base_from ? (double) (u - base_used) * 100.0 / (double) (t - base_from) : 0;
+        err_pct = ((double) (u - u0) - (double) entitled) * 100.0 / (double) entitled;
+        ledger_err_pct = ((double) (s.ledger.spent_usec - s0.ledger.spent_usec) - (double) (u - u0)) * 100.0 /
+                         (double) (u - u0);
+        printf("received %.6f CPU-s, entitled %.6f (launch 3 + earned %.6f): %+.4f %%\n", (double) (u - u0) / 1e6,
+               (double) entitled / 1e6, (double) (s.ledger.earned_usec - s0.ledger.earned_usec) / 1e6, err_pct);
+        printf("ledger spent %.6f CPU-s vs measured: %+.4f %%; balance moved %+.6f = earned - spent + launch "
+               "used; bandwidth writes %" PRIu64 "\n",
+               (double) (s.ledger.spent_usec - s0.ledger.spent_usec) / 1e6, ledger_err_pct,
+               (double) (credit_ledger_available(&s.ledger) - credit_ledger_available(&s0.ledger)) / 1e6,
+               s.bandwidth_writes);
+        printf("figure: credits.real.burst_cpu_pct %.2f %%\n", burst_pct);
+        printf("figure: credits.real.baseline_cpu_pct %.2f %%\n", base_pct);
+        printf("figure: credits.real.entitlement_error_pct %.4f %%\n", err_pct);
+        printf("figure: credits.real.ledger_error_pct %.4f %%\n", ledger_err_pct);
+        if (burst_pct < 95.0) {
+                fprintf(stderr, "FAIL: burst %.2f %% < 95 %%\n", burst_pct);
+                failures++;
+        }
+        if (base_pct < 18.0 || base_pct > 22.0) {
+                fprintf(stderr, "FAIL: baseline %.2f %% not 20 +- 2 %%\n", base_pct);
+                failures++;
+        }
+        if (err_pct < -0.1 || err_pct > 0.1) {
+                fprintf(stderr, "FAIL: received vs entitled %+.4f %% beyond 0.1 %%\n", err_pct);
+                failures++;
+        }
+        if (ledger_err_pct < -0.1 || ledger_err_pct > 0.1) {
+                fprintf(stderr, "FAIL: ledger vs measured %+.4f %% beyond 0.1 %%\n", ledger_err_pct);
+                failures++;
+        }
+out:
+        credit_bank_free(bank);
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        if (kh_vm_remove(h, &vm) < 0 || kh_subtree_remove(h) < 0) {
+                fprintf(stderr, "FAIL: cleanup\n");
+                failures++;
+        }
+        puts(failures ? "FAIL" : "PASS");
+        return failures ? 1 : 0;
+}

@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "vmmgr/credit-engine.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/macros.h"
+
+/* Kernel bank: the CFS period whose quota is the earn rate. */
+#define KERNEL_BANK_PERIOD_USEC UINT64_C(100000)
+#define KERNEL_MIN_QUOTA_USEC UINT64_C(1000)
+#define KERNEL_MAX_PERIOD_USEC UINT64_C(1000000)
+/* Kernel bank: pool corrections smaller than this are not worth a write
+ * (the per-CPU slices the kernel hands out already blur the pool by 5 ms). */
+#define KERNEL_SYNC_MIN_USEC INT64_C(100)
+/* A tick's usage counts as "above baseline" past this margin (ppm). */
+#define STATE_MARGIN_PPM UINT64_C(20000)
+
+struct CreditBank {
+        KHost *host;
+        KhCpuStatReader *usage; /* the vcpus group's cpu.stat, kept open */
+        VmId vm;
+        CreditBankKind kind;
+        CreditSpec spec;
+        EmulatedBankParams params;
+        CreditLedger ledger;
+        CreditEnforcement enf;
+        CreditState state;
+        uint64_t last_tick_usec;
+        uint64_t last_usage_usec;
+        uint64_t last_nr_throttled;
+        uint64_t throttled_usec;
+        uint64_t kernel_runtime_usec;
+        uint64_t bandwidth_writes;
+        uint64_t runtime_writes;
+        int fail_next_write; /* test seam: a negative errno, or 0 */
+};
+
+const char *credit_bank_kind_to_string(CreditBankKind k) {
+        return k == CREDIT_BANK_KERNEL ? "kernel" : "emulated";
+}
+
+const char *credit_state_to_string(CreditState s) {
+        switch (s) {
+        case CREDIT_STATE_BURSTING:
+                return "bursting";
+        case CREDIT_STATE_THROTTLED:
+                return "throttled";
+        case CREDIT_STATE_BASELINE:
+                break;
+        }
+        return "baseline";
+}
+
+static int take_injected_failure(CreditBank *b) {
+        int r = b->fail_next_write;
+        b->fail_next_write = 0;
+        return r;
+}
+
+void credit_bank_fail_next_write(CreditBank *b, int error) {
+        b->fail_next_write = error < 0 ? error : -error;
+}
+
+/* ---- kernel writes ------------------------------------------------------ */
+
+static int apply_bandwidth(CreditBank *b, const CreditEnforcement *want, uint64_t burst_usec) {
+        CpuBandwidth bw = {
+                .period_usec = want->period_usec,
+                .quota_usec = want->quota_usec == CREDIT_QUOTA_UNLIMITED ? CPU_QUOTA_MAX : want->quota_usec,
+                .burst_usec = burst_usec,
+        };
+        int r = take_injected_failure(b);
+
+        if (r < 0)
+                return r;
+        r = kh_cpu_set_bandwidth(b->host, &b->vm, CG_ROLE_VCPUS, &bw, NULL);
+        if (r < 0)
+                return r;
+        b->bandwidth_writes += (uint64_t) r;
+        b->enf = *want;
+        return 0;
+}
+
+static int adjust_runtime(CreditBank *b, int64_t delta_usec) {
+        int r = take_injected_failure(b);
+
+        if (r < 0)
+                return r;
+        if (delta_usec == 0)
+                return 0;
+        r = kh_cpu_adjust_runtime(b->host, &b->vm, CG_ROLE_VCPUS, delta_usec);
+        if (r < 0)
+                return r;
+        b->runtime_writes++;
+        return 0;
+}
+
+/* Kernel bank: quota = earn rate per period (the period stretched where the
+ * rate is below the kernel's 1 ms minimum quota), burst = cap - quota. */
+static void kernel_bank_bandwidth(const CreditSpec *s, CreditEnforcement *ret, uint64_t *ret_burst) {
+        uint64_t rate = (uint64_t) credit_earn_per_sec(s), cap = (uint64_t) credit_spec_cap(s);
+        uint64_t period = KERNEL_BANK_PERIOD_USEC, quota;
+
+        if (s->mode == CREDIT_MODE_UNLIMITED) {
+                *ret = (CreditEnforcement) { .period_usec = period, .quota_usec = CREDIT_QUOTA_UNLIMITED };
+                *ret_burst = 0;
+                return;
+        }
+        quota = rate * period / USEC_PER_SEC;
+        if (quota < KERNEL_MIN_QUOTA_USEC) {
+                period = rate > 0 ? MIN(KERNEL_MIN_QUOTA_USEC * USEC_PER_SEC / rate, KERNEL_MAX_PERIOD_USEC)
+                                  : KERNEL_MAX_PERIOD_USEC;
+                quota = MAX(rate * period / USEC_PER_SEC, KERNEL_MIN_QUOTA_USEC);
+        }
+        *ret = (CreditEnforcement) { .period_usec = period, .quota_usec = quota };
+        *ret_burst = cap > quota ? cap - quota : 0;
+}
+
+/* Kernel bank: brings the pool to the ledger's balance.  The pool holds at
+ * most quota + burst = cap; launch credits beyond that wait in the ledger
+ * and flow in as the pool drains. */
+static int kernel_bank_sync(CreditBank *b) {
+        int64_t target, delta;
+        uint64_t runtime;
+        int r;
+
+        if (b->spec.mode == CREDIT_MODE_UNLIMITED)
+                return 0;
+        r = kh_cpu_get_runtime(b->host, &b->vm, CG_ROLE_VCPUS, &runtime);
+        if (r < 0)
+                return r;
+        target = MAX(credit_ledger_available(&b->ledger), 0);
+        target = MIN(target, credit_spec_cap(&b->spec));
+        delta = target - (int64_t) runtime;
+        b->kernel_runtime_usec = runtime;
+        if (delta > -KERNEL_SYNC_MIN_USEC && delta < KERNEL_SYNC_MIN_USEC)
+                return 0;
+        /* Relative: what the VM consumes between our read and this write
+         * stays consumed (a plain set would hand it back). */
+        r = adjust_runtime(b, delta);
+        if (r == 0)
+                b->kernel_runtime_usec = (uint64_t) ((int64_t) runtime + delta);
+        return r;
+}
+
+static int enforce(CreditBank *b) {
+        CreditEnforcement want;
+        uint64_t burst = 0;
+
+        if (b->kind == CREDIT_BANK_KERNEL) {
+                kernel_bank_bandwidth(&b->spec, &want, &burst);
+                if (want.period_usec != b->enf.period_usec || want.quota_usec != b->enf.quota_usec) {
+                        int r = apply_bandwidth(b, &want, burst);
+                        if (r < 0)
+                                return r;
+                }
+                return kernel_bank_sync(b);
+        }
+        if (!credit_emulated_decide(&b->spec, &b->ledger, &b->params, &b->enf, &want))
+                return 0;
+        return apply_bandwidth(b, &want, 0);
+}
+
+/* ---- accounting --------------------------------------------------------- */
+
+static bool limited_at_or_below_baseline(const CreditBank *b) {
+        uint64_t base = (uint64_t) credit_earn_per_sec(&b->spec); /* usec per sec = ppm of a CPU */
+
+        if (b->kind == CREDIT_BANK_KERNEL)
+                return b->spec.mode == CREDIT_MODE_STANDARD && b->kernel_runtime_usec < KERNEL_BANK_PERIOD_USEC;
+        if (b->enf.quota_usec == CREDIT_QUOTA_UNLIMITED || b->enf.period_usec == 0)
+                return false;
+        return b->enf.quota_usec * USEC_PER_SEC / b->enf.period_usec <= base + base * STATE_MARGIN_PPM / 1000000;
+}
+
+/* Brings the ledger up to now: earnings for the elapsed wall time, the
+ * group's usage since the last look. */
+static int account(CreditBank *b, uint64_t now_usec) {
+        uint64_t used, rate_ppm, base_ppm, dt;
+        bool throttled_more;
+        CpuStat st;
+        int r;
+
+        r = kh_cpu_stat_reader_read(b->usage, &st);
+        if (r < 0)
+                return r;
+        dt = now_usec > b->last_tick_usec ? now_usec - b->last_tick_usec : 0;
+        /* A counter that went backwards means the group was recreated:
+         * everything it shows is new. */
+        used = st.usage_usec >= b->last_usage_usec ? st.usage_usec - b->last_usage_usec : st.usage_usec;
+        credit_ledger_accrue(&b->ledger, &b->spec, dt);
+        credit_ledger_spend(&b->ledger, &b->spec, used);
+        throttled_more = (st.have & CPU_STAT_PERIODS) && st.nr_throttled > b->last_nr_throttled;
+        b->last_usage_usec = st.usage_usec;
+        b->last_nr_throttled = st.nr_throttled;
+        b->throttled_usec = st.throttled_usec;
+        b->last_tick_usec = now_usec;
+
+        if (dt > 0) {
+                /* From the limit first, usage second: a tick sees whole CFS
+                 * periods, so usage alone jitters around the baseline. */
+                rate_ppm = used * 1000000 / dt;
+                base_ppm = (uint64_t) credit_earn_per_sec(&b->spec);
+                if (limited_at_or_below_baseline(b))
+                        b->state = throttled_more ? CREDIT_STATE_THROTTLED : CREDIT_STATE_BASELINE;
+                else if (rate_ppm > base_ppm + base_ppm * STATE_MARGIN_PPM / 1000000 + STATE_MARGIN_PPM / 10)
+                        b->state = CREDIT_STATE_BURSTING;
+                else
+                        b->state = CREDIT_STATE_BASELINE;
+        }
+        return 0;
+}
+
+int credit_bank_tick(CreditBank *b, uint64_t now_usec) {
+        int r = account(b, now_usec);
+        if (r < 0)
+                return r;
+        return enforce(b);
+}
+
+int credit_bank_new(KHost *h, const VmId *vm, const CreditSpec *spec, CreditBankKind kind,
+                    const EmulatedBankParams *params, const CreditLedger *ledger, uint64_t usage_base,
+                    uint64_t now_usec, CreditBank **ret) {
+        _cleanup_free_ CreditBank *b = NULL;
+        CpuBandwidth bw;
+        CpuStat st;
+        int r;
+
+        r = credit_spec_validate(spec, NULL);
+        if (r < 0)
+                return r;
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        b->host = h;
+        b->vm = *vm;
+        b->kind = kind;
+        b->spec = *spec;
+        if (params)
+                b->params = *params;
+        else
+                emulated_bank_params_default(&b->params);
+        if (ledger)
+                b->ledger = *ledger;
+        else
+                credit_ledger_init(&b->ledger, spec);
+
+        r = kh_cpu_stat_reader_open(h, vm, CG_ROLE_VCPUS, &b->usage);
+        if (r < 0)
+                return r;
+        r = kh_cpu_stat_reader_read(b->usage, &st);
+        if (r < 0)
+                goto fail;
+        b->last_usage_usec = usage_base == UINT64_MAX ? st.usage_usec : usage_base;
+        b->last_nr_throttled = st.nr_throttled;
+        b->throttled_usec = st.throttled_usec;
+        b->last_tick_usec = now_usec;
+        /* Adopt what is applied: an unchanged limit is not rewritten. */
+        r = kh_cpu_get_bandwidth(h, vm, CG_ROLE_VCPUS, &bw);
+        if (r < 0)
+                goto fail;
+        b->enf.period_usec = bw.period_usec;
+        b->enf.quota_usec = bw.quota_usec == CPU_QUOTA_MAX ? CREDIT_QUOTA_UNLIMITED : bw.quota_usec;
+
+        /* Charge what was used since usage_base before deciding anything. */
+        r = credit_bank_tick(b, now_usec);
+        if (r < 0)
+                goto fail;
+        *ret = TAKE_PTR(b);
+        return 0;
+fail:
+        kh_cpu_stat_reader_free(b->usage);
+        return r;
+}
+
+CreditBank *credit_bank_free(CreditBank *b) {
+        if (!b)
+                return NULL;
+        kh_cpu_stat_reader_free(b->usage);
+        free(b);
+        return NULL;
+}
+
+int credit_bank_set_spec(CreditBank *b, const CreditSpec *spec, uint64_t now_usec) {
+        CreditSpec old = b->spec;
+        CreditLedger saved;
+        int r;
+
+        r = credit_spec_validate(spec, NULL);
+        if (r < 0)
+                return r;
+        r = account(b, now_usec);
+        if (r < 0)
+                return r;
+        saved = b->ledger;
+        b->spec = *spec;
+        credit_ledger_respec(&b->ledger, spec);
+        r = enforce(b);
+        if (r < 0) {
+                b->spec = old;
+                b->ledger = saved;
+                (void) enforce(b); /* best effort back to the old limits */
+        }
+        return r;
+}
+
+int credit_bank_inject(CreditBank *b, int64_t delta_usec, uint64_t now_usec) {
+        CreditLedger saved;
+        int r;
+
+        r = account(b, now_usec);
+        if (r < 0)
+                return r;
+        saved = b->ledger;
+        r = credit_ledger_inject(&b->ledger, &b->spec, delta_usec);
+        if (r < 0)
+                return r;
+        r = b->kind == CREDIT_BANK_KERNEL ? adjust_runtime(b, delta_usec) : enforce(b);
+        if (r < 0 && b->kind == CREDIT_BANK_KERNEL) {
+                b->ledger = saved; /* the pool did not change: neither does the ledger */
+                return r;
+        }
+        /* Emulated: the ledger is the bank; a failed limit write is retried
+         * at the next tick. */
+        return 0;
+}
+
+int credit_bank_transfer(CreditBank *from, CreditBank *to, int64_t amount_usec, uint64_t now_usec) {
+        int r;
+
+        if (from == to)
+                return -EINVAL;
+        r = account(from, now_usec);
+        if (r < 0)
+                return r;
+        r = account(to, now_usec);
+        if (r < 0)
+                return r;
+        r = credit_transfer_check(&from->ledger, &to->ledger, &to->spec, amount_usec);
+        if (r < 0)
+                return r;
+        /* Kernel pools first, taking before giving, with compensation: the
+         * ledgers change only once both pools did. */
+        if (from->kind == CREDIT_BANK_KERNEL) {
+                r = adjust_runtime(from, -amount_usec);
+                if (r < 0)
+                        return r;
+        }
+        if (to->kind == CREDIT_BANK_KERNEL) {
+                r = adjust_runtime(to, amount_usec);
+                if (r < 0) {
+                        /* Give it back.  If even that fails, the next sync
+                         * restores the pool from the (unchanged) ledger. */
+                        if (from->kind == CREDIT_BANK_KERNEL)
+                                (void) adjust_runtime(from, amount_usec);
+                        return r;
+                }
+        }
+        r = credit_transfer_apply(&from->ledger, &to->ledger, &to->spec, amount_usec);
+        if (r < 0)
+                return r; /* cannot happen: checked above with no change between */
+        if (from->kind == CREDIT_BANK_EMULATED)
+                (void) enforce(from);
+        if (to->kind == CREDIT_BANK_EMULATED)
+                (void) enforce(to);
+        return 0;
+}
+
+void credit_bank_snapshot(const CreditBank *b, CreditSnapshot *ret) {
+        *ret = (CreditSnapshot) {
+                .kind = b->kind,
+                .spec = b->spec,
+                .ledger = b->ledger,
+                .state = b->state,
+                .enforcement = b->enf,
+                .usage_usec = b->last_usage_usec,
+                .throttled_usec = b->throttled_usec,
+                .kernel_runtime_usec = b->kernel_runtime_usec,
+                .bandwidth_writes = b->bandwidth_writes,
+                .runtime_writes = b->runtime_writes,
+                .last_tick_usec = b->last_tick_usec,
+        };
+}
+
+const VmId *credit_bank_vm(const CreditBank *b) {
+        return &b->vm;
+}

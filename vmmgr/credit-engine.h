@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/credit-engine.h - one VM's CPU credit bank, enforced on a KHost.
+ *
+ * The ledger (policies/credits.h) is the truth: earnings follow the wall
+ * clock, spending is the usage the kernel counted for the VM's vcpus
+ * group.  What differs is how it is enforced:
+ *
+ *   emulated (stock kernels, v1 or v2): each tick vmmgr reads usage and
+ *     sets the quota by credit_emulated_decide();
+ *   kernel (cpu.max.runtime): quota = earn rate per period, burst = cap -
+ *     quota, and the pool's runtime is kept equal to the ledger's balance
+ *     with relative writes ("+N"/"-N"), which also tops up what the kernel
+ *     did not refill while the group was idle (its period timer stops).
+ *
+ * Time is passed in (monotonic microseconds), so the same code runs on the
+ * kernel model's simulated clock and on the real one.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernel/kernel.h"
+#include "policies/credits.h"
+
+typedef enum CreditBankKind {
+        CREDIT_BANK_EMULATED,
+        CREDIT_BANK_KERNEL,
+} CreditBankKind;
+
+const char *credit_bank_kind_to_string(CreditBankKind k);
+
+typedef enum CreditState {
+        CREDIT_STATE_BASELINE,  /* at or below baseline, not held back */
+        CREDIT_STATE_BURSTING,  /* running above baseline on credits */
+        CREDIT_STATE_THROTTLED, /* held at (or below) baseline by the limit */
+} CreditState;
+
+const char *credit_state_to_string(CreditState s);
+
+typedef struct CreditBank CreditBank;
+
+typedef struct CreditSnapshot {
+        CreditBankKind kind;
+        CreditSpec spec;
+        CreditLedger ledger;
+        CreditState state;
+        CreditEnforcement enforcement; /* what is applied to the vcpus group */
+        uint64_t usage_usec;           /* the group's counter at the last tick */
+        uint64_t throttled_usec;       /* the group's throttled time (kernel counter) */
+        uint64_t kernel_runtime_usec;  /* kernel bank: the pool at the last sync */
+        uint64_t bandwidth_writes;     /* quota/burst writes made (each refills one quota) */
+        uint64_t runtime_writes;       /* kernel bank: runtime corrections made */
+        uint64_t last_tick_usec;
+} CreditSnapshot;
+
+/* Starts banking for a VM whose groups exist.  `ledger` resumes a saved
+ * ledger (NULL: a fresh one with the spec's launch credits).  `usage_base`
+ * says where the ledger's spending was last counted up to in the group's
+ * usage counter (UINT64_MAX: now, i.e. nothing outstanding). */
+int credit_bank_new(KHost *h, const VmId *vm, const CreditSpec *spec, CreditBankKind kind,
+                    const EmulatedBankParams *params, const CreditLedger *ledger, uint64_t usage_base,
+                    uint64_t now_usec, CreditBank **ret);
+CreditBank *credit_bank_free(CreditBank *b);
+
+/* Accrues, charges usage since the last tick, and enforces. */
+int credit_bank_tick(CreditBank *b, uint64_t now_usec);
+/* Operator changes; each first brings the ledger up to now. */
+int credit_bank_set_spec(CreditBank *b, const CreditSpec *spec, uint64_t now_usec);
+int credit_bank_inject(CreditBank *b, int64_t delta_usec, uint64_t now_usec);
+/* Moves credits between two VMs: either both change or neither does. */
+int credit_bank_transfer(CreditBank *from, CreditBank *to, int64_t amount_usec, uint64_t now_usec);
+
+void credit_bank_snapshot(const CreditBank *b, CreditSnapshot *ret);
+const VmId *credit_bank_vm(const CreditBank *b);
+
+/* Test seam: fail the next kernel write of this bank with `error` (once).
+ * Lets tests prove a transfer leaves both VMs as they were when the second
+ * write fails. */
+void credit_bank_fail_next_write(CreditBank *b, int error);
