@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/service.h - what the daemon offers its API, as plain C.
+ *
+ * The HTTP layer (api.c) parses and validates requests, calls these
+ * operations, and renders their results; it never touches the kernel,
+ * QEMU or the database.  The daemon (daemon.c) implements them.  Tests of
+ * the HTTP layer can implement them with a fake.
+ *
+ * Errors are negative errno values with a message for the client:
+ *   -ENOENT   unknown VM                     -> 404
+ *   -EEXIST   already registered             -> 409
+ *   -EBUSY    conflicting state              -> 409
+ *   -EINVAL   bad value (ServiceError.field) -> 400
+ *   -ERANGE   out of range (e.g. not enough credits, above the cap) -> 400
+ *   anything else                            -> 500
+ * Every operation that changes state returns only after its database
+ * transaction committed.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/vmid.h"
+#include "policies/credits.h"
+
+#define SERVICE_MESSAGE_MAX 256
+#define SERVICE_PATH_MAX 108 /* sun_path */
+
+typedef struct ServiceError {
+        char message[SERVICE_MESSAGE_MAX];
+        const char *field; /* the request field at fault, or NULL; static string */
+} ServiceError;
+
+typedef struct ServiceVm {
+        VmId id;
+        char qmp_path[SERVICE_PATH_MAX];
+        char class_name[CREDIT_CLASS_NAME_MAX]; /* "" when the spec was given directly */
+        pid_t pid;                              /* 0 while not connected */
+        bool connected;                         /* QMP connection up */
+        char run_state[32];                     /* QEMU's status: "running", "paused", ... or "unknown" */
+        uint32_t n_vcpus, n_iothreads;
+        uint64_t registered_at_unix;
+} ServiceVm;
+
+typedef struct ServiceCredits {
+        VmId id;
+        const char *bank;  /* "kernel" or "emulated" */
+        const char *state; /* "bursting", "baseline" or "throttled" */
+        CreditSpec spec;
+        char class_name[CREDIT_CLASS_NAME_MAX];
+        CreditLedger ledger;
+        uint64_t usage_usec;     /* the vcpus group's CPU usage counter */
+        uint64_t throttled_usec; /* the kernel's throttled time for the group */
+        uint64_t quota_usec;     /* applied limit; UINT64_MAX: unlimited */
+        uint64_t period_usec;
+} ServiceCredits;
+
+typedef struct ServiceRegister {
+        VmId id;
+        char qmp_path[SERVICE_PATH_MAX];
+        const char *class_name; /* NULL: default class */
+        bool has_spec;          /* spec overrides given */
+        CreditSpec spec;        /* complete spec when has_spec (vcpus 0: from QEMU) */
+} ServiceRegister;
+
+/* A partial spec change: only fields with their bit set change. */
+enum {
+        SPEC_SET_CLASS = 1u << 0,
+        SPEC_SET_BASELINE = 1u << 1,
+        SPEC_SET_CAP = 1u << 2,
+        SPEC_SET_LAUNCH = 1u << 3,
+        SPEC_SET_MODE = 1u << 4,
+};
+
+typedef struct ServiceSpecChange {
+        unsigned set;
+        const char *class_name;
+        uint32_t baseline_ppm;
+        int64_t cap_usec;
+        int64_t launch_usec;
+        CreditMode mode;
+} ServiceSpecChange;
+
+typedef struct ServiceEvent {
+        int64_t seq;           /* increasing */
+        uint64_t time_unix_usec;
+        char vm[VM_ID_STRLEN + 1]; /* "" for host events */
+        char kind[32];         /* "register", "unregister", "spec", "inject", "transfer", "adopt", ... */
+        char *detail_json;     /* a JSON object as text; malloc'd */
+} ServiceEvent;
+
+typedef struct ServiceOps {
+        /* GET /v1/host: a JSON object as text (host-info keys); malloc'd. */
+        int (*host_info)(void *ctx, char **ret_json, ServiceError *err);
+        int (*vm_list)(void *ctx, ServiceVm **ret, size_t *ret_n, ServiceError *err);
+        int (*vm_get)(void *ctx, const VmId *id, ServiceVm *ret, ServiceError *err);
+        int (*vm_register)(void *ctx, const ServiceRegister *req, ServiceVm *ret, ServiceError *err);
+        int (*vm_unregister)(void *ctx, const VmId *id, ServiceError *err);
+        int (*credits_get)(void *ctx, const VmId *id, ServiceCredits *ret, ServiceError *err);
+        int (*credits_set_spec)(void *ctx, const VmId *id, const ServiceSpecChange *change,
+                                ServiceCredits *ret, ServiceError *err);
+        int (*credits_inject)(void *ctx, const VmId *id, int64_t amount_usec, ServiceCredits *ret,
+                              ServiceError *err);
+        int (*credits_transfer)(void *ctx, const VmId *from, const VmId *to, int64_t amount_usec,
+                                ServiceError *err);
+        /* Events after `since_seq` (0: from the oldest kept), at most `limit`. */
+        int (*events)(void *ctx, int64_t since_seq, size_t limit, ServiceEvent **ret, size_t *ret_n,
+                      ServiceError *err);
+        /* GET /metrics: Prometheus text exposition; malloc'd. */
+        int (*metrics)(void *ctx, char **ret_text, ServiceError *err);
+} ServiceOps;
+
+void service_events_free(ServiceEvent *e, size_t n);
