@@ -337,8 +337,12 @@ int cg_parse_controller_list(const char *text, uint32_t *ret_mask) {
         if (!text)
                 return -EBADMSG;
         len = strlen(text);
-        /* An empty list is a single "\n". */
-        if (len == 0 || len >= sizeof(buf) || text[len - 1] != '\n' || memchr(text, '\n', len - 1))
+        /* An empty list reads as nothing at all on some kernels, as "\n" on others. */
+        if (len == 0) {
+                *ret_mask = 0;
+                return 0;
+        }
+        if (len >= sizeof(buf) || text[len - 1] != '\n' || memchr(text, '\n', len - 1))
                 return -EBADMSG;
         memcpy(buf, text, len - 1);
         buf[len - 1] = '\0';

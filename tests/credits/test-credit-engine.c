@@ -181,7 +181,8 @@ static void test_kernel_bank_idle_accrual(void **state) {
         run(&w, &b, 1, 5 * SEC);
         used = thread_usec(&w, 0) - u0;
         printf("after 10 s idle, 5 s of spinning got %.3f s (2 s banked + 1 s earned)\n", (double) used / 1e6);
-        assert_true(used >= 3 * SEC - 5 * MS && used <= 3 * SEC + 5 * MS);
+        /* Up to one quota (20 % of a 20 ms period) may still sit in the pool. */
+        assert_true(used >= 3 * SEC - 4 * MS && used <= 3 * SEC);
         credit_bank_free(b);
         world_close(&w);
 }

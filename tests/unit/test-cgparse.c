@@ -181,6 +181,9 @@ static void test_controller_list(void **state) {
         assert_false(m & CG_CTRL_BIT(CG_CTRL_DMEM));
         assert_int_equal(cg_parse_controller_list("\n", &m), 0);
         assert_int_equal(m, 0);
+        m = 5;
+        assert_int_equal(cg_parse_controller_list("", &m), 0); /* the kernel prints nothing */
+        assert_int_equal(m, 0);
         assert_int_equal(cg_parse_controller_list("cpu", &m), -EBADMSG);
         assert_int_equal(cg_parse_controller_list("cpu\nmemory\n", &m), -EBADMSG);
 }
