@@ -531,7 +531,7 @@ int kh_vm_attach_process(KHost *h, const VmId *vm, pid_t pid) {
 
         for (size_t i = 0; i < h->layout.n_hier; i++) {
                 _cleanup_free_ pid_t *placed = NULL;
-                size_t nplaced;
+                size_t nplaced = 0;
                 bool any_placed = false;
 
                 if (!hier_is_managed(h, i))

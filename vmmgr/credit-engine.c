@@ -372,6 +372,31 @@ int credit_bank_transfer(CreditBank *from, CreditBank *to, int64_t amount_usec, 
         return 0;
 }
 
+uint64_t credit_bank_next_tick_usec(const CreditBank *b) {
+        uint64_t tick = b->params.tick_usec, interval = CREDIT_BANK_MAX_INTERVAL_USEC;
+        int64_t available = credit_ledger_available(&b->ledger);
+
+        if (b->kind == CREDIT_BANK_KERNEL || b->spec.mode == CREDIT_MODE_UNLIMITED)
+                goto out; /* the kernel enforces; looks are for sync and reports */
+        if (b->enf.quota_usec == CREDIT_QUOTA_UNLIMITED) {
+                /* At full speed on every vCPU the budget reaches the landing
+                 * zone (1.5 ticks of full speed) no sooner than this. */
+                int64_t spare = available - (int64_t) (b->spec.vcpus * (tick + tick / 2));
+                uint64_t t = spare > 0 ? (uint64_t) spare / b->spec.vcpus : 0;
+                interval = MIN(MAX(t, tick), interval);
+        } else {
+                /* Limited.  Steady at baseline (within half a tick's earnings
+                 * of empty): the kernel holds it there, a look a second keeps
+                 * the ledger and notices banking.  Otherwise it is landing or
+                 * repaying: every tick. */
+                int64_t half_tick = (int64_t) ((uint64_t) credit_earn_per_sec(&b->spec) * tick / USEC_PER_SEC / 2);
+                if (available > half_tick || available < -half_tick)
+                        interval = tick;
+        }
+out:
+        return b->last_tick_usec + interval;
+}
+
 void credit_bank_snapshot(const CreditBank *b, CreditSnapshot *ret) {
         *ret = (CreditSnapshot) {
                 .kind = b->kind,

@@ -66,6 +66,13 @@ CreditBank *credit_bank_free(CreditBank *b);
 
 /* Accrues, charges usage since the last tick, and enforces. */
 int credit_bank_tick(CreditBank *b, uint64_t now_usec);
+/* When the bank next needs a look (monotonic usec).  Landing and debt
+ * need every tick; a VM held steadily at baseline or with a deep bank
+ * needs one at most every CREDIT_BANK_MAX_INTERVAL_USEC, because the
+ * kernel enforces in between: this is what keeps 1,000 VMs cheap. */
+uint64_t credit_bank_next_tick_usec(const CreditBank *b);
+
+#define CREDIT_BANK_MAX_INTERVAL_USEC UINT64_C(1000000)
 /* Operator changes; each first brings the ledger up to now. */
 int credit_bank_set_spec(CreditBank *b, const CreditSpec *spec, uint64_t now_usec);
 int credit_bank_inject(CreditBank *b, int64_t delta_usec, uint64_t now_usec);
