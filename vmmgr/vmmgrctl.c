@@ -11,10 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/parse.h"
 #include "kernel/kernel.h"
+#include "qmp/qmp.h"
 #include "vmmgr/hostinfo.h"
 
 #define EXIT_USAGE 2
@@ -26,6 +29,7 @@ static void usage_main(FILE *out) {
               "\n"
               "Verbs:\n"
               "  host-info          Show what this host's kernel offers vmmgr (no daemon needed)\n"
+              "  qmp                Run one QMP command on a QEMU monitor socket (no daemon needed)\n"
               "\n"
               "Options:\n"
               "  -h, --help         Show this help (VERB --help for a verb's options)\n"
@@ -132,11 +136,104 @@ static int verb_host_info(int argc, char **argv) {
         return 0;
 }
 
+static void usage_qmp(FILE *out) {
+        fputs("Usage: vmmgrctl qmp [--timeout SECONDS] SOCKET COMMAND [ARGS-JSON]\n"
+              "\n"
+              "Connect to a QEMU QMP socket, negotiate capabilities, run COMMAND with\n"
+              "the arguments object ARGS-JSON (e.g. '{\"value\": 1073741824}'), and print\n"
+              "the \"return\" value as JSON on stdout.  On a QMP error, prints its class\n"
+              "and description on stderr.  Whatever the peer does, it finishes within\n"
+              "the timeout.  Works without the daemon.\n"
+              "\n"
+              "Options:\n"
+              "      --timeout SECONDS   Overall time limit (default 5)\n"
+              "  -h, --help              Show this help\n"
+              "\n"
+              "Exit status: 0 success, 1 QMP error or connection failure, 2 usage error.\n",
+              out);
+}
+
+static uint64_t mono_msec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+static int verb_qmp(int argc, char **argv) {
+        enum { OPT_TIMEOUT = 0x100 };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "timeout", required_argument, NULL, OPT_TIMEOUT },
+                {},
+        };
+        _cleanup_free_ char *reason = NULL, *ret_json = NULL;
+        QmpError err = { 0 };
+        Qmp *q = NULL;
+        int timeout_s = 5, c, r;
+        uint64_t deadline;
+        const char *args = NULL;
+
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        usage_qmp(stdout);
+                        return 0;
+                case OPT_TIMEOUT:
+                        if (parse_int_range(optarg, 1, 3600, &timeout_s) < 0) {
+                                log_error("Invalid --timeout \"%s\": a whole number of seconds, 1..3600", optarg);
+                                return EXIT_USAGE;
+                        }
+                        break;
+                default:
+                        usage_qmp(stderr);
+                        return EXIT_USAGE;
+                }
+        if (argc - optind < 2 || argc - optind > 3) {
+                usage_qmp(stderr);
+                return EXIT_USAGE;
+        }
+        if (argc - optind == 3)
+                args = argv[optind + 2];
+        deadline = mono_msec() + (uint64_t) timeout_s * 1000;
+        r = qmp_connect_sync(argv[optind], timeout_s * 1000, &q, &reason);
+        if (r < 0) {
+                log_error_errno(r, "Cannot talk QMP on %s: %s", argv[optind], reason ? reason : strerror(-r));
+                return EXIT_FAILURE;
+        }
+        {
+                uint64_t now = mono_msec();
+                int left = now < deadline ? (int) (deadline - now) : 1;
+                r = qmp_execute_sync(q, argv[optind + 1], args, left, &ret_json, &err);
+        }
+        if (r == -EREMOTEIO) {
+                log_error("QMP error %s: %s", err.error_class ? err.error_class : "?", err.desc ? err.desc : "");
+                qmp_error_done(&err);
+                qmp_free(q);
+                return EXIT_FAILURE;
+        }
+        if (r == -EINVAL && args) {
+                log_error("ARGS-JSON must be a JSON object: %s", args);
+                qmp_free(q);
+                return EXIT_USAGE;
+        }
+        if (r < 0) {
+                const char *why = qmp_get_close_reason(q);
+                log_error_errno(r, "%s failed: %s", argv[optind + 1], why ? why : strerror(-r));
+                qmp_free(q);
+                return EXIT_FAILURE;
+        }
+        puts(ret_json ? ret_json : "{}");
+        qmp_free(q);
+        return 0;
+}
+
 static const struct {
         const char *name;
         int (*run)(int argc, char **argv);
 } verbs[] = {
         { "host-info", verb_host_info },
+        { "qmp", verb_qmp },
 };
 
 int main(int argc, char **argv) {
