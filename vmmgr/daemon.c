@@ -1,0 +1,620 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgrd's core: start-up, the event loop's sources, VM connections,
+ * the credit tick, ledger commits and housekeeping.  The API operations
+ * are in daemon-service.c.
+ */
+#include "vmmgr/daemon.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/macros.h"
+#include "common/parse.h"
+
+#define QMP_TIMEOUT_MS 2000
+#define HOUSEKEEPING_USEC (5 * USEC_PER_SEC)
+
+uint64_t daemon_now_mono_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+uint64_t daemon_now_unix_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static uint64_t thread_cpu_nsec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return (uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
+}
+
+Vm *daemon_find_vm(Daemon *d, const VmId *id) {
+        for (size_t i = 0; i < d->n_vms; i++)
+                if (strcmp(d->vms[i]->id.str, id->str) == 0)
+                        return d->vms[i];
+        return NULL;
+}
+
+int daemon_event(Daemon *d, const VmId *vm, const char *kind, const char *detail_json) {
+        StateError err;
+        int r = state_event_add(d->db, daemon_now_unix_usec(), vm ? vm->str : "", kind,
+                                detail_json ? detail_json : "{}", NULL, &err);
+        if (r < 0)
+                log_warning_errno(r, "Failed to record event %s: %s", kind, err.message);
+        return r;
+}
+
+/* ---- VM connections --------------------------------------------------- */
+
+void vm_free(Vm *vm) {
+        if (!vm)
+                return;
+        sd_event_source_disable_unref(vm->qmp_io);
+        qmp_free(vm->qmp);
+        credit_bank_free(vm->bank);
+        vm_thread_roles_done(&vm->roles);
+        free(vm);
+}
+
+/* Keeps the ledger a disconnected VM had, then drops the live parts. */
+void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why) {
+        if (vm->bank) {
+                CreditSnapshot s;
+                (void) credit_bank_tick(vm->bank, daemon_now_mono_usec());
+                credit_bank_snapshot(vm->bank, &s);
+                vm->ledger = s.ledger;
+                vm->usage_base_usec = s.usage_usec;
+                vm->ledger_time_unix_usec = daemon_now_unix_usec();
+                vm->bank = credit_bank_free(vm->bank);
+        }
+        vm->qmp_io = sd_event_source_disable_unref(vm->qmp_io);
+        if (vm->qmp) {
+                qmp_free(vm->qmp);
+                vm->qmp = NULL;
+                log_info("VM %s disconnected: %s", vm->id.str, why);
+        }
+        vm->pid = 0;
+        snprintf(vm->run_state, sizeof(vm->run_state), "unknown");
+        /* The QEMU is gone (or unreachable): its groups go once empty. */
+        if (kh_vm_remove(d->host, &vm->id) == 0)
+                log_debug("Removed the groups of VM %s", vm->id.str);
+        (void) daemon_commit_ledgers(d, true);
+}
+
+/* Re-reads thread roles and re-binds (vCPU hotplug, new iothreads). */
+static int vm_refresh_roles(Daemon *d, Vm *vm) {
+        VmThreadRoles roles = { 0 };
+        QmpError qerr = { 0 };
+        VmBindStats st;
+        int r;
+
+        r = vm_thread_roles_query(vm->qmp, QMP_TIMEOUT_MS, &roles, &qerr);
+        qmp_error_done(&qerr);
+        if (r < 0)
+                return r;
+        r = vm_bind(d->host, &vm->id, vm->pid, &roles, &st);
+        if (r < 0) {
+                vm_thread_roles_done(&roles);
+                return r;
+        }
+        if (st.foreign > 0)
+                log_warning("VM %s: QEMU named %zu thread id(s) that are not its own; ignored", vm->id.str,
+                            st.foreign);
+        if (st.moved > 0)
+                log_debug("VM %s: %zu thread(s) placed", vm->id.str, st.moved);
+        vm_thread_roles_done(&vm->roles);
+        vm->roles = roles;
+        return 0;
+}
+
+static void on_qmp_event(Qmp *q, const QmpEvent *ev, void *userdata) {
+        Vm *vm = userdata;
+
+        if (strcmp(ev->name, "STOP") == 0)
+                snprintf(vm->run_state, sizeof(vm->run_state), "paused");
+        else if (strcmp(ev->name, "RESUME") == 0)
+                snprintf(vm->run_state, sizeof(vm->run_state), "running");
+        else if (strcmp(ev->name, "SHUTDOWN") == 0)
+                snprintf(vm->run_state, sizeof(vm->run_state), "shutdown");
+        else if (strcmp(ev->name, "DEVICE_DELETED") == 0 || strcmp(ev->name, "CPU_ADDED") == 0)
+                vm->roles.n_vcpus = 0; /* refresh at the next housekeeping */
+}
+
+static int on_qmp_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Vm *vm = userdata;
+        int r = qmp_dispatch(vm->qmp, (short) revents);
+
+        if (r < 0) {
+                const char *why = qmp_get_close_reason(vm->qmp);
+                daemon_vm_disconnect(vm->daemon, vm, why ? why : strerror(-r));
+                return 0;
+        }
+        return sd_event_source_set_io_events(s, (uint32_t) qmp_get_events(vm->qmp));
+}
+
+/* Connects QMP, learns pid and roles, binds threads and starts the bank.
+ * `fresh`: a new registration (a new ledger) rather than an adoption. */
+int daemon_vm_connect(Daemon *d, Vm *vm, bool fresh, ServiceError *err) {
+        _cleanup_free_ char *reason = NULL;
+        QmpStatus status = { 0 };
+        QmpError qerr = { 0 };
+        uint64_t mono = daemon_now_mono_usec(), unix_now = daemon_now_unix_usec();
+        int r;
+
+        r = qmp_connect_sync(vm->qmp_path, QMP_TIMEOUT_MS, &vm->qmp, &reason);
+        if (r < 0) {
+                snprintf(err->message, sizeof(err->message), "cannot talk QMP on %s: %s", vm->qmp_path,
+                         reason ? reason : strerror(-r));
+                err->field = "qmp";
+                vm->qmp = NULL;
+                return r == -ENOENT || r == -ECONNREFUSED ? -EINVAL : r;
+        }
+        r = vm_socket_peer_pid(qmp_get_fd(vm->qmp), &vm->pid);
+        if (r < 0)
+                goto fail_msg;
+        r = qmp_query_status(vm->qmp, QMP_TIMEOUT_MS, &status, &qerr);
+        if (r == 0)
+                snprintf(vm->run_state, sizeof(vm->run_state), "%s", status.status[0] ? status.status : "unknown");
+        qmp_error_done(&qerr);
+        if (r < 0)
+                goto fail_msg;
+        r = vm_refresh_roles(d, vm);
+        if (r < 0)
+                goto fail_msg;
+        if (vm->spec.vcpus == 0)
+                vm->spec.vcpus = (uint32_t) MAX(vm->roles.n_vcpus, 1);
+
+        if (fresh) {
+                r = credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, NULL, NULL, UINT64_MAX, mono,
+                                    &vm->bank);
+        } else {
+                /* Resume from the committed ledger: the usage since its
+                 * base and the earnings since its time are charged now, so
+                 * a crash between commits loses and creates nothing. */
+                uint64_t since = unix_now > vm->ledger_time_unix_usec ? unix_now - vm->ledger_time_unix_usec : 0;
+                r = credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, NULL, &vm->ledger,
+                                    vm->usage_base_usec, mono > since ? mono - since : 0, &vm->bank);
+        }
+        if (r < 0)
+                goto fail_msg;
+        qmp_set_event_handler(vm->qmp, on_qmp_event, vm);
+        r = sd_event_add_io(d->loop, &vm->qmp_io, qmp_get_fd(vm->qmp), (uint32_t) qmp_get_events(vm->qmp),
+                            on_qmp_io, vm);
+        if (r < 0)
+                goto fail_msg;
+        log_info("VM %s %s: pid %d, %zu vCPU(s), %zu iothread(s), %s bank", vm->id.str,
+                 fresh ? "registered" : "adopted", (int) vm->pid, vm->roles.n_vcpus, vm->roles.n_io,
+                 credit_bank_kind_to_string(d->bank_kind));
+        return 0;
+
+fail_msg:
+        snprintf(err->message, sizeof(err->message), "cannot bind VM %s: %s", vm->id.str, strerror(-r));
+        vm->bank = credit_bank_free(vm->bank);
+        vm->qmp_io = sd_event_source_disable_unref(vm->qmp_io);
+        qmp_free(vm->qmp);
+        vm->qmp = NULL;
+        return r;
+}
+
+/* ---- commits ----------------------------------------------------------- */
+
+/* Writes every changed ledger in one transaction (all: every connected
+ * VM's, e.g. at shutdown). */
+int daemon_commit_ledgers(Daemon *d, bool all) {
+        _cleanup_free_ StateLedger *recs = calloc(d->n_vms ? d->n_vms : 1, sizeof(StateLedger));
+        uint64_t unix_now = daemon_now_unix_usec(), mono = daemon_now_mono_usec();
+        StateError err;
+        size_t n = 0;
+        int r;
+
+        if (!recs)
+                return -ENOMEM;
+        for (size_t i = 0; i < d->n_vms; i++) {
+                Vm *vm = d->vms[i];
+                CreditSnapshot s;
+
+                if (!vm->bank)
+                        continue;
+                credit_bank_snapshot(vm->bank, &s);
+                if (!all && s.ledger.generation == vm->committed_generation)
+                        continue;
+                recs[n] = (StateLedger) {
+                        .id = vm->id,
+                        .ledger = s.ledger,
+                        .usage_base_usec = s.usage_usec,
+                        /* The ledger is as of its last look, not now. */
+                        .tick_usec = unix_now - (mono > s.last_tick_usec ? mono - s.last_tick_usec : 0),
+                };
+                n++;
+        }
+        if (n == 0)
+                return 0;
+        r = state_ledger_put_batch(d->db, recs, n, &err);
+        if (r < 0) {
+                d->stats.commit_errors++;
+                return log_error_errno(r, "Failed to commit %zu ledger(s): %s", n, err.message);
+        }
+        d->stats.commits++;
+        for (size_t i = 0, k = 0; i < d->n_vms && k < n; i++)
+                if (d->vms[i]->bank && strcmp(d->vms[i]->id.str, recs[k].id.str) == 0) {
+                        d->vms[i]->committed_generation = recs[k].ledger.generation;
+                        k++;
+                }
+        return 0;
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static int rearm(sd_event_source *s, uint64_t interval_usec) {
+        uint64_t now;
+        int r = sd_event_now(sd_event_source_get_event(s), CLOCK_MONOTONIC, &now);
+        if (r < 0)
+                return r;
+        r = sd_event_source_set_time(s, now + interval_usec);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        uint64_t cpu0 = thread_cpu_nsec(), now = daemon_now_mono_usec();
+
+        for (size_t i = 0; i < d->n_vms; i++) {
+                Vm *vm = d->vms[i];
+                int r;
+
+                if (!vm->bank || credit_bank_next_tick_usec(vm->bank) > now)
+                        continue;
+                r = credit_bank_tick(vm->bank, now);
+                d->stats.bank_ticks++;
+                if (r < 0) {
+                        d->stats.tick_errors++;
+                        if (r == -ENOENT) /* the group is gone: QEMU exited */
+                                daemon_vm_disconnect(d, vm, "its cgroup disappeared");
+                        else
+                                log_warning_errno(r, "VM %s: credit tick failed: %m", vm->id.str);
+                }
+        }
+        d->stats.ticks++;
+        d->stats.last_tick_cpu_nsec = thread_cpu_nsec() - cpu0;
+        d->stats.tick_cpu_nsec += d->stats.last_tick_cpu_nsec;
+        return rearm(s, d->cfg.tick_usec);
+}
+
+static int on_commit(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        (void) daemon_commit_ledgers(d, false);
+        return rearm(s, d->cfg.commit_interval_usec);
+}
+
+/* Reconnects VMs whose QEMU came back, refreshes thread roles (threads
+ * come and go: worker pools, hotplug), and removes empty groups of VMs
+ * that are not registered (left by an unregister of a running VM). */
+static int on_housekeeping(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        VmId *ids = NULL;
+        size_t n = 0;
+
+        for (size_t i = 0; i < d->n_vms; i++) {
+                Vm *vm = d->vms[i];
+                ServiceError err = { 0 };
+
+                if (!vm->qmp) {
+                        if (access(vm->qmp_path, F_OK) == 0 && daemon_vm_connect(d, vm, false, &err) == 0)
+                                (void) daemon_event(d, &vm->id, "adopt", "{\"reason\":\"reconnected\"}");
+                        continue;
+                }
+                if (vm_refresh_roles(d, vm) < 0)
+                        log_debug("VM %s: role refresh failed", vm->id.str);
+        }
+        if (kh_vm_list(d->host, &ids, &n) == 0) {
+                for (size_t i = 0; i < n; i++)
+                        if (!daemon_find_vm(d, &ids[i]) && kh_vm_remove(d->host, &ids[i]) == 0)
+                                log_info("Removed the empty groups of unregistered VM %s", ids[i].str);
+                free(ids);
+        }
+        return rearm(s, HOUSEKEEPING_USEC);
+}
+
+static int on_api_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Daemon *d = userdata;
+        int r = api_dispatch(d->api);
+        if (r < 0)
+                log_warning_errno(r, "API dispatch failed: %m");
+        return 0;
+}
+
+static int on_api_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        int t;
+
+        (void) api_dispatch(d->api);
+        t = api_get_timeout_ms(d->api);
+        return rearm(s, t < 0 || t > 1000 ? USEC_PER_SEC : (uint64_t) t * 1000);
+}
+
+static int on_quit(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Daemon *d = userdata;
+
+        log_info("Received %s: committing state and exiting; VMs keep running with their limits",
+                 strsignal((int) si->ssi_signo));
+        (void) sd_notify(0, "STOPPING=1");
+        d->quitting = true;
+        return sd_event_exit(d->loop, 0);
+}
+
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Daemon *d = userdata;
+        VmmgrConfig next;
+        char msg[512] = "";
+        int r;
+
+        if (!d->config_path[0]) {
+                log_info("SIGHUP: no config file to reload");
+                return 0;
+        }
+        (void) sd_notify(0, "RELOADING=1");
+        r = config_init(&next);
+        if (r == 0)
+                r = config_load_file(&next, d->config_path, msg, sizeof(msg));
+        if (r < 0) {
+                log_error("Reload failed, keeping the running configuration: %s", msg);
+                if (r != -ENOMEM)
+                        config_done(&next);
+        } else {
+                /* Classes and timings apply now; where to listen and what
+                 * to manage need a restart. */
+                credit_class_table_done(&d->cfg.classes);
+                d->cfg.classes = next.classes;
+                d->cfg.tick_usec = next.tick_usec;
+                d->cfg.commit_interval_usec = next.commit_interval_usec;
+                snprintf(d->cfg.default_class, sizeof(d->cfg.default_class), "%s", next.default_class);
+                log_info("Reloaded %s: %zu credit classes", d->config_path, d->cfg.classes.n);
+        }
+        (void) sd_notify(0, "READY=1");
+        return 0;
+}
+
+/* ---- start-up ---------------------------------------------------------- */
+
+static int adopt_known_vms(Daemon *d) {
+        _cleanup_free_ StateVm *rows = NULL;
+        StateError err;
+        size_t n = 0;
+        int r;
+
+        r = state_vm_list(d->db, &rows, &n, &err);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read VMs from %s: %s", state_path(d->db), err.message);
+        for (size_t i = 0; i < n; i++) {
+                Vm *vm = calloc(1, sizeof(Vm));
+                StateLedger led;
+                ServiceError serr = { 0 };
+                Vm **nv;
+
+                if (!vm)
+                        return -ENOMEM;
+                vm->daemon = d;
+                vm->id = rows[i].id;
+                snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s", rows[i].qmp_path);
+                snprintf(vm->class_name, sizeof(vm->class_name), "%s", rows[i].class_name);
+                vm->spec = rows[i].spec;
+                vm->registered_at_unix = rows[i].registered_at_unix;
+                snprintf(vm->run_state, sizeof(vm->run_state), "unknown");
+                r = state_ledger_get(d->db, &vm->id, &led, &err);
+                if (r == 0) {
+                        vm->ledger = led.ledger;
+                        vm->usage_base_usec = led.usage_base_usec;
+                        vm->ledger_time_unix_usec = led.tick_usec;
+                        vm->committed_generation = led.ledger.generation;
+                } else
+                        credit_ledger_init(&vm->ledger, &vm->spec);
+                nv = reallocarray(d->vms, d->n_vms + 1, sizeof(Vm *));
+                if (!nv) {
+                        vm_free(vm);
+                        return -ENOMEM;
+                }
+                d->vms = nv;
+                d->vms[d->n_vms++] = vm;
+                /* PIDs and thread ids are re-discovered, never trusted from disk. */
+                if (daemon_vm_connect(d, vm, false, &serr) == 0)
+                        (void) daemon_event(d, &vm->id, "adopt", "{\"reason\":\"start\"}");
+                else
+                        log_warning("VM %s not adopted now (retrying): %s", vm->id.str, serr.message);
+        }
+        return 0;
+}
+
+static int open_api(Daemon *d) {
+        ApiConfig cfg = {
+                .unix_path = d->cfg.socket_path,
+                .allowed_gid = API_GID_ROOT_ONLY,
+        };
+        ApiError err = { 0 };
+        int r, t;
+
+        if (d->cfg.socket_group[0]) {
+                struct group *g = getgrnam(d->cfg.socket_group);
+                if (!g)
+                        return log_error_errno(-ENOENT, "socket_group \"%s\" does not exist", d->cfg.socket_group);
+                cfg.allowed_gid = g->gr_gid;
+        }
+        if (d->cfg.tls_listen[0]) {
+                static char addr[128];
+                char *colon = strrchr(d->cfg.tls_listen, ':');
+                int port;
+
+                if (!colon || parse_int_range(colon + 1, 1, 65535, &port) < 0)
+                        return log_error_errno(-EINVAL, "api.tls listen must be ADDRESS:PORT, got \"%s\"",
+                                               d->cfg.tls_listen);
+                snprintf(addr, sizeof(addr), "%.*s", (int) (colon - d->cfg.tls_listen), d->cfg.tls_listen);
+                cfg.tcp_address = addr;
+                cfg.tcp_port = (uint16_t) port;
+                cfg.tls_cert_file = d->cfg.tls_cert;
+                cfg.tls_key_file = d->cfg.tls_key;
+                cfg.tls_ca_file = d->cfg.tls_client_ca;
+        }
+        r = api_new(&cfg, &daemon_service_ops, d, &d->api, &err);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the API: %s", err.message);
+        r = sd_event_add_io(d->loop, &d->api_io, api_get_fd(d->api), EPOLLIN, on_api_io, d);
+        if (r < 0)
+                return r;
+        t = api_get_timeout_ms(d->api);
+        return sd_event_add_time_relative(d->loop, &d->api_timer, CLOCK_MONOTONIC,
+                                          t < 0 || t > 1000 ? USEC_PER_SEC : (uint64_t) t * 1000, 0,
+                                          on_api_timer, d);
+}
+
+int daemon_new(const DaemonOptions *opts, Daemon **ret) {
+        Daemon *d = calloc(1, sizeof(*d));
+        KHostConfig hcfg = { 0 };
+        StateError serr = { 0 };
+        char msg[512] = "";
+        int r;
+
+        if (!d)
+                return -ENOMEM;
+        r = config_init(&d->cfg);
+        if (r < 0)
+                goto fail;
+        if (opts->config_path) {
+                snprintf(d->config_path, sizeof(d->config_path), "%s", opts->config_path);
+                r = config_load_file(&d->cfg, opts->config_path, msg, sizeof(msg));
+                if (r < 0) {
+                        log_error("%s", msg);
+                        goto fail;
+                }
+        }
+        if (opts->state_dir)
+                snprintf(d->cfg.state_dir, sizeof(d->cfg.state_dir), "%s", opts->state_dir);
+        if (opts->socket_path) {
+                if (strlen(opts->socket_path) >= sizeof(d->cfg.socket_path)) {
+                        r = log_error_errno(-ENAMETOOLONG, "Socket path too long: %s", opts->socket_path);
+                        goto fail;
+                }
+                snprintf(d->cfg.socket_path, sizeof(d->cfg.socket_path), "%s", opts->socket_path);
+        }
+        if (opts->subtree)
+                snprintf(d->cfg.subtree, sizeof(d->cfg.subtree), "%s", opts->subtree);
+        if (opts->controllers)
+                d->cfg.controllers = opts->controllers;
+
+        hcfg.subtree = d->cfg.subtree;
+        hcfg.controllers = d->cfg.controllers;
+        r = kh_open(&hcfg, &d->host);
+        if (r < 0) {
+                log_error_errno(r, "Failed to open the host's cgroup hierarchies: %m");
+                goto fail;
+        }
+        r = kh_subtree_setup(d->host);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up vmmgr's subtree \"%s\"%s: %m", d->cfg.subtree,
+                                r == -EOPNOTSUPP ? " (a managed controller is not delegated to it)" : "");
+                goto fail;
+        }
+        r = kh_probe(d->host, &d->features);
+        if (r < 0) {
+                log_error_errno(r, "Failed to probe the host: %m");
+                goto fail;
+        }
+        d->bank_kind = d->features.cpu_max_runtime == TRI_YES && d->features.burst_above_quota == TRI_YES
+                               ? CREDIT_BANK_KERNEL
+                               : CREDIT_BANK_EMULATED;
+        r = state_open(d->cfg.state_dir, &d->db, &serr);
+        if (r < 0) {
+                log_error_errno(r, "%s", serr.message);
+                goto fail;
+        }
+        r = sd_event_default(&d->loop);
+        if (r < 0)
+                goto fail;
+        r = open_api(d);
+        if (r < 0)
+                goto fail;
+        r = adopt_known_vms(d);
+        if (r < 0)
+                goto fail;
+        log_info("vmmgrd %s: cgroup %s, cpu on v%d, %s credit bank, %zu VM(s), API on %s", VMMGR_VERSION,
+                 cg_mode_to_string(d->features.mode), d->features.controllers[CG_CTRL_CPU].version,
+                 credit_bank_kind_to_string(d->bank_kind), d->n_vms, d->cfg.socket_path);
+        *ret = d;
+        return 0;
+fail:
+        daemon_free(d);
+        return r;
+}
+
+int daemon_run(Daemon *d) {
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return negative_errno();
+        if ((r = sd_event_add_signal(d->loop, NULL, SIGTERM, on_quit, d)) < 0 ||
+            (r = sd_event_add_signal(d->loop, NULL, SIGINT, on_quit, d)) < 0 ||
+            (r = sd_event_add_signal(d->loop, NULL, SIGHUP, on_reload, d)) < 0)
+                return r;
+        r = sd_event_add_time_relative(d->loop, &d->tick_timer, CLOCK_MONOTONIC, d->cfg.tick_usec, 0, on_tick, d);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(d->loop, &d->commit_timer, CLOCK_MONOTONIC, d->cfg.commit_interval_usec, 0,
+                                       on_commit, d);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(d->loop, &d->housekeeping_timer, CLOCK_MONOTONIC, HOUSEKEEPING_USEC, 0,
+                                       on_housekeeping, d);
+        if (r < 0)
+                return r;
+        /* WATCHDOG=1 pings while the loop runs, if systemd asked for them. */
+        (void) sd_event_set_watchdog(d->loop, true);
+        (void) sd_notify(0, "READY=1");
+        r = sd_event_loop(d->loop);
+        /* Flush: a clean stop commits every ledger as of now. */
+        for (size_t i = 0; i < d->n_vms; i++)
+                if (d->vms[i]->bank)
+                        (void) credit_bank_tick(d->vms[i]->bank, daemon_now_mono_usec());
+        (void) daemon_commit_ledgers(d, true);
+        return r;
+}
+
+Daemon *daemon_free(Daemon *d) {
+        if (!d)
+                return NULL;
+        for (size_t i = 0; i < d->n_vms; i++)
+                vm_free(d->vms[i]);
+        free(d->vms);
+        sd_event_source_disable_unref(d->api_io);
+        sd_event_source_disable_unref(d->api_timer);
+        sd_event_source_disable_unref(d->tick_timer);
+        sd_event_source_disable_unref(d->commit_timer);
+        sd_event_source_disable_unref(d->housekeeping_timer);
+        api_free(d->api);
+        state_close(d->db);
+        host_features_done(&d->features);
+        kh_free(d->host);
+        sd_event_unref(d->loop);
+        config_done(&d->cfg);
+        free(d);
+        return NULL;
+}

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/daemon.h - vmmgrd's context: everything the daemon owns, in one
+ * struct (no other mutable global state).
+ *
+ * Event loop: sd-event (libsystemd).  It gives io sources for the API's
+ * epoll fd and every QMP socket, monotonic timers for the credit tick,
+ * ledger commits and housekeeping, signal handling, and the systemd
+ * watchdog (WATCHDOG=1 is sent by the loop itself while it is healthy);
+ * sd_notify() says READY=1.  One thread, no locks: every change happens
+ * in a callback of this loop.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "kernel/kernel.h"
+#include "qmp/qmp.h"
+#include "vmmgr/api.h"
+#include "vmmgr/binding.h"
+#include "vmmgr/config.h"
+#include "vmmgr/credit-engine.h"
+#include "vmmgr/service.h"
+#include "vmmgr/state.h"
+
+typedef struct Daemon Daemon;
+
+/* One registered VM. */
+typedef struct Vm {
+        Daemon *daemon;
+        VmId id;
+        char qmp_path[SERVICE_PATH_MAX];
+        char class_name[CREDIT_CLASS_NAME_MAX];
+        CreditSpec spec;
+        uint64_t registered_at_unix;
+
+        /* Live while QEMU is connected. */
+        Qmp *qmp;
+        sd_event_source *qmp_io;
+        pid_t pid;
+        VmThreadRoles roles;
+        char run_state[32];
+        CreditBank *bank;
+        uint64_t committed_generation; /* ledger generation last written to the db */
+
+        /* Kept while disconnected: the ledger as last known. */
+        CreditLedger ledger;
+        uint64_t usage_base_usec;
+        uint64_t ledger_time_unix_usec;
+} Vm;
+
+typedef struct DaemonStats {
+        uint64_t ticks;            /* tick timer runs */
+        uint64_t bank_ticks;       /* bank looks */
+        uint64_t tick_cpu_nsec;    /* CPU time spent in the tick callback */
+        uint64_t last_tick_cpu_nsec;
+        uint64_t commits, commit_errors;
+        uint64_t tick_errors;
+} DaemonStats;
+
+struct Daemon {
+        sd_event *loop;
+        VmmgrConfig cfg;
+        char config_path[CONFIG_PATH_MAX]; /* "" = built-in defaults */
+        KHost *host;
+        HostFeatures features;
+        CreditBankKind bank_kind;
+        StateDb *db;
+        Api *api;
+        sd_event_source *api_io, *api_timer, *tick_timer, *commit_timer, *housekeeping_timer;
+        Vm **vms;
+        size_t n_vms;
+        DaemonStats stats;
+        bool quitting;
+};
+
+typedef struct DaemonOptions {
+        const char *config_path; /* NULL: defaults */
+        const char *state_dir;   /* overrides */
+        const char *socket_path;
+        const char *subtree;
+        uint32_t controllers;
+} DaemonOptions;
+
+/* Loads config, opens the host, the database and the API, re-adopts the
+ * VMs the database knows.  Errors are logged with their cause. */
+int daemon_new(const DaemonOptions *opts, Daemon **ret);
+/* Runs until SIGTERM/SIGINT; flushes state on the way out. */
+int daemon_run(Daemon *d);
+Daemon *daemon_free(Daemon *d);
+
+/* The ServiceOps the API calls (daemon-service.c). */
+extern const ServiceOps daemon_service_ops;
+
+/* Helpers shared by daemon.c and daemon-service.c. */
+Vm *daemon_find_vm(Daemon *d, const VmId *id);
+uint64_t daemon_now_mono_usec(void);
+uint64_t daemon_now_unix_usec(void);
+int daemon_vm_connect(Daemon *d, Vm *vm, bool fresh, ServiceError *err);
+void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why);
+int daemon_commit_ledgers(Daemon *d, bool all);
+int daemon_event(Daemon *d, const VmId *vm, const char *kind, const char *detail_json);
+void vm_free(Vm *vm);
