@@ -515,6 +515,7 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
                 snprintf(d->cfg.subtree, sizeof(d->cfg.subtree), "%s", opts->subtree);
         if (opts->controllers)
                 d->cfg.controllers = opts->controllers;
+        d->remove_subtree_on_exit = opts->remove_subtree_on_exit;
 
         hcfg.subtree = d->cfg.subtree;
         hcfg.controllers = d->cfg.controllers;
@@ -595,6 +596,17 @@ int daemon_run(Daemon *d) {
                 if (d->vms[i]->bank)
                         (void) credit_bank_tick(d->vms[i]->bank, daemon_now_mono_usec());
         (void) daemon_commit_ledgers(d, true);
+        if (d->remove_subtree_on_exit) {
+                VmId *ids = NULL;
+                size_t n = 0;
+                if (kh_vm_list(d->host, &ids, &n) == 0) {
+                        for (size_t i = 0; i < n; i++)
+                                (void) kh_vm_remove(d->host, &ids[i]);
+                        free(ids);
+                }
+                if (kh_subtree_remove(d->host) < 0)
+                        log_warning("Subtree %s not removed: groups of running VMs remain", d->cfg.subtree);
+        }
         return r;
 }
 

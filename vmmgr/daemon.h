@@ -74,6 +74,7 @@ struct Daemon {
         size_t n_vms;
         DaemonStats stats;
         bool quitting;
+        bool remove_subtree_on_exit;
 };
 
 typedef struct DaemonOptions {
@@ -82,6 +83,7 @@ typedef struct DaemonOptions {
         const char *socket_path;
         const char *subtree;
         uint32_t controllers;
+        bool remove_subtree_on_exit;
 } DaemonOptions;
 
 /* Loads config, opens the host, the database and the API, re-adopts the

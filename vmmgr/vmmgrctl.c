@@ -18,6 +18,7 @@
 #include "common/parse.h"
 #include "kernel/kernel.h"
 #include "qmp/qmp.h"
+#include "vmmgr/ctl.h"
 #include "vmmgr/hostinfo.h"
 
 #define EXIT_USAGE 2
@@ -28,15 +29,24 @@ static void usage_main(FILE *out) {
               "Control vmmgr, the per-host manager of burstable QEMU/KVM VMs.\n"
               "\n"
               "Verbs:\n"
-              "  host-info          Show what this host's kernel offers vmmgr (no daemon needed)\n"
-              "  qmp                Run one QMP command on a QEMU monitor socket (no daemon needed)\n"
+              "  vm list|show|add|remove      Registered VMs (through vmmgrd)\n"
+              "  credits show|set|inject|transfer\n"
+              "                               A VM's CPU credits (through vmmgrd)\n"
+              "  events                       vmmgrd's event history\n"
+              "  top                          A live view of every VM's credits and CPU\n"
+              "  host-info                    What this host's kernel offers vmmgr (no daemon needed)\n"
+              "  qmp                          One QMP command on a QEMU monitor socket (no daemon needed)\n"
               "\n"
               "Options:\n"
               "  -h, --help         Show this help (VERB --help for a verb's options)\n"
               "      --version      Show the version\n"
               "  -v, --verbose      Log debug messages to stderr\n"
               "\n"
-              "Exit status: 0 on success, 1 when the operation failed, 2 on a usage error.\n",
+              "Verbs that talk to vmmgrd take --socket PATH (default $VMMGR_SOCKET, else\n"
+              "/run/vmmgr/vmmgr.sock) and --json.\n"
+              "\n"
+              "Exit status: 0 success, 1 the operation failed, 2 usage error, 3 unknown VM,\n"
+              "4 conflicting state, 5 input refused by the daemon, 69 vmmgrd not reachable.\n",
               out);
 }
 
@@ -234,6 +244,10 @@ static const struct {
 } verbs[] = {
         { "host-info", verb_host_info },
         { "qmp", verb_qmp },
+        { "vm", ctl_verb_vm },
+        { "credits", ctl_verb_credits },
+        { "events", ctl_verb_events },
+        { "top", ctl_verb_top },
 };
 
 int main(int argc, char **argv) {

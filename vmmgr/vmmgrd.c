@@ -27,6 +27,9 @@ static void usage(FILE *out) {
               "      --subtree NAME      vmmgr's group in each hierarchy (default vmmgr.slice)\n"
               "      --controllers LIST  Controllers vmmgr may manage, comma-separated\n"
               "      --log-level LEVEL   err, warning, notice, info (default) or debug\n"
+              "      --remove-subtree-on-exit\n"
+              "                          On exit, remove vmmgr's (empty) subtree: for demos\n"
+              "                          and tests, not for hosts whose VMs outlive the daemon\n"
               "  -h, --help              Show this help\n"
               "      --version           Show the version\n"
               "\n"
@@ -37,7 +40,7 @@ static void usage(FILE *out) {
 
 int main(int argc, char **argv) {
         enum { OPT_CONFIG = 0x100, OPT_FOREGROUND, OPT_STATE_DIR, OPT_SOCKET, OPT_SUBTREE, OPT_CONTROLLERS,
-               OPT_LOG_LEVEL, OPT_VERSION };
+               OPT_LOG_LEVEL, OPT_VERSION, OPT_REMOVE_SUBTREE };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, OPT_VERSION },
@@ -48,6 +51,7 @@ int main(int argc, char **argv) {
                 { "subtree", required_argument, NULL, OPT_SUBTREE },
                 { "controllers", required_argument, NULL, OPT_CONTROLLERS },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+                { "remove-subtree-on-exit", no_argument, NULL, OPT_REMOVE_SUBTREE },
                 {},
         };
         DaemonOptions opts = { 0 };
@@ -84,6 +88,9 @@ int main(int argc, char **argv) {
                         }
                         break;
                 }
+                case OPT_REMOVE_SUBTREE:
+                        opts.remove_subtree_on_exit = true;
+                        break;
                 case OPT_LOG_LEVEL:
                         r = log_parse_level(optarg);
                         if (r < 0) {

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/ctl.h - private to vmmgrctl: verbs that talk to vmmgrd, and the
+ * plumbing they share (socket choice, requests, errors, exit codes).
+ */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Exit codes (documented in vmmgrctl --help). */
+enum {
+        CTL_EXIT_OK = 0,
+        CTL_EXIT_FAILURE = 1,
+        CTL_EXIT_USAGE = 2,
+        CTL_EXIT_NOT_FOUND = 3,   /* unknown VM (404) */
+        CTL_EXIT_CONFLICT = 4,    /* conflicting state (409) */
+        CTL_EXIT_REJECTED = 5,    /* the daemon refused the input (400, 413) */
+        CTL_EXIT_UNAVAILABLE = 69, /* vmmgrd not reachable (EX_UNAVAILABLE) */
+};
+
+#define CTL_DEFAULT_SOCKET "/run/vmmgr/vmmgr.sock"
+
+/* Options every daemon verb takes. */
+typedef struct CtlCommon {
+        const char *socket; /* --socket, else $VMMGR_SOCKET, else the default */
+        bool json;
+        bool help;
+} CtlCommon;
+
+/* Splits argv into the common options and the rest (positionals and the
+ * verb's own "--name value" options, returned in order).  Arguments that
+ * look like negative amounts ("-2cr") stay positional.  -1 on a usage
+ * error (printed). */
+int ctl_parse_common(int argc, char **argv, CtlCommon *c, char **rest, int *n_rest);
+
+/* One request; on success *ret is the parsed JSON reply (NULL for 204).
+ * On failure prints the daemon's message and returns the exit code. */
+int ctl_call(const CtlCommon *c, const char *method, const char *path, struct json_object *body,
+             struct json_object **ret);
+
+/* Helpers for printing. */
+const char *ctl_str(struct json_object *o, const char *key);
+int64_t ctl_int(struct json_object *o, const char *key);
+bool ctl_is_null(struct json_object *o, const char *key);
+void ctl_print_json(struct json_object *o);
+
+int ctl_verb_vm(int argc, char **argv);
+int ctl_verb_credits(int argc, char **argv);
+int ctl_verb_events(int argc, char **argv);
+int ctl_verb_top(int argc, char **argv);
