@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * qemu suite: vmmgrd end to end.  A real vmmgrd (its own state dir,
+ * socket and cgroup subtree) and real QEMU VMs, driven over the real UNIX
+ * socket:
+ *   - the API contract: every route, and every class of bad input gets
+ *     its 4xx with {code, message, field} and changes nothing;
+ *   - kill -9 in the middle of a burst: the VM is re-adopted, its ledger
+ *     continues, no credit is created or lost (the ledger's conservation
+ *     law holds and `spent` equals the kernel's usage counter);
+ *   - SIGTERM leaves the VM running with its limit.
+ * Skips without root, QEMU or a writable cpu controller.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kernel/kernel.h"
+#include "tests/qmp/qemu-helper.h"
+#include "vmmgr/http-client.h"
+
+#define UUID_A "a0000000-0000-4000-8000-00000000000a"
+#define UUID_B "b0000000-0000-4000-8000-00000000000b"
+
+typedef struct Fixture {
+        char dir[64], socket[128], state[128], subtree[64];
+        pid_t daemon;
+        TestQemu *vm[2];
+        bool usable;
+} Fixture;
+
+static Fixture F;
+
+static int start_daemon(void) {
+        char vmmgrd[512];
+        const char *b = getenv("VMMGR_BUILD_ROOT");
+
+        snprintf(vmmgrd, sizeof(vmmgrd), "%s/vmmgr/vmmgrd", b ? b : ".");
+        F.daemon = fork();
+        if (F.daemon == 0) {
+                int fd = open("/dev/null", O_WRONLY);
+                if (fd >= 0 && !getenv("VMMGR_TEST_VERBOSE"))
+                        dup2(fd, 2);
+                execl(vmmgrd, vmmgrd, "--foreground", "--state-dir", F.state, "--socket", F.socket, "--subtree",
+                      F.subtree, "--remove-subtree-on-exit", (char *) NULL);
+                _exit(127);
+        }
+        for (int i = 0; i < 100; i++) {
+                long status = 0;
+                char *body = NULL;
+                HttpError err;
+                if (http_request(F.socket, "GET", "/v1/host", NULL, 2000, &status, &body, &err) == 0 &&
+                    status == 200) {
+                        free(body);
+                        return 0;
+                }
+                free(body);
+                usleep(50000);
+        }
+        return -1;
+}
+
+static void stop_daemon(int sig) {
+        int status;
+
+        if (F.daemon <= 0)
+                return;
+        kill(F.daemon, sig);
+        waitpid(F.daemon, &status, 0);
+        F.daemon = 0;
+}
+
+static int setup(void **state) {
+        static const TestQemuOptions opts = { .smp = 1, .n_iothreads = 1 };
+        KHost *h = NULL;
+        int r;
+
+        snprintf(F.dir, sizeof(F.dir), "/tmp/vmmgrd-test-XXXXXX");
+        if (!mkdtemp(F.dir))
+                return -1;
+        snprintf(F.socket, sizeof(F.socket), "%s/api.sock", F.dir);
+        snprintf(F.state, sizeof(F.state), "%s/state", F.dir);
+        snprintf(F.subtree, sizeof(F.subtree), "vmmgr-test-%d", (int) getpid());
+        if (geteuid() != 0)
+                return 0;
+        if (kh_open(&(KHostConfig) { .subtree = F.subtree }, &h) < 0 || !kh_manages(h, CG_CTRL_CPU) ||
+            kh_subtree_setup(h) < 0) {
+                kh_free(h);
+                return 0;
+        }
+        kh_subtree_remove(h);
+        kh_free(h);
+        for (int i = 0; i < 2; i++) {
+                r = test_qemu_start(&opts, &F.vm[i]);
+                if (r == -ENOENT)
+                        return 0;
+                if (r < 0)
+                        return -1;
+        }
+        if (start_daemon() < 0)
+                return -1;
+        F.usable = true;
+        return 0;
+}
+
+static int teardown(void **state) {
+        char cmd[128];
+
+        for (int i = 0; i < 2; i++)
+                test_qemu_stop(F.vm[i]);
+        usleep(300000); /* the daemon sees QEMU go and removes the groups */
+        stop_daemon(SIGTERM);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", F.dir);
+        (void) !system(cmd);
+        return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static long call(const char *method, const char *path, const char *body, struct json_object **ret) {
+        long status = 0;
+        char *reply = NULL;
+        HttpError err;
+        int r;
+
+        r = http_request(F.socket, method, path, body, 10000, &status, &reply, &err);
+        if (r < 0)
+                fail_msg("%s %s: %s", method, path, err.message);
+        if (ret)
+                *ret = reply && *reply ? json_tokener_parse(reply) : NULL;
+        free(reply);
+        return status;
+}
+
+static int64_t num(struct json_object *o, const char *k) {
+        struct json_object *v;
+        if (!json_object_object_get_ex(o, k, &v))
+                fail_msg("no key %s in %s", k, json_object_to_json_string(o));
+        return json_object_get_int64(v);
+}
+
+static const char *str(struct json_object *o, const char *k) {
+        struct json_object *v;
+        if (!json_object_object_get_ex(o, k, &v) || !v)
+                return NULL;
+        return json_object_get_string(v);
+}
+
+/* A 4xx with the error body the API promises. */
+static void expect_error(const char *method, const char *path, const char *body, long want, const char *field) {
+        struct json_object *o = NULL;
+        long status = call(method, path, body, &o);
+
+        if (status != want)
+                fail_msg("status %ld, want %ld: %s", status, want, o ? json_object_to_json_string(o) : "");
+        assert_non_null(o);
+        assert_int_equal(num(o, "code"), want);
+        assert_non_null(str(o, "message"));
+        if (field)
+                assert_string_equal(str(o, "field") ? str(o, "field") : "(null)", field);
+        json_object_put(o);
+}
+
+static void register_vm(const char *uuid, int i, const char *cls) {
+        char body[512];
+        struct json_object *o = NULL;
+        long s;
+
+        snprintf(body, sizeof(body), "{\"uuid\":\"%s\",\"qmp\":\"%s\",\"class\":\"%s\"}", uuid,
+                 test_qemu_qmp_path(F.vm[i], 0), cls);
+        s = call("POST", "/v1/vms", body, &o);
+        if (s != 201 && s != 200)
+                fail_msg("register: %ld %s", s, o ? json_object_to_json_string(o) : "");
+        assert_int_equal(num(o, "pid"), test_qemu_pid(F.vm[i]));
+        json_object_put(o);
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_contract(void **state) {
+        struct json_object *o = NULL;
+        char big[100000];
+
+        if (!F.usable)
+                skip();
+        assert_int_equal(call("GET", "/v1/host", NULL, &o), 200);
+        assert_non_null(str(o, "cgroup_mode"));
+        assert_non_null(str(o, "credit_bank"));
+        json_object_put(o);
+
+        register_vm(UUID_A, 0, "demo");
+        register_vm(UUID_B, 1, "demo");
+        assert_int_equal(call("GET", "/v1/vms", NULL, &o), 200);
+        assert_int_equal(json_object_array_length(json_object_object_get(o, "vms")), 2);
+        json_object_put(o);
+        assert_int_equal(call("GET", "/v1/vms/" UUID_A, NULL, &o), 200);
+        assert_true(json_object_get_boolean(json_object_object_get(o, "connected")));
+        json_object_put(o);
+        assert_int_equal(call("GET", "/v1/vms/" UUID_A "/credits", NULL, &o), 200);
+        assert_string_equal(str(o, "bank"), "emulated");
+        assert_non_null(str(o, "state"));
+        json_object_put(o);
+
+        /* Bad input: each a 4xx with a body, and nothing changes. */
+        expect_error("POST", "/v1/vms", "{\"uuid\":\"" UUID_A "\",\"qmp\":\"/x\",\"colour\":1}", 400, "colour");
+        expect_error("POST", "/v1/vms", "{\"uuid\":42,\"qmp\":\"/x\"}", 400, "uuid");
+        expect_error("POST", "/v1/vms", "{\"uuid\":\"../../etc\",\"qmp\":\"/x\"}", 400, "uuid");
+        expect_error("POST", "/v1/vms", "{not json", 400, NULL);
+        expect_error("POST", "/v1/vms", "{\"uuid\":\"" UUID_A "\",\"qmp\":\"/x\"}", 409, NULL);
+        expect_error("POST", "/v1/vms",
+                          "{\"uuid\":\"c0000000-0000-4000-8000-00000000000c\",\"qmp\":\"/nonexistent.sock\"}", 400, "qmp");
+        expect_error("POST", "/v1/vms",
+                     "{\"uuid\":\"c0000000-0000-4000-8000-00000000000c\",\"qmp\":\"/x\",\"class\":\"nope\"}", 400,
+                     "class");
+        expect_error("GET", "/v1/vms/not-a-uuid", NULL, 400, "uuid");
+        expect_error("GET", "/v1/vms/c0000000-0000-4000-8000-00000000000c", NULL, 404, NULL);
+        expect_error("GET", "/v1/nothing", NULL, 404, NULL);
+        expect_error("PATCH", "/v1/vms", NULL, 405, NULL);
+        expect_error("PUT", "/v1/vms/" UUID_A "/credits", "{\"baseline\":1.5}", 400, "baseline");
+        expect_error("PUT", "/v1/vms/" UUID_A "/credits", "{\"mode\":\"turbo\"}", 400, "mode");
+        expect_error("POST", "/v1/vms/" UUID_A "/credits/inject", "{\"amount_usec\":\"5\"}", 400, "amount_usec");
+        expect_error("POST", "/v1/vms/" UUID_A "/credits/inject", "{\"amount_usec\":-999999999999}", 400, "amount_usec");
+        expect_error("POST", "/v1/vms/" UUID_A "/credits/inject", "{\"amount_usec\":99999999999}", 400, "amount_usec");
+        expect_error("POST", "/v1/credits/transfer",
+                          "{\"from\":\"" UUID_A "\",\"to\":\"" UUID_A "\",\"amount_usec\":1}", 400, "to");
+        memset(big, ' ', sizeof(big) - 1);
+        big[0] = '{';
+        big[sizeof(big) - 2] = '}';
+        big[sizeof(big) - 1] = '\0';
+        expect_error("POST", "/v1/vms", big, 413, NULL);
+
+        /* Good changes. */
+        assert_int_equal(call("PUT", "/v1/vms/" UUID_A "/credits", "{\"cap_usec\":4000000}", &o), 200);
+        assert_int_equal(num(json_object_object_get(o, "spec"), "cap_usec"), 4000000);
+        json_object_put(o);
+        assert_int_equal(call("POST", "/v1/vms/" UUID_B "/credits/inject", "{\"amount_usec\":1000000}", &o), 200);
+        json_object_put(o);
+        assert_int_equal(call("POST", "/v1/credits/transfer",
+                              "{\"from\":\"" UUID_B "\",\"to\":\"" UUID_A "\",\"amount_usec\":500000}", &o) / 100,
+                         2);
+        json_object_put(o);
+        assert_int_equal(call("GET", "/v1/events", NULL, &o), 200);
+        assert_true(json_object_array_length(json_object_object_get(o, "events")) >= 5);
+        json_object_put(o);
+        {
+                long status = 0;
+                char *text = NULL;
+                HttpError err;
+                assert_int_equal(http_request(F.socket, "GET", "/metrics", NULL, 5000, &status, &text, &err), 0);
+                assert_int_equal(status, 200);
+                assert_non_null(strstr(text, "vmmgr_credit_balance_usec{vm=\"" UUID_A "\"}"));
+                assert_non_null(strstr(text, "vmmgrd_tick_cpu_seconds_total"));
+                free(text);
+        }
+}
+
+static void test_kill9_restart(void **state) {
+        struct json_object *before = NULL, *after = NULL;
+        int64_t spent0, spent1, usage1;
+
+        if (!F.usable)
+                skip();
+        /* UUID_A (vCPU spinning) has been bursting since registration. */
+        usleep(700000);
+        assert_int_equal(call("GET", "/v1/vms/" UUID_A "/credits", NULL, &before), 200);
+        spent0 = num(before, "spent_usec");
+        stop_daemon(SIGKILL);
+        usleep(800000); /* the VM runs on without the daemon */
+        assert_int_equal(start_daemon(), 0);
+        assert_int_equal(call("GET", "/v1/vms/" UUID_A "/credits", NULL, &after), 200);
+        spent1 = num(after, "spent_usec");
+        usage1 = num(after, "usage_usec");
+        print_message("spent before kill -9: %.3f s; after restart: %.3f s; kernel usage counter %.3f s\n",
+                      spent0 / 1e6, spent1 / 1e6, usage1 / 1e6);
+        /* The gap was charged: what the VM ran without the daemon counts. */
+        assert_true(spent1 > spent0);
+        /* Everything the kernel counted was charged, and nothing more. */
+        assert_true(spent1 - usage1 < 50000 && usage1 - spent1 < 50000);
+        /* Nothing appeared from nowhere: launch + bank - debt stays equal to
+         * launch at start + earned - spent + adjustments. */
+        {
+                int64_t have = num(after, "launch_usec") + num(after, "balance_usec") - num(after, "debt_usec");
+                int64_t due = 3000000 + num(after, "earned_usec") - num(after, "spent_usec") +
+                              num(after, "adjusted_usec");
+                if (have != due)
+                        fail_msg("conservation: have %lld, due %lld (%s)", (long long) have, (long long) due,
+                                 json_object_to_json_string(after));
+        }
+        json_object_put(before);
+        json_object_put(after);
+}
+
+static void test_sigterm_keeps_vm(void **state) {
+        KHost *h = NULL;
+        VmId id;
+        CpuBandwidth bw;
+
+        if (!F.usable)
+                skip();
+        stop_daemon(SIGTERM);
+        assert_int_equal(kill(test_qemu_pid(F.vm[0]), 0), 0);
+        assert_int_equal(kh_open(&(KHostConfig) { .subtree = F.subtree }, &h), 0);
+        vm_id_parse(UUID_A, &id);
+        assert_int_equal(kh_cpu_get_bandwidth(h, &id, CG_ROLE_VCPUS, &bw), 0);
+        kh_free(h);
+        assert_int_equal(start_daemon(), 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_contract),
+                cmocka_unit_test(test_kill9_restart),
+                cmocka_unit_test(test_sigterm_keeps_vm),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
