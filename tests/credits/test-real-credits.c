@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * kernel suite: the emulated (or, on a patched kernel, kernel) credit bank
- * against this host's real cpu controller.  A spinning process stands in
- * for a vCPU: spec baseline 20 %, launch 3 CPU-s, cap 6 CPU-s, 30 s.
+ * against this host's real cpu controller, on a real QEMU VM (TCG) whose
+ * one vCPU spins ("jmp $"), its threads bound through QMP as vmmgrd does:
+ * spec baseline 20 %, launch 3 CPU-s, cap 6 CPU-s, 30 s.  Without QEMU
+ * (VMMGR_REAL_CREDITS_SPINNER=1, or no qemu-system-x86_64) a spinning
+ * process stands in for the vCPU.
  *
  * Measured from /proc (schedstat), not from vmmgr: it must run at >= 95 %
  * of a CPU while credits remain, at baseline +- 2 % once empty, and over
@@ -23,6 +26,9 @@
 
 #include "common/macros.h"
 #include "kernel/kernel.h"
+#include "qmp/qmp.h"
+#include "tests/qmp/qemu-helper.h"
+#include "vmmgr/binding.h"
 #include "vmmgr/credit-engine.h"
 
 #define TICK_USEC UINT64_C(100000)
@@ -54,7 +60,8 @@ int main(int argc, char **argv) {
         double burst_pct, base_pct, err_pct, ledger_err_pct;
         int64_t entitled;
         int failures = 0, r;
-        pid_t child;
+        pid_t child = 0, pid, vcpu;
+        TestQemu *qemu = NULL;
         VmId vm;
         bool verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
 
@@ -76,19 +83,48 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "vm create: %s\n", strerror(-r));
                 return 1;
         }
-        child = fork();
-        if (child == 0) {
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                for (;;)
-                        __asm__ volatile("" ::: "memory");
-        }
-        if (kh_vm_attach_process(h, &vm, child) < 0 || kh_vm_attach_thread(h, &vm, CG_ROLE_VCPUS, child) < 0) {
-                fprintf(stderr, "attach failed\n");
-                failures++;
-                goto out;
+        if (!getenv("VMMGR_REAL_CREDITS_SPINNER") &&
+            test_qemu_start(&(TestQemuOptions) { .smp = 1, .uuid = "5b7c1e2a-3d4f-4a5b-8c6d-7e8f9a0b1c2d" },
+                            &qemu) == 0) {
+                VmThreadRoles roles = { 0 };
+                QmpError qerr = { 0 };
+                char *reason = NULL;
+                Qmp *q = NULL;
+
+                pid = test_qemu_pid(qemu);
+                r = qmp_connect_sync(test_qemu_qmp_path(qemu, 0), 5000, &q, &reason);
+                free(reason);
+                if (r == 0)
+                        r = vm_thread_roles_query(q, 5000, &roles, &qerr);
+                if (r == 0)
+                        r = vm_bind(h, &vm, pid, &roles, NULL);
+                vcpu = r == 0 && roles.n_vcpus == 1 ? roles.vcpus[0] : 0;
+                vm_thread_roles_done(&roles);
+                qmp_error_done(&qerr);
+                qmp_free(q);
+                if (r < 0 || vcpu == 0) {
+                        fprintf(stderr, "binding QEMU failed: %s\n", strerror(-r));
+                        failures++;
+                        goto out;
+                }
+                printf("real QEMU VM: pid %d, vCPU thread %d\n", (int) pid, (int) vcpu);
+        } else {
+                child = fork();
+                if (child == 0) {
+                        prctl(PR_SET_PDEATHSIG, SIGKILL);
+                        for (;;)
+                                __asm__ volatile("" ::: "memory");
+                }
+                pid = vcpu = child;
+                if (kh_vm_attach_process(h, &vm, child) < 0 || kh_vm_attach_thread(h, &vm, CG_ROLE_VCPUS, child) < 0) {
+                        fprintf(stderr, "attach failed\n");
+                        failures++;
+                        goto out;
+                }
+                printf("a spinning process stands in for the vCPU (pid %d)\n", (int) pid);
         }
         t0 = now_usec();
-        r = kh_thread_cpu_usec(h, child, child, &u0);
+        r = kh_thread_cpu_usec(h, pid, vcpu, &u0);
         if (r == 0)
                 r = credit_bank_new(h, &vm, &spec, kind, NULL, NULL, UINT64_MAX, t0, &bank);
         if (r < 0) {
@@ -112,15 +148,15 @@ int main(int argc, char **argv) {
                         credit_bank_snapshot(bank, &s);
                         if (!burst_end && s.enforcement.quota_usec != CREDIT_QUOTA_UNLIMITED) {
                                 burst_end = now_usec();
-                                kh_thread_cpu_usec(h, child, child, &u);
+                                kh_thread_cpu_usec(h, pid, vcpu, &u);
                                 burst_used = u - u0;
                         }
                         if (burst_end && !base_from && now_usec() >= burst_end + 2000000) {
                                 base_from = now_usec();
-                                kh_thread_cpu_usec(h, child, child, &base_used);
+                                kh_thread_cpu_usec(h, pid, vcpu, &base_used);
                         }
                         if ((t - t0) % 1000000 == 0 || verbose) {
-                                kh_thread_cpu_usec(h, child, child, &u);
+                                kh_thread_cpu_usec(h, pid, vcpu, &u);
                                 printf("  t=%5.1f s  credits %7.3f CPU-s  usage %6.2f %%  %s\n",
                                        (double) (t - t0) / 1e6,
                                        (double) credit_ledger_available(&s.ledger) / 1e6,
@@ -131,7 +167,7 @@ int main(int argc, char **argv) {
                         }
                 }
         }
-        kh_thread_cpu_usec(h, child, child, &u);
+        kh_thread_cpu_usec(h, pid, vcpu, &u);
         t = now_usec();
         credit_bank_snapshot(bank, &s);
         entitled = spec.launch_usec + (int64_t) (s.ledger.earned_usec - s0.ledger.earned_usec);
@@ -169,8 +205,11 @@ int main(int argc, char **argv) {
         }
 out:
         credit_bank_free(bank);
-        kill(child, SIGKILL);
-        waitpid(child, NULL, 0);
+        if (child > 0) {
+                kill(child, SIGKILL);
+                waitpid(child, NULL, 0);
+        }
+        test_qemu_stop(qemu);
         if (kh_vm_remove(h, &vm) < 0 || kh_subtree_remove(h) < 0) {
                 fprintf(stderr, "FAIL: cleanup\n");
                 failures++;
