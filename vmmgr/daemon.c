@@ -332,21 +332,23 @@ static int on_housekeeping(sd_event_source *s, uint64_t usec, void *userdata) {
         return rearm(s, HOUSEKEEPING_USEC);
 }
 
-static int on_api_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Daemon *d = userdata;
-        int r = api_dispatch(d->api);
+/* After every dispatch the API may want to run again soon (a timeout of
+ * 0: TLS data already buffered), so its timer is re-armed each time. */
+static int api_dispatch_and_rearm(Daemon *d) {
+        int r = api_dispatch(d->api), t;
+
         if (r < 0)
                 log_warning_errno(r, "API dispatch failed: %m");
-        return 0;
+        t = api_get_timeout_ms(d->api);
+        return rearm(d->api_timer, t < 0 || t > 1000 ? USEC_PER_SEC : (uint64_t) t * 1000);
+}
+
+static int on_api_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        return api_dispatch_and_rearm(userdata);
 }
 
 static int on_api_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Daemon *d = userdata;
-        int t;
-
-        (void) api_dispatch(d->api);
-        t = api_get_timeout_ms(d->api);
-        return rearm(s, t < 0 || t > 1000 ? USEC_PER_SEC : (uint64_t) t * 1000);
+        return api_dispatch_and_rearm(userdata);
 }
 
 static int on_quit(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -464,6 +466,14 @@ static int open_api(Daemon *d) {
                         return log_error_errno(-EINVAL, "api.tls listen must be ADDRESS:PORT, got \"%s\"",
                                                d->cfg.tls_listen);
                 snprintf(addr, sizeof(addr), "%.*s", (int) (colon - d->cfg.tls_listen), d->cfg.tls_listen);
+                /* "[::1]:8443": the address without its brackets. */
+                {
+                        size_t len = strlen(addr);
+                        if (len >= 2 && addr[0] == '[' && addr[len - 1] == ']') {
+                                memmove(addr, addr + 1, len - 2);
+                                addr[len - 2] = '\0';
+                        }
+                }
                 cfg.tcp_address = addr;
                 cfg.tcp_port = (uint16_t) port;
                 cfg.tls_cert_file = d->cfg.tls_cert;
@@ -566,6 +576,8 @@ int daemon_run(Daemon *d) {
         sigset_t mask;
         int r;
 
+        /* A client that hangs up mid-reply must not kill the daemon. */
+        signal(SIGPIPE, SIG_IGN);
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
