@@ -100,3 +100,6 @@ for name in vm-drain vm-burst vm-flat; do
 done
 echo
 "$ctl" events --limit 20
+echo
+"$ctl" credits history "${uuid[vm-drain]}" --svg "$here/demo-vm-drain.svg" &&
+  echo "(open demo-vm-drain.svg: vm-drain's credits and CPU over the run)"

@@ -495,6 +495,34 @@ static int h_credits_get(ApiRequest *req) {
         return reply_json(req, 200, json_io_credits(&c));
 }
 
+static int h_credits_history(ApiRequest *req) {
+        static const char *const states[] = { "baseline", "bursting", "throttled" };
+        ServiceHistoryPoint *pts = NULL;
+        ServiceError err = {};
+        struct json_object *o, *arr;
+        size_t n = 0;
+        int r;
+
+        r = req->api->ops->credits_history(req->api->ops_ctx, &req->id, &pts, &n, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        o = json_object_new_object();
+        arr = json_object_new_array();
+        json_object_object_add(o, "uuid", json_object_new_string(req->id.str));
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *p = json_object_new_object();
+                json_object_object_add(p, "time_usec", json_object_new_uint64(pts[i].time_unix_usec));
+                json_object_object_add(p, "available_usec", json_object_new_int64(pts[i].available_usec));
+                json_object_object_add(p, "usage_usec", json_object_new_uint64(pts[i].usage_usec));
+                json_object_object_add(p, "state",
+                                       json_object_new_string(pts[i].state < 3 ? states[pts[i].state] : "baseline"));
+                json_object_array_add(arr, p);
+        }
+        json_object_object_add(o, "points", arr);
+        free(pts);
+        return reply_json(req, 200, o);
+}
+
 static int h_credits_put(ApiRequest *req) {
         static const char *const keys[] = { "class", "baseline", "cap_usec", "launch_usec", "mode", NULL };
         ServiceSpecChange ch = {};
@@ -671,6 +699,7 @@ static const ApiRoute routes[] = {
         { "GET", "/v1/vms/{uuid}/credits", false, NULL, h_credits_get },
         { "PUT", "/v1/vms/{uuid}/credits", true, NULL, h_credits_put },
         { "POST", "/v1/vms/{uuid}/credits/inject", true, NULL, h_credits_inject },
+        { "GET", "/v1/vms/{uuid}/credits/history", false, NULL, h_credits_history },
         { "POST", "/v1/credits/transfer", true, NULL, h_credits_transfer },
         { "GET", "/v1/events", false, events_query, h_events },
         { "GET", "/metrics", false, NULL, h_metrics },

@@ -16,6 +16,7 @@ static void usage(FILE *out) {
               "                                 [--launch AMOUNT] [--mode standard|unlimited]\n"
               "       vmmgrctl credits inject UUID +AMOUNT|-AMOUNT\n"
               "       vmmgrctl credits transfer FROM-UUID TO-UUID AMOUNT\n"
+              "       vmmgrctl credits history UUID [--svg FILE] [--json]\n"
               "\n"
               "Show and change a VM's CPU credits.  1 credit = one vCPU at 100 % for one\n"
               "minute = 60 CPU-seconds.  AMOUNT takes a unit: usec, s (CPU-seconds) or cr\n"
@@ -24,7 +25,8 @@ static void usage(FILE *out) {
               "set changes the spec live: the balance is kept, clamped to a smaller cap.\n"
               "inject adds to the bank (refused above the cap) or takes from it (refused\n"
               "below zero): nothing is clamped silently.  transfer moves credits between\n"
-              "two VMs: both change or neither does.\n"
+              "two VMs: both change or neither does.  history shows the last 10 minutes\n"
+              "(a sample a second) as a table, or draws credits and usage as an SVG chart.\n"
               "\n"
               "Options:\n"
               "      --socket PATH   vmmgrd's socket (default $VMMGR_SOCKET or /run/vmmgr/vmmgr.sock)\n"
@@ -167,6 +169,8 @@ int ctl_verb_credits(int argc, char **argv) {
         if (strcmp(rest[0], "show") == 0 && n == 2) {
                 snprintf(path, sizeof(path), "/v1/vms/%s/credits", id.str);
                 r = ctl_call(&c, "GET", path, NULL, &reply);
+        } else if (strcmp(rest[0], "history") == 0) {
+                return ctl_credits_history(&c, &id, rest + 2, n - 2);
         } else if (strcmp(rest[0], "set") == 0) {
                 r = set_spec(&c, &id, rest + 2, n - 2, &reply);
         } else if (strcmp(rest[0], "inject") == 0 && n == 3) {

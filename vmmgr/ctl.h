@@ -46,6 +46,9 @@ int64_t ctl_int(struct json_object *o, const char *key);
 bool ctl_is_null(struct json_object *o, const char *key);
 void ctl_print_json(struct json_object *o);
 
+#include "common/vmid.h"
+int ctl_credits_history(const CtlCommon *c, const VmId *id, char **rest, int n);
+
 int ctl_verb_vm(int argc, char **argv);
 int ctl_verb_credits(int argc, char **argv);
 int ctl_verb_events(int argc, char **argv);

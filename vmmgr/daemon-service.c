@@ -415,6 +415,23 @@ static int svc_credits_transfer(void *ctx, const VmId *from, const VmId *to, int
         return r;
 }
 
+static int svc_credits_history(void *ctx, const VmId *id, ServiceHistoryPoint **ret, size_t *ret_n,
+                               ServiceError *err) {
+        Vm *vm = need_vm(ctx, id, err);
+        ServiceHistoryPoint *p;
+
+        if (!vm)
+                return -ENOENT;
+        p = calloc(vm->history_n ? vm->history_n : 1, sizeof(*p));
+        if (!p)
+                return fail(err, -ENOMEM, NULL, "out of memory");
+        for (size_t i = 0; i < vm->history_n; i++)
+                p[i] = vm->history[(vm->history_head + i) % VM_HISTORY_POINTS];
+        *ret = p;
+        *ret_n = vm->history_n;
+        return 0;
+}
+
 static int svc_events(void *ctx, int64_t since, size_t limit, ServiceEvent **ret, size_t *ret_n,
                       ServiceError *err) {
         Daemon *d = ctx;
@@ -561,6 +578,7 @@ const ServiceOps daemon_service_ops = {
         .credits_set_spec = svc_credits_set_spec,
         .credits_inject = svc_credits_inject,
         .credits_transfer = svc_credits_transfer,
+        .credits_history = svc_credits_history,
         .events = svc_events,
         .metrics = svc_metrics,
 };

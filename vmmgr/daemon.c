@@ -68,7 +68,35 @@ void vm_free(Vm *vm) {
         qmp_free(vm->qmp);
         credit_bank_free(vm->bank);
         vm_thread_roles_done(&vm->roles);
+        free(vm->history);
         free(vm);
+}
+
+/* Samples the bank into the VM's history ring, at most once a second. */
+static void vm_record_history(Vm *vm, uint64_t now_mono) {
+        CreditSnapshot s;
+        ServiceHistoryPoint *p;
+
+        if (!vm->bank || (vm->history_n > 0 && now_mono < vm->history_last_usec + USEC_PER_SEC))
+                return;
+        if (!vm->history) {
+                vm->history = calloc(VM_HISTORY_POINTS, sizeof(ServiceHistoryPoint));
+                if (!vm->history)
+                        return; /* history is a convenience: no memory, no history */
+        }
+        credit_bank_snapshot(vm->bank, &s);
+        p = &vm->history[(vm->history_head + vm->history_n) % VM_HISTORY_POINTS];
+        *p = (ServiceHistoryPoint) {
+                .time_unix_usec = daemon_now_unix_usec(),
+                .available_usec = credit_ledger_available(&s.ledger),
+                .usage_usec = s.usage_usec,
+                .state = (uint8_t) s.state,
+        };
+        if (vm->history_n < VM_HISTORY_POINTS)
+                vm->history_n++;
+        else
+                vm->history_head = (vm->history_head + 1) % VM_HISTORY_POINTS;
+        vm->history_last_usec = now_mono;
 }
 
 /* Keeps the ledger a disconnected VM had, then drops the live parts. */
@@ -279,6 +307,12 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 Vm *vm = d->vms[i];
                 int r;
 
+                if (vm->bank && now >= vm->history_last_usec + USEC_PER_SEC) {
+                        /* History wants a fresh sample: look now. */
+                        if (credit_bank_tick(vm->bank, now) == 0)
+                                vm_record_history(vm, now);
+                        continue;
+                }
                 if (!vm->bank || credit_bank_next_tick_usec(vm->bank) > now)
                         continue;
                 r = credit_bank_tick(vm->bank, now);

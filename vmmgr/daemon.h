@@ -45,11 +45,18 @@ typedef struct Vm {
         CreditBank *bank;
         uint64_t committed_generation; /* ledger generation last written to the db */
 
+        /* Credit history: a ring of about one sample a second. */
+        ServiceHistoryPoint *history;
+        size_t history_head, history_n;
+        uint64_t history_last_usec;
+
         /* Kept while disconnected: the ledger as last known. */
         CreditLedger ledger;
         uint64_t usage_base_usec;
         uint64_t ledger_time_unix_usec;
 } Vm;
+
+#define VM_HISTORY_POINTS 600 /* 10 minutes at one a second */
 
 typedef struct DaemonStats {
         uint64_t ticks;            /* tick timer runs */

@@ -93,6 +93,14 @@ typedef struct ServiceEvent {
         char *detail_json;     /* a JSON object as text; malloc'd */
 } ServiceEvent;
 
+/* One sample of a VM's credit history (taken about once a second). */
+typedef struct ServiceHistoryPoint {
+        uint64_t time_unix_usec;
+        int64_t available_usec; /* launch + bank - debt */
+        uint64_t usage_usec;    /* the vcpus group's usage counter */
+        uint8_t state;          /* CreditState */
+} ServiceHistoryPoint;
+
 typedef struct ServiceOps {
         /* GET /v1/host: a JSON object as text (host-info keys); malloc'd. */
         int (*host_info)(void *ctx, char **ret_json, ServiceError *err);
@@ -110,6 +118,9 @@ typedef struct ServiceOps {
         /* Events after `since_seq` (0: from the oldest kept), at most `limit`. */
         int (*events)(void *ctx, int64_t since_seq, size_t limit, ServiceEvent **ret, size_t *ret_n,
                       ServiceError *err);
+        /* GET /v1/vms/{uuid}/credits/history: recent samples, oldest first; malloc'd. */
+        int (*credits_history)(void *ctx, const VmId *id, ServiceHistoryPoint **ret, size_t *ret_n,
+                               ServiceError *err);
         /* GET /metrics: Prometheus text exposition; malloc'd. */
         int (*metrics)(void *ctx, char **ret_text, ServiceError *err);
 } ServiceOps;

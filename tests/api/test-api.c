@@ -186,6 +186,25 @@ static int fake_vm_unregister(void *ctx, const VmId *id, ServiceError *err) {
         return 0;
 }
 
+static int fake_credits_history(void *ctx, const VmId *id, ServiceHistoryPoint **ret, size_t *ret_n,
+                                ServiceError *err) {
+        ServiceHistoryPoint *p;
+        int r = fake_enter(ctx, err);
+
+        if (r < 0)
+                return r;
+        if (!fake_find(ctx, id, err))
+                return -ENOENT;
+        p = calloc(2, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p[0] = (ServiceHistoryPoint) { .time_unix_usec = 1000000, .available_usec = 5000, .usage_usec = 10, .state = 1 };
+        p[1] = (ServiceHistoryPoint) { .time_unix_usec = 2000000, .available_usec = 0, .usage_usec = 20, .state = 2 };
+        *ret = p;
+        *ret_n = 2;
+        return 0;
+}
+
 static int fake_credits_get(void *ctx, const VmId *id, ServiceCredits *ret, ServiceError *err) {
         FakeVm *v;
         int r = fake_enter(ctx, err);
@@ -309,6 +328,7 @@ static const ServiceOps fake_ops = {
         .vm_register = fake_vm_register,
         .vm_unregister = fake_vm_unregister,
         .credits_get = fake_credits_get,
+        .credits_history = fake_credits_history,
         .credits_set_spec = fake_credits_set_spec,
         .credits_inject = fake_credits_inject,
         .credits_transfer = fake_credits_transfer,
@@ -535,6 +555,12 @@ static void test_happy_paths(void **state) {
         json_object_put(o);
 
         /* credits */
+        assert_int_equal(req(s, "GET", "/v1/vms/" U2 "/credits/history", NULL, &o), 200);
+        assert_int_equal(json_object_array_length(json_object_object_get(o, "points")), 2);
+        assert_string_equal(json_object_get_string(json_object_object_get(
+                                    json_object_array_get_idx(json_object_object_get(o, "points"), 1), "state")),
+                            "throttled");
+        json_object_put(o);
         assert_int_equal(req(s, "GET", "/v1/vms/" U2 "/credits", NULL, &o), 200);
         assert_string_equal(jstr(o, "uuid"), U2);
         assert_string_equal(jstr(o, "bank"), "emulated");
