@@ -86,73 +86,77 @@ static int hier_fd(const RealBackend *b, unsigned hier) {
         return hier < b->n_hier ? b->mount_fd[hier] : -EINVAL;
 }
 
+/* The hierarchy's mount fd and the path beneath it; <0 on error. */
+static int resolve(const RealBackend *b, unsigned hier, const char *group, const char *file, char *path) {
+        int fd = hier_fd(b, hier), r;
+
+        if (fd < 0)
+                return fd;
+        r = build_path(b, group, file, path, CG_PATH_MAX);
+        return r < 0 ? r : fd;
+}
+
 static int real_mkdir(void *p, unsigned hier, const char *group) {
         RealBackend *b = p;
         char path[CG_PATH_MAX];
-        int fd = hier_fd(b, hier), r;
+        int fd;
 
-        if (fd < 0 || !group)
+        if (!group)
                 return -EINVAL;
-        r = build_path(b, group, NULL, path, sizeof(path));
-        return r < 0 ? r : cgfs_mkdir(fd, path);
+        fd = resolve(b, hier, group, NULL, path);
+        return fd < 0 ? fd : cgfs_mkdir(fd, path);
 }
 
 static int real_rmdir(void *p, unsigned hier, const char *group) {
         RealBackend *b = p;
         char path[CG_PATH_MAX];
-        int fd = hier_fd(b, hier), r;
+        int fd;
 
-        if (fd < 0 || !group)
+        if (!group)
                 return -EINVAL;
-        r = build_path(b, group, NULL, path, sizeof(path));
-        return r < 0 ? r : cgfs_rmdir(fd, path);
+        fd = resolve(b, hier, group, NULL, path);
+        return fd < 0 ? fd : cgfs_rmdir(fd, path);
 }
 
 static int real_read(void *p, unsigned hier, const char *group, const char *file, char *buf,
                      size_t size, size_t *ret_len) {
         RealBackend *b = p;
         char path[CG_PATH_MAX];
-        int fd = hier_fd(b, hier), r;
+        int fd;
 
-        if (fd < 0)
-                return fd;
-        r = build_path(b, group, file, path, sizeof(path));
-        return r < 0 ? r : cgfs_read(fd, path, buf, size, ret_len);
+        fd = resolve(b, hier, group, file, path);
+        return fd < 0 ? fd : cgfs_read(fd, path, buf, size, ret_len);
 }
 
 static int real_write(void *p, unsigned hier, const char *group, const char *file,
                       const char *data, size_t len, int nonblock) {
         RealBackend *b = p;
         char path[CG_PATH_MAX];
-        int fd = hier_fd(b, hier), r;
+        int fd;
 
         /* vmmgr writes only inside its own subtree. */
-        if (fd < 0 || !group)
+        if (!group)
                 return -EINVAL;
-        r = build_path(b, group, file, path, sizeof(path));
-        return r < 0 ? r : cgfs_write(fd, path, data, len, nonblock);
+        fd = resolve(b, hier, group, file, path);
+        return fd < 0 ? fd : cgfs_write(fd, path, data, len, nonblock);
 }
 
 static int real_exists(void *p, unsigned hier, const char *group, const char *file) {
         RealBackend *b = p;
         char path[CG_PATH_MAX];
-        int fd = hier_fd(b, hier), r;
+        int fd;
 
-        if (fd < 0)
-                return fd;
-        r = build_path(b, group, file, path, sizeof(path));
-        return r < 0 ? r : cgfs_exists(fd, path);
+        fd = resolve(b, hier, group, file, path);
+        return fd < 0 ? fd : cgfs_exists(fd, path);
 }
 
 static int real_list_children(void *p, unsigned hier, const char *group, char ***ret) {
         RealBackend *b = p;
         char path[CG_PATH_MAX];
-        int fd = hier_fd(b, hier), r;
+        int fd;
 
-        if (fd < 0)
-                return fd;
-        r = build_path(b, group, NULL, path, sizeof(path));
-        return r < 0 ? r : cgfs_list_dirs(fd, path, ret);
+        fd = resolve(b, hier, group, NULL, path);
+        return fd < 0 ? fd : cgfs_list_dirs(fd, path, ret);
 }
 
 static int real_read_schedstat(void *p, pid_t pid, pid_t tid, char *buf, size_t size,
@@ -230,12 +234,10 @@ static int real_read_host_file(void *p, KHostFile which, char *buf, size_t size,
 static int real_open_read(void *p, unsigned hier, const char *group, const char *file) {
         RealBackend *b = p;
         char path[CG_PATH_MAX];
-        int fd = hier_fd(b, hier), r;
+        int fd;
 
-        if (fd < 0)
-                return fd;
-        r = build_path(b, group, file, path, sizeof(path));
-        return r < 0 ? r : cgfs_open_beneath(fd, path, O_RDONLY);
+        fd = resolve(b, hier, group, file, path);
+        return fd < 0 ? fd : cgfs_open_beneath(fd, path, O_RDONLY);
 }
 
 static int real_taskstats_available(void *p) {
