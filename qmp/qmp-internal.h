@@ -64,6 +64,7 @@ typedef struct QmpPciList {
 } QmpPciList;
 
 int qmp_status_from_json(struct json_object *ret, void *out /* QmpStatus */);
+int qmp_uuid_from_json(struct json_object *ret, void *out /* char[37] */);
 int qmp_cpus_from_json(struct json_object *ret, void *out /* QmpCpuList */);
 int qmp_iothreads_from_json(struct json_object *ret, void *out /* QmpIothreadList */);
 int qmp_memory_summary_from_json(struct json_object *ret, void *out /* QmpMemorySummary */);

@@ -77,6 +77,30 @@ int qmp_status_from_json(struct json_object *ret, void *out) {
         return 0;
 }
 
+/* ---- query-uuid ---------------------------------------------------------- */
+
+int qmp_uuid_from_json(struct json_object *ret, void *out) {
+        const char *uuid;
+        char buf[QMP_UUID_STRLEN + 1];
+        int r;
+
+        r = qmp_json_get_string(ret, "UUID", true, &uuid);
+        if (r < 0)
+                return r;
+        if (strlen(uuid) != QMP_UUID_STRLEN)
+                return -EBADMSG;
+        for (size_t i = 0; i < QMP_UUID_STRLEN; i++) {
+                char c = uuid[i];
+                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+                if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+                        return -EBADMSG;
+                buf[i] = (char) (c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+        }
+        buf[QMP_UUID_STRLEN] = '\0';
+        memcpy(out, buf, sizeof(buf));
+        return 0;
+}
+
 /* ---- query-cpus-fast ---------------------------------------------------- */
 
 void qmp_cpus_free(QmpCpu *cpus, size_t n) {
@@ -448,6 +472,14 @@ int qmp_parse_migrate(const char *return_json, QmpMigrateInfo *ret) {
 }
 
 /* ---- blocking helpers --------------------------------------------------- */
+
+int qmp_parse_uuid(const char *return_json, char ret[QMP_UUID_STRLEN + 1]) {
+        return parse_text(return_json, qmp_uuid_from_json, ret);
+}
+
+int qmp_query_uuid(Qmp *q, int timeout_ms, char ret[QMP_UUID_STRLEN + 1], QmpError *ret_error) {
+        return qmp_execute_sync_parse(q, "query-uuid", NULL, timeout_ms, qmp_uuid_from_json, ret, ret_error);
+}
 
 int qmp_query_status(Qmp *q, int timeout_ms, QmpStatus *ret, QmpError *ret_error) {
         return qmp_execute_sync_parse(q, "query-status", NULL, timeout_ms, qmp_status_from_json, ret,

@@ -251,6 +251,13 @@ typedef struct QmpStatus {
         char status[32]; /* "running", "paused", "inmigrate", "postmigrate", ... */
 } QmpStatus;
 int qmp_parse_status(const char *return_json, QmpStatus *ret);
+
+/* query-uuid: QEMU's -uuid, lowercase; "00000000-0000-0000-0000-000000000000"
+ * when it was started without one.  -EBADMSG for anything not a UUID. */
+#define QMP_UUID_STRLEN 36
+#define QMP_UUID_NONE "00000000-0000-0000-0000-000000000000"
+int qmp_parse_uuid(const char *return_json, char ret[QMP_UUID_STRLEN + 1]);
+int qmp_query_uuid(Qmp *q, int timeout_ms, char ret[QMP_UUID_STRLEN + 1], QmpError *ret_error);
 int qmp_query_status(Qmp *q, int timeout_ms, QmpStatus *ret, QmpError *ret_error);
 
 /* query-cpus-fast: vCPU index -> host thread id.  Topology ids are -1 when

@@ -201,6 +201,20 @@ int daemon_vm_connect(Daemon *d, Vm *vm, bool fresh, ServiceError *err) {
         qmp_error_done(&qerr);
         if (r < 0)
                 goto fail_msg;
+        if (fresh) {
+                /* A QEMU started with -uuid must be the VM being registered:
+                 * anything else is the wrong socket. */
+                char quuid[QMP_UUID_STRLEN + 1];
+                r = qmp_query_uuid(vm->qmp, QMP_TIMEOUT_MS, quuid, &qerr);
+                qmp_error_done(&qerr);
+                if (r == 0 && strcmp(quuid, QMP_UUID_NONE) != 0 && strcmp(quuid, vm->id.str) != 0) {
+                        snprintf(err->message, sizeof(err->message),
+                                 "the QEMU on %s says its UUID is %s, not %s", vm->qmp_path, quuid, vm->id.str);
+                        err->field = "uuid";
+                        r = -EEXIST;
+                        goto fail;
+                }
+        }
         r = vm_refresh_roles(d, vm);
         if (r < 0)
                 goto fail_msg;
@@ -232,6 +246,7 @@ int daemon_vm_connect(Daemon *d, Vm *vm, bool fresh, ServiceError *err) {
 
 fail_msg:
         snprintf(err->message, sizeof(err->message), "cannot bind VM %s: %s", vm->id.str, strerror(-r));
+fail:
         vm->bank = credit_bank_free(vm->bank);
         vm->qmp_io = sd_event_source_disable_unref(vm->qmp_io);
         qmp_free(vm->qmp);

@@ -236,6 +236,19 @@ static void test_contract(void **state) {
         expect_error("POST", "/v1/vms/" UUID_A "/credits/inject", "{\"amount_usec\":99999999999}", 400, "amount_usec");
         expect_error("POST", "/v1/credits/transfer",
                           "{\"from\":\"" UUID_A "\",\"to\":\"" UUID_A "\",\"amount_usec\":1}", 400, "to");
+        {
+                /* A QEMU started with -uuid is only that VM. */
+                TestQemu *other = NULL;
+                char body[512];
+                if (test_qemu_start(&(TestQemuOptions) { .uuid = "f0000000-0000-4000-8000-00000000000f" }, &other) ==
+                    0) {
+                        snprintf(body, sizeof(body),
+                                 "{\"uuid\":\"c0000000-0000-4000-8000-00000000000c\",\"qmp\":\"%s\"}",
+                                 test_qemu_qmp_path(other, 0));
+                        expect_error("POST", "/v1/vms", body, 409, "uuid");
+                        test_qemu_stop(other);
+                }
+        }
         memset(big, ' ', sizeof(big) - 1);
         big[0] = '{';
         big[sizeof(big) - 2] = '}';

@@ -1402,8 +1402,22 @@ static void test_connect_sync(void **state) {
         rmdir(dir);
 }
 
+static void test_parse_uuid(void **state) {
+        char u[QMP_UUID_STRLEN + 1];
+
+        (void) state;
+        assert_int_equal(qmp_parse_uuid("{\"UUID\": \"7D3F0B1E-2c4a-4e5f-9a6b-8c7d6e5f4a3b\"}", u), 0);
+        assert_string_equal(u, "7d3f0b1e-2c4a-4e5f-9a6b-8c7d6e5f4a3b");
+        assert_int_equal(qmp_parse_uuid("{\"UUID\": \"" QMP_UUID_NONE "\"}", u), 0);
+        assert_int_equal(qmp_parse_uuid("{\"UUID\": \"../../etc/passwd\"}", u), -EBADMSG);
+        assert_int_equal(qmp_parse_uuid("{\"UUID\": \"7d3f0b1e-2c4a-4e5f-9a6b-8c7d6e5f4a3g\"}", u), -EBADMSG);
+        assert_int_equal(qmp_parse_uuid("{\"UUID\": 5}", u), -EBADMSG);
+        assert_int_equal(qmp_parse_uuid("{}", u), -EBADMSG);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_parse_uuid),
                 cmocka_unit_test(test_handshake),
                 cmocka_unit_test(test_split_reads),
                 cmocka_unit_test(test_merged_reads),
