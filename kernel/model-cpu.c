@@ -15,6 +15,18 @@
  * expiries and pool exhaustion instants; between them every rate is
  * constant and the arithmetic is exact.  Threads outside every limited
  * subtree always run at their demand and are accounted lazily.
+ *
+ * Fast mode (the default) adds two things that change no result:
+ *   - laziness: a subtree is simulated only up to its next event; until
+ *     then its pools drain at constant rates and its threads' state holds,
+ *     so km_advance() skips it.  Whoever reads or changes CPU state in it
+ *     first brings it to the clock (root_sync()).
+ *   - fast-forward: at a period boundary of a subtree whose root is its
+ *     only limited group, with nothing changing, the periods that follow
+ *     repeat a pattern (the same refill, use and throttle every period, or
+ *     a pool that moves by quota - use per period) which ff_enter() solves
+ *     in closed form, integer-exact; a subtree that throttles the same way
+ *     every period then costs nothing until someone looks at it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -42,6 +54,31 @@ static bool cfs_limited(const KmCfs *c) {
         return c->quota_ns != KM_RUNTIME_INF;
 }
 
+/* km_buf_printf(b, "%s%" PRIu64 "%s", key, v, end) without printf: the
+ * files a credit bank reads on every look are formatted here, and
+ * vsnprintf() was most of the cost of a look.  key and end are literals. */
+#define BUF_PUT_U64(b, key, v, end) buf_put_u64(b, key, sizeof(key) - 1, v, end, sizeof(end) - 1)
+
+static void buf_put_u64(KmBuf *b, const char *key, size_t nk, uint64_t v, const char *end, size_t ne) {
+        char num[24], *p = num + sizeof(num);
+        size_t nn;
+
+        if (b->overflow)
+                return;
+        do
+                *--p = (char) ('0' + v % 10);
+        while ((v /= 10) > 0);
+        nn = (size_t) (num + sizeof(num) - p);
+        if (b->len + nk + nn + ne >= b->size) {
+                b->overflow = true;
+                return;
+        }
+        memcpy(b->p + b->len, key, nk);
+        memcpy(b->p + b->len + nk, p, nn);
+        memcpy(b->p + b->len + nk + nn, end, ne + 1);
+        b->len += nk + nn + ne;
+}
+
 /* ---- threads ---------------------------------------------------------- */
 
 static void thread_sync_to(KmThread *t, uint64_t time_ns) {
@@ -57,6 +94,7 @@ static void thread_sync_to(KmThread *t, uint64_t time_ns) {
 }
 
 void km_thread_sync(KModel *m, KmThread *t) {
+        km_cfs_sync(m, t->group);
         thread_sync_to(t, m->now_ns);
 }
 
@@ -277,21 +315,274 @@ static void subtree_fire_timers(KmGroup **ord, size_t n, uint64_t t) {
         }
 }
 
-static void subtree_advance(KmGroup **ord, size_t n, uint64_t t, uint64_t target) {
-        for (;;) {
-                uint64_t next;
+/* ---- fast-forward ------------------------------------------------------ *
+ *
+ * At a period boundary t of a subtree whose root R is its only limited
+ * group, right after the timer fired and the subtree settled: R is not
+ * throttled, its pool was just refilled (runtime_snap == runtime), its
+ * threads all run, and they drain the pool at a constant D ppm.  With
+ * X = runtime * 10^6 - runtime_debt (the pool in ppm*ns), one period of
+ * length P, quota Q and cap C = Q + burst runs as follows:
+ *
+ *   X <= D*(P-1)  the pool runs dry at e = ceil(X/D) < P: R throttles, and at
+ *                 the next boundary the refill leaves runtime Q, debt 0.
+ *   otherwise     the pool lasts the period; the next boundary has
+ *                 X' = X - D*P + Q*10^6 (or 0 + Q*10^6 if it ran dry exactly at
+ *                 the end), clamped to C*10^6 if runtime would pass C.
+ *
+ * So a subtree's periods either repeat exactly (a fixed point: runtime Q
+ * and throttling every period; or a pool that stays put, clamped at C or
+ * with use == quota), or the pool moves linearly by Q*10^6 - D*P per period
+ * until it would run dry within a period or reach the cap.  ff_enter()
+ * recognises both from the state at t; ff_jump() then applies N periods at
+ * once: nr_periods, nr_throttled, throttled time, nr_bursts and burst time
+ * (a period bursts when its use exceeds Q), the pool, the timer, and the
+ * threads (run time, sub-ns remainder and slices of a throttling pattern;
+ * running threads of the other patterns are accounted lazily anyway).
+ * Transition periods are stepped as usual.  tests/bench/test-model-ff.c
+ * checks every observable against the stepped simulation. */
 
-                subtree_settle(ord, n, t);
-                next = subtree_next_event(ord, n, t, target);
+static bool ff_enter(KmCfs *c, uint64_t t) {
+        uint64_t P = c->period_ns, Q = c->quota_ns, cap = c->quota_ns + c->burst_ns, D = c->rate_ppm;
+        uint64_t r = c->runtime_ns, debt = c->runtime_debt, ns, r1, debt1;
+        u128 X, DP, QM, e, total, left;
+
+        if (!c->period_active || c->expires_ns != t + P || c->throttled || D == 0 || D != c->acc_ppm ||
+            c->runtime_snap_ns != r || r > cap)
+                return false;
+        X = (u128) r * KM_PPM - debt;
+        DP = (u128) D * P;
+        QM = (u128) Q * KM_PPM;
+        e = (X + D - 1) / D;
+        if (e < P) {
+                /* Runs dry and throttles.  A fixed point only if it starts
+                 * from what such a period leaves: one quota, no debt. */
+                if (r != Q || debt != 0)
+                        return false;
+                c->ff_linear = false;
+                c->ff_throttles = true;
+                c->ff_run_ns = (uint64_t) e;
+                left = UINT64_MAX;
+                goto enter;
+        }
+        total = DP + debt;
+        ns = (uint64_t) (total / KM_PPM);
+        if (ns >= r) {
+                r1 = 0;
+                debt1 = 0;
+        } else {
+                r1 = r - ns;
+                debt1 = (uint64_t) (total % KM_PPM);
+        }
+        r1 += Q;
+        if (r1 > cap) {
+                r1 = cap;
+                debt1 = 0;
+        }
+        if (r1 == r && debt1 == debt) {
+                c->ff_linear = false;
+                c->ff_throttles = false;
+                left = UINT64_MAX;
+                goto enter;
+        }
+        /* Linear only while the pool neither runs dry within a period
+         * (X > D*P, i.e. ns < r) nor reaches the cap at a refill. */
+        if (ns >= r || r1 == cap || r - ns + Q > cap)
+                return false;
+        if (QM > DP) {
+                /* Grows: runtime after the refill of period k is
+                 * ceil((X_k - D*P) / 10^6) + Q, which must stay below C. */
+                u128 lim = (u128) (cap - Q) * KM_PPM + DP;
+
+                if (X >= lim)
+                        return false;
+                left = (lim - 1 - X) / (QM - DP) + 1;
+        } else
+                /* Shrinks (QM == DP is a fixed point): X_k > D*P. */
+                left = (X - DP - 1) / (DP - QM) + 1;
+        if (left > UINT64_MAX - 1)
+                left = UINT64_MAX - 1;
+        c->ff_linear = true;
+enter:
+        c->ff = true;
+        c->ff_left = (uint64_t) left;
+        return true;
+}
+
+/* Applies n periods of the pattern ff_enter() found, from the boundary
+ * sim_ns to the boundary sim_ns + n * period. */
+static void ff_jump(KModel *m, KmGroup **ord, size_t n_ord, uint64_t n) {
+        KmCfs *c = &ord[0]->cfs;
+        uint64_t P = c->period_ns, base = c->sim_ns;
+
+        if (n == 0)
+                return;
+        c->nr_periods += n;
+        c->expires_ns += n * P;
+        if (c->ff_linear) {
+                uint64_t Q = c->quota_ns, D = c->rate_ppm, d0 = c->runtime_debt;
+                u128 DP = (u128) D * P, QM = (u128) Q * KM_PPM;
+                u128 X = (u128) c->runtime_ns * KM_PPM - d0, a = DP / KM_PPM, rho = DP % KM_PPM;
+                uint64_t r;
+
+                /* Use in period k is a + (carry of the sub-ns debt); it
+                 * bursts when that exceeds the quota. */
+                if (a > Q) {
+                        c->nr_burst += n;
+                        c->burst_time_ns += (uint64_t) (((u128) n * DP + d0) / KM_PPM - (u128) n * Q);
+                } else if (a == Q) {
+                        uint64_t carries = (uint64_t) ((d0 + (u128) n * rho) / KM_PPM);
+
+                        c->nr_burst += carries;
+                        c->burst_time_ns += carries;
+                }
+                if (QM >= DP)
+                        X += (u128) n * (QM - DP);
+                else
+                        X -= (u128) n * (DP - QM);
+                r = (uint64_t) ((X + KM_PPM - 1) / KM_PPM);
+                c->runtime_ns = r;
+                c->runtime_debt = (uint32_t) ((u128) r * KM_PPM - X);
+                c->runtime_snap_ns = r;
+        } else if (c->ff_throttles) {
+                uint64_t run = c->ff_run_ns, end = base + n * P;
+
+                c->nr_throttled += n;
+                c->throttled_ns += n * (P - run);
+                c->throttled_since_ns = end - P + run;
+                /* Each period every thread runs `run` ns, stops, and is
+                 * scheduled in again at the next boundary. */
+                for (size_t i = 0; i < n_ord; i++)
+                        for (KmThread *th = ord[i]->threads; th; th = th->group_next) {
+                                if (th->demand_ppm > 0) {
+                                        u128 total = (u128) th->demand_ppm *
+                                                             ((u128) (base - th->sync_ns) + (u128) n * run) +
+                                                     th->usage_rem;
+
+                                        th->usage_ns += (uint64_t) (total / KM_PPM);
+                                        th->usage_rem = (uint32_t) (total % KM_PPM);
+                                        th->nr_slices += n;
+                                }
+                                th->sync_ns = end;
+                        }
+        }
+        c->sim_ns = base + n * P;
+        if (c->ff_left != UINT64_MAX)
+                c->ff_left -= n;
+        m->ff_jumps++;
+        m->ff_periods += n;
+}
+
+/* Fast-forwards as far as the pattern and `target` allow; leaves fast-
+ * forward when the pattern ends. */
+static void ff_advance(KModel *m, KmGroup **ord, size_t n, uint64_t target) {
+        KmCfs *c = &ord[0]->cfs;
+        uint64_t k = target > c->sim_ns ? (target - c->sim_ns) / c->period_ns : 0;
+
+        ff_jump(m, ord, n, MIN(k, c->ff_left));
+        if (c->ff_left == 0)
+                c->ff = false;
+}
+
+static uint64_t ff_until(const KmCfs *c) {
+        if (c->ff_left == UINT64_MAX || c->ff_left > (UINT64_MAX - c->sim_ns) / c->period_ns)
+                return UINT64_MAX;
+        return c->sim_ns + c->ff_left * c->period_ns;
+}
+
+/* Simulates one limited subtree from its own time up to `target`.  Lazy:
+ * it may stop early at a period boundary in fast-forward (nothing needs
+ * looking at until next_ev_ns); otherwise its state is exactly at target. */
+static void subtree_run(KModel *m, KmCfsRoot *root, uint64_t target, bool lazy) {
+        KmGroup **ord = m->cfs_order + root->start;
+        size_t n = root->n;
+        KmCfs *c = &ord[0]->cfs;
+        uint64_t t = c->sim_ns;
+
+        if (c->ff) {
+                ff_advance(m, ord, n, target);
+                t = c->sim_ns;
+                if (c->ff && lazy) {
+                        root->next_ev_ns = ff_until(c);
+                        return;
+                }
+                c->ff = false;
+        }
+        subtree_settle(ord, n, t);
+        while (t < target) {
+                uint64_t next = subtree_next_event(ord, n, t, target);
+                bool boundary;
+
                 subtree_consume(ord, n, next - t);
                 t = next;
+                boundary = c->period_active && c->expires_ns == t;
                 /* At an instant where a pool runs dry and its period ends,
                  * the refill comes first: the group does not throttle. */
                 subtree_fire_timers(ord, n, t);
-                if (t == target)
-                        break;
+                subtree_settle(ord, n, t);
+                if (boundary && !m->cfs_slow && root->ff_ok && ff_enter(c, t)) {
+                        c->sim_ns = t;
+                        ff_advance(m, ord, n, target);
+                        t = c->sim_ns;
+                        if (c->ff) {
+                                if (lazy) {
+                                        root->next_ev_ns = ff_until(c);
+                                        return;
+                                }
+                                c->ff = false;
+                        }
+                }
         }
-        subtree_settle(ord, n, t);
+        c->sim_ns = t;
+        root->next_ev_ns = lazy ? subtree_next_event(ord, n, t, UINT64_MAX) : t;
+}
+
+/* The root of the limited subtree holding g: its topmost limited
+ * ancestor-or-self, or NULL. */
+static KmGroup *cfs_root_of(KmGroup *g) {
+        KmGroup *root = NULL;
+
+        for (; g; g = g->parent)
+                if (cfs_limited(&g->cfs))
+                        root = g;
+        return root;
+}
+
+/* Brings a lazily simulated subtree to the clock and has the next
+ * km_advance() look at it (what the caller changes takes effect then). */
+static void root_sync(KModel *m, KmGroup *g) {
+        KmCfs *c = &g->cfs;
+        KmCfsRoot *root;
+
+        if (m->cfs_slow || !c->lazy_root)
+                return;
+        root = &m->cfs_roots[c->root_idx];
+        if (c->sim_ns != m->now_ns || c->ff)
+                subtree_run(m, root, m->now_ns, false);
+        root->next_ev_ns = m->now_ns;
+}
+
+void km_cfs_sync(KModel *m, KmGroup *g) {
+        KmGroup *root = g ? cfs_root_of(g) : NULL;
+
+        if (root)
+                root_sync(m, root);
+}
+
+void km_cfs_sync_tree(KModel *m, KmGroup *g) {
+        KmGroup *root = cfs_root_of(g);
+
+        if (root) {
+                root_sync(m, root);
+                return;
+        }
+        for (KmGroup *c = g; c;) {
+                if (cfs_limited(&c->cfs)) {
+                        root_sync(m, c);
+                        c = km_group_next_skip(c, g);
+                } else
+                        c = km_group_next_pre(c, g);
+        }
 }
 
 /* ---- the set of limited subtrees -------------------------------------- */
@@ -330,15 +621,33 @@ static void cfs_rebuild(KModel *m) {
         m->n_cfs_roots = 0;
         while (g) {
                 if (cfs_limited(&g->cfs)) {
-                        KmCfsRoot *root = &m->cfs_roots[m->n_cfs_roots++];
+                        KmCfsRoot *root = &m->cfs_roots[m->n_cfs_roots];
 
                         root->start = m->n_cfs_order;
-                        for (KmGroup *c = g; c; c = km_group_next_pre(c, g))
+                        root->ff_ok = true;
+                        for (KmGroup *c = g; c; c = km_group_next_pre(c, g)) {
                                 m->cfs_order[m->n_cfs_order++] = c;
+                                if (c == g)
+                                        continue;
+                                c->cfs.lazy_root = false;
+                                if (cfs_limited(&c->cfs))
+                                        root->ff_ok = false;
+                        }
                         root->n = m->n_cfs_order - root->start;
+                        root->next_ev_ns = m->now_ns;
+                        /* Every change that makes a group a root, or
+                         * changes what runs in one, first brought it to the
+                         * clock (root_sync()): a new root starts now. */
+                        if (!g->cfs.lazy_root || m->cfs_slow) {
+                                g->cfs.lazy_root = true;
+                                g->cfs.sim_ns = m->now_ns;
+                                g->cfs.ff = false;
+                        }
+                        g->cfs.root_idx = m->n_cfs_roots++;
                         g = km_group_next_skip(g, m->root);
                         continue;
                 }
+                g->cfs.lazy_root = false;
                 /* No limit above: these threads simply run. */
                 for (KmThread *t = g->threads; t; t = t->group_next)
                         if (!t->running) {
@@ -363,10 +672,26 @@ void km_advance(KModel *m, uint64_t usec) {
                 target = m->now_ns + usec * NSEC_PER_USEC;
         if (m->cfs_dirty)
                 cfs_rebuild(m);
-        for (size_t i = 0; i < m->n_cfs_roots; i++)
-                subtree_advance(m->cfs_order + m->cfs_roots[i].start, m->cfs_roots[i].n,
-                                m->now_ns, target);
+        for (size_t i = 0; i < m->n_cfs_roots; i++) {
+                KmCfsRoot *root = &m->cfs_roots[i];
+
+                if (!m->cfs_slow && root->next_ev_ns > target)
+                        continue; /* nothing happens in it before target */
+                subtree_run(m, root, target, !m->cfs_slow);
+        }
         m->now_ns = target;
+}
+
+void km_set_fast_forward(KModel *m, bool on) {
+        if (!m || m->cfs_slow == !on)
+                return;
+        /* Everything to the clock first: slow mode keeps every subtree
+         * there. */
+        if (m->cfs_dirty)
+                cfs_rebuild(m);
+        for (size_t i = 0; i < m->n_cfs_roots; i++)
+                root_sync(m, m->cfs_order[m->cfs_roots[i].start]);
+        m->cfs_slow = !on;
 }
 
 /* ---- tg_set_cfs_bandwidth() ------------------------------------------- */
@@ -441,6 +766,12 @@ static int cfs_set_bandwidth(KModel *m, KmGroup *g, uint64_t period_ns, uint64_t
         r = cfs_validate(m, g, period_ns, quota_ns, burst_ns);
         if (r < 0)
                 return r;
+        /* The subtree this changes (and, when g becomes limited, the ones
+         * that merge into it) to the clock first. */
+        if (was_limited || quota_ns == KM_RUNTIME_INF)
+                km_cfs_sync(m, g);
+        else
+                km_cfs_sync_tree(m, g);
         c->period_ns = period_ns;
         c->quota_ns = quota_ns;
         c->burst_ns = burst_ns;
@@ -519,10 +850,12 @@ int km_cpu_write_burst(KModel *m, KmGroup *g, char *data, bool nonblock) {
 
 int km_cpu_show_runtime(KModel *m, KmGroup *g, KmBuf *b) {
         const KmCfs *c = &g->cfs;
-        /* A pending sub-nanosecond debt makes the pool a little less. */
-        uint64_t ns = c->runtime_ns - (c->runtime_debt > 0);
+        uint64_t ns;
 
-        km_buf_printf(b, "%" PRIu64 "\n", ns / NSEC_PER_USEC);
+        km_cfs_sync(m, g);
+        /* A pending sub-nanosecond debt makes the pool a little less. */
+        ns = c->runtime_ns - (c->runtime_debt > 0);
+        BUF_PUT_U64(b, "", ns / NSEC_PER_USEC, "\n");
         return 0;
 }
 
@@ -535,6 +868,7 @@ int km_cpu_write_runtime(KModel *m, KmGroup *g, char *data, bool nonblock) {
         uint64_t cur, delta_ns, cap, v;
         char sign = 0;
 
+        km_cfs_sync(m, g);
         data = km_strip(data);
         if (data[0] == '+' || data[0] == '-')
                 sign = *data++;
@@ -586,18 +920,20 @@ int km_cpu_write_weight(KModel *m, KmGroup *g, char *data, bool nonblock) {
  * cpu controller's css exists (cpu_extra_stat_show()).  All CPU time is
  * user time in the model. */
 int km_cpu_show_stat(KModel *m, KmGroup *g, KmBuf *b) {
-        uint64_t usage_us = km_group_usage_ns(m, g) / NSEC_PER_USEC;
+        uint64_t usage_us;
         const KmCfs *c = &g->cfs;
 
-        km_buf_printf(b, "usage_usec %" PRIu64 "\nuser_usec %" PRIu64 "\nsystem_usec 0\n",
-                      usage_us, usage_us);
+        km_cfs_sync(m, g);
+        usage_us = km_group_usage_ns(m, g) / NSEC_PER_USEC;
+        BUF_PUT_U64(b, "usage_usec ", usage_us, "\n");
+        BUF_PUT_U64(b, "user_usec ", usage_us, "\nsystem_usec 0\n");
         if (!km_ctrl_enabled(m, g, CG_CTRL_CPU))
                 return 0;
-        km_buf_printf(b,
-                      "nr_periods %" PRIu64 "\nnr_throttled %" PRIu64 "\nthrottled_usec %" PRIu64
-                      "\nnr_bursts %" PRIu64 "\nburst_usec %" PRIu64 "\n",
-                      c->nr_periods, c->nr_throttled, c->throttled_ns / NSEC_PER_USEC,
-                      c->nr_burst, c->burst_time_ns / NSEC_PER_USEC);
+        BUF_PUT_U64(b, "nr_periods ", c->nr_periods, "\n");
+        BUF_PUT_U64(b, "nr_throttled ", c->nr_throttled, "\n");
+        BUF_PUT_U64(b, "throttled_usec ", c->throttled_ns / NSEC_PER_USEC, "\n");
+        BUF_PUT_U64(b, "nr_bursts ", c->nr_burst, "\n");
+        BUF_PUT_U64(b, "burst_usec ", c->burst_time_ns / NSEC_PER_USEC, "\n");
         return 0;
 }
 
@@ -651,11 +987,12 @@ int km_cpu_write_v1_burst(KModel *m, KmGroup *g, char *data, bool nonblock) {
 int km_cpu_show_v1_stat(KModel *m, KmGroup *g, KmBuf *b) {
         const KmCfs *c = &g->cfs;
 
-        km_buf_printf(b,
-                      "nr_periods %" PRIu64 "\nnr_throttled %" PRIu64 "\nthrottled_time %" PRIu64
-                      "\nnr_bursts %" PRIu64 "\nburst_time %" PRIu64 "\n",
-                      c->nr_periods, c->nr_throttled, c->throttled_ns, c->nr_burst,
-                      c->burst_time_ns);
+        km_cfs_sync(m, g);
+        BUF_PUT_U64(b, "nr_periods ", c->nr_periods, "\n");
+        BUF_PUT_U64(b, "nr_throttled ", c->nr_throttled, "\n");
+        BUF_PUT_U64(b, "throttled_time ", c->throttled_ns, "\n");
+        BUF_PUT_U64(b, "nr_bursts ", c->nr_burst, "\n");
+        BUF_PUT_U64(b, "burst_time ", c->burst_time_ns, "\n");
         return 0;
 }
 
@@ -678,7 +1015,7 @@ int km_cpu_write_v1_shares(KModel *m, KmGroup *g, char *data, bool nonblock) {
 }
 
 int km_cpuacct_show_usage(KModel *m, KmGroup *g, KmBuf *b) {
-        km_buf_printf(b, "%" PRIu64 "\n", km_group_usage_ns(m, g));
+        BUF_PUT_U64(b, "", km_group_usage_ns(m, g), "\n");
         return 0;
 }
 

@@ -76,6 +76,20 @@ typedef struct KmCfs {
         uint64_t acc_ppm;  /* demand below this group not stopped below it */
         uint64_t rate_ppm; /* what actually drains the pool now */
         bool blocked;      /* this group or an ancestor is throttled */
+        /* Lazy simulation, kept by the root of a limited subtree
+         * (model-cpu.c): the subtree's state is as of sim_ns, which may lie
+         * behind the model clock while nothing in it happens. */
+        bool lazy_root;  /* registered root; sim_ns and ff_* are valid */
+        size_t root_idx; /* in KModel.cfs_roots */
+        uint64_t sim_ns;
+        /* Fast-forward: from the period boundary sim_ns on, ff_left more
+         * periods (UINT64_MAX: until something changes) follow in closed
+         * form; see ff_enter() in model-cpu.c. */
+        bool ff;
+        bool ff_linear;    /* pool moves by quota - use per period; else fixed */
+        bool ff_throttles; /* fixed: every period throttles after ff_run_ns */
+        uint64_t ff_left;
+        uint64_t ff_run_ns;
 } KmCfs;
 
 enum {
@@ -165,7 +179,9 @@ struct KmProcess {
 };
 
 typedef struct KmCfsRoot {
-        size_t start, n; /* range of KModel.cfs_order */
+        size_t start, n;     /* range of KModel.cfs_order */
+        uint64_t next_ev_ns; /* fast mode: nothing happens in it before this */
+        bool ff_ok;          /* the root is its only limited group */
 } KmCfsRoot;
 
 struct KModel {
@@ -191,6 +207,14 @@ struct KModel {
         size_t n_cfs_order, cfs_order_cap;
         KmCfsRoot *cfs_roots;
         size_t n_cfs_roots, cfs_roots_cap;
+        /* Fast mode (the default): limited subtrees are simulated lazily,
+         * only up to their next event, and runs of identical CFS periods
+         * are fast-forwarded in closed form.  Off: every subtree is stepped
+         * event by event on every km_advance(), the reference the fast mode
+         * must match to the nanosecond (tests/bench/test-model-ff.c). */
+        bool cfs_slow;
+        uint64_t ff_jumps;   /* statistics: fast-forwards taken */
+        uint64_t ff_periods; /* and the periods they covered */
 };
 
 /* A bounded output buffer; overflow is sticky and becomes -E2BIG. */
@@ -236,6 +260,15 @@ void km_group_reset_ctrl(KModel *m, KmGroup *g, CgController ctrl);
 void km_cfs_init(KmCfs *c);
 /* Brings a thread's CPU time up to the model clock. */
 void km_thread_sync(KModel *m, KmThread *t);
+/* Brings the limited subtree that holds g (if any) up to the model clock.
+ * Call before changing what runs in g (threads, demand, the tree below
+ * it); readers of CPU state in model-cpu.c do it themselves. */
+void km_cfs_sync(KModel *m, KmGroup *g);
+/* The same for every limited subtree that holds or lies below g: before a
+ * change that may remove or reset groups' bandwidth in g's subtree. */
+void km_cfs_sync_tree(KModel *m, KmGroup *g);
+/* Fast mode on (the default) or off; see KModel.cfs_slow. */
+void km_set_fast_forward(KModel *m, bool on);
 uint64_t km_group_usage_ns(KModel *m, KmGroup *g); /* hierarchical */
 int km_cpu_show_stat(KModel *m, KmGroup *g, KmBuf *b);
 int km_cpu_show_max(KModel *m, KmGroup *g, KmBuf *b);

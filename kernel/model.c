@@ -336,6 +336,7 @@ static int view_mkdir(void *be, unsigned hier, const char *group) {
         g = group_new(v->model, name);
         if (!g)
                 return -ENOMEM;
+        km_cfs_sync(v->model, parent);
         group_link_child(parent, g);
         v->model->n_groups++;
         v->model->cfs_dirty = true;
@@ -358,6 +359,7 @@ static int view_rmdir(void *be, unsigned hier, const char *group) {
                 return -EBUSY;
         if (g->n_tasks_subtree > 0 || g->children)
                 return -EBUSY;
+        km_cfs_sync(m, g);
         /* Like cgroup rstat, the parent keeps the CPU time its dead child
          * used: usage_usec is hierarchical and never goes back. */
         g->parent->usage_base_ns += g->usage_base_ns;
@@ -390,6 +392,10 @@ static int view_write(void *be, unsigned hier, const char *group, const char *fi
         r = view_resolve(v, hier, group, &g);
         if (r < 0)
                 return r;
+        /* These may drop the cpu css of g's children (their pools and
+         * limits): the limited subtrees there must be at the clock. */
+        if (file && (strcmp(file, "cgroup.subtree_control") == 0 || strcmp(file, "cgroup.type") == 0))
+                km_cfs_sync_tree(v->model, g);
         return km_file_write(v->model, g, file, data, len, nonblock != 0);
 }
 
@@ -516,6 +522,7 @@ static void group_remove_thread(KModel *m, KmThread *t) {
 int km_move_thread(KModel *m, KmThread *t, KmGroup *dst) {
         if (t->group == dst)
                 return 0;
+        km_cfs_sync(m, dst);
         group_remove_thread(m, t);
         group_add_thread(dst, t);
         t->join_usage_ns = t->usage_ns;
@@ -529,6 +536,7 @@ static KmThread *thread_create(KModel *m, KmProcess *p, pid_t tid, KmGroup *g) {
 
         if (!t)
                 return NULL;
+        km_cfs_sync(m, g);
         t->tid = tid;
         t->proc = p;
         t->sync_ns = m->now_ns;
