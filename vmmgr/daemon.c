@@ -254,6 +254,97 @@ fail:
         return r;
 }
 
+/* ---- test and benchmark seam: VMs on the kernel model ------------------
+ * What svc_vm_register and daemon_vm_connect do, minus QMP: the pid and
+ * the vCPU thread are given instead of learnt from QEMU.  Only a daemon
+ * opened on a kernel model accepts it, so it can never move a real
+ * process. */
+int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, const char *class_name) {
+        const char *cname = class_name ? class_name : d->cfg.default_class;
+        const CreditClass *cls = credit_class_find(&d->cfg.classes, cname);
+        StateVm row = { 0 };
+        StateError serr = { 0 };
+        CreditSnapshot s;
+        StateLedger led;
+        VmBindStats st;
+        char detail[256];
+        Vm *vm, **nv;
+        int r;
+
+        if (!d->on_model)
+                return -EOPNOTSUPP;
+        if (daemon_find_vm(d, id))
+                return -EEXIST;
+        if (!cls)
+                return -EINVAL;
+        vm = calloc(1, sizeof(Vm));
+        if (!vm)
+                return -ENOMEM;
+        vm->daemon = d;
+        vm->id = *id;
+        vm->spec = cls->spec;
+        vm->spec.vcpus = 1;
+        snprintf(vm->class_name, sizeof(vm->class_name), "%s", cls->name);
+        snprintf(vm->run_state, sizeof(vm->run_state), "running");
+        vm->registered_at_unix = daemon_now_unix_usec() / USEC_PER_SEC;
+        vm->pid = pid;
+        vm->roles.vcpus = malloc(sizeof(pid_t));
+        if (!vm->roles.vcpus) {
+                vm_free(vm);
+                return -ENOMEM;
+        }
+        vm->roles.vcpus[0] = vcpu_tid;
+        vm->roles.n_vcpus = 1;
+
+        r = vm_bind(d->host, &vm->id, pid, &vm->roles, &st);
+        if (r < 0)
+                goto fail_groups;
+        r = credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, NULL, NULL, UINT64_MAX,
+                            daemon_now_mono_usec(), &vm->bank);
+        if (r < 0)
+                goto fail_groups;
+
+        row = (StateVm) { .id = vm->id, .spec = vm->spec, .registered_at_unix = vm->registered_at_unix };
+        snprintf(row.class_name, sizeof(row.class_name), "%s", vm->class_name);
+        snprintf(detail, sizeof(detail), "{\"model\":true,\"class\":\"%s\",\"pid\":%d,\"vcpus\":%u}",
+                 vm->class_name, (int) pid, vm->spec.vcpus);
+        credit_bank_snapshot(vm->bank, &s);
+        led = (StateLedger) { .id = vm->id, .ledger = s.ledger, .usage_base_usec = s.usage_usec,
+                              .tick_usec = daemon_now_unix_usec() };
+        r = state_begin(d->db, &serr);
+        if (r == 0)
+                r = state_vm_put(d->db, &row, &serr);
+        if (r == 0)
+                r = state_ledger_put_batch(d->db, &led, 1, &serr);
+        if (r == 0)
+                r = state_event_add(d->db, daemon_now_unix_usec(), vm->id.str, "register", detail, NULL, &serr);
+        if (r == 0)
+                r = state_commit(d->db, &serr);
+        if (r < 0) {
+                if (state_in_transaction(d->db))
+                        state_rollback(d->db);
+                log_error_errno(r, "VM %s: could not register: %s", vm->id.str, serr.message);
+                goto fail_groups;
+        }
+        vm->committed_generation = s.ledger.generation;
+        nv = reallocarray(d->vms, d->n_vms + 1, sizeof(Vm *));
+        if (!nv) {
+                r = -ENOMEM; /* committed but not tracked: the next start adopts it */
+                goto fail_groups;
+        }
+        d->vms = nv;
+        d->vms[d->n_vms++] = vm;
+        log_debug("VM %s registered on the kernel model: pid %d, vCPU thread %d, %s bank", vm->id.str, (int) pid,
+                  (int) vcpu_tid, credit_bank_kind_to_string(d->bank_kind));
+        return 0;
+
+fail_groups:
+        vm->bank = credit_bank_free(vm->bank);
+        (void) kh_vm_remove(d->host, &vm->id);
+        vm_free(vm);
+        return r;
+}
+
 /* ---- commits ----------------------------------------------------------- */
 
 /* Writes every changed ledger in one transaction (all: every connected
@@ -314,8 +405,9 @@ static int rearm(sd_event_source *s, uint64_t interval_usec) {
         return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
-static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
-        Daemon *d = userdata;
+/* One credit tick: every bank that is due (or whose history wants a
+ * sample) gets a look. */
+void daemon_tick_now(Daemon *d) {
         uint64_t cpu0 = thread_cpu_nsec(), now = daemon_now_mono_usec();
 
         for (size_t i = 0; i < d->n_vms; i++) {
@@ -324,6 +416,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
 
                 if (vm->bank && now >= vm->history_last_usec + USEC_PER_SEC) {
                         /* History wants a fresh sample: look now. */
+                        d->stats.bank_ticks++;
                         if (credit_bank_tick(vm->bank, now) == 0)
                                 vm_record_history(vm, now);
                         continue;
@@ -343,6 +436,12 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         d->stats.ticks++;
         d->stats.last_tick_cpu_nsec = thread_cpu_nsec() - cpu0;
         d->stats.tick_cpu_nsec += d->stats.last_tick_cpu_nsec;
+}
+
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+
+        daemon_tick_now(d);
         return rearm(s, d->cfg.tick_usec);
 }
 
@@ -578,7 +677,8 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
 
         hcfg.subtree = d->cfg.subtree;
         hcfg.controllers = d->cfg.controllers;
-        r = kh_open(&hcfg, &d->host);
+        d->on_model = opts->model != NULL;
+        r = opts->model ? kh_open_model(opts->model, &hcfg, &d->host) : kh_open(&hcfg, &d->host);
         if (r < 0) {
                 log_error_errno(r, "Failed to open the host's cgroup hierarchies: %m");
                 goto fail;

@@ -82,6 +82,7 @@ struct Daemon {
         DaemonStats stats;
         bool quitting;
         bool remove_subtree_on_exit;
+        bool on_model; /* opened on a kernel model (test seam) */
 };
 
 typedef struct DaemonOptions {
@@ -91,6 +92,10 @@ typedef struct DaemonOptions {
         const char *subtree;
         uint32_t controllers;
         bool remove_subtree_on_exit;
+        /* Test and benchmark seam: NULL normally.  When set, the host is
+         * opened on this kernel model (kh_open_model) instead of the real
+         * cgroup hierarchies; the database and the API work as usual. */
+        KModel *model;
 } DaemonOptions;
 
 /* Loads config, opens the host, the database and the API, re-adopts the
@@ -112,3 +117,13 @@ void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why);
 int daemon_commit_ledgers(Daemon *d, bool all);
 int daemon_event(Daemon *d, const VmId *vm, const char *kind, const char *detail_json);
 void vm_free(Vm *vm);
+
+/* ---- test and benchmark seam (a daemon opened with opts->model) ---------
+ * Registers a VM without QMP: `pid` is a process of the kernel model and
+ * `vcpu_tid` its one vCPU thread.  Groups, binding, credit bank and the
+ * database commit are the ones a real registration uses; `class_name`
+ * NULL means the default class.  -EEXIST if the id is registered,
+ * -EINVAL for an unknown class, -EOPNOTSUPP on a daemon not on a model. */
+int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, const char *class_name);
+/* Runs what the credit tick timer runs, once, now. */
+void daemon_tick_now(Daemon *d);
