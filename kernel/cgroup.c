@@ -492,7 +492,8 @@ static int placed_threads(KHost *h, unsigned hier, const VmId *vm, pid_t **ret, 
                 if (!na)
                         return -ENOMEM;
                 all = na;
-                memcpy(all + n, l, m * sizeof(pid_t));
+                if (m > 0) /* an empty group parses to NULL: no memcpy from NULL */
+                        memcpy(all + n, l, m * sizeof(pid_t));
                 n += m;
         }
         *ret = TAKE_PTR(all);
