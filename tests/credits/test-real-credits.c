@@ -146,7 +146,11 @@ int main(int argc, char **argv) {
                                 goto out;
                         }
                         credit_bank_snapshot(bank, &s);
-                        if (!burst_end && s.enforcement.quota_usec != CREDIT_QUOTA_UNLIMITED) {
+                        /* Credits are spent once the ledger has landed (at most a
+                         * tick's earnings left): for both banks, since a kernel
+                         * bank's quota is always set (it is the earn rate). */
+                        if (!burst_end && credit_ledger_available(&s.ledger) <=
+                                                  credit_earn_per_sec(&spec) * (int64_t) TICK_USEC / 1000000) {
                                 burst_end = now_usec();
                                 kh_thread_cpu_usec(h, pid, vcpu, &u);
                                 burst_used = u - u0;
