@@ -240,6 +240,17 @@ static int real_open_read(void *p, unsigned hier, const char *group, const char 
         return fd < 0 ? fd : cgfs_open_beneath(fd, path, O_RDONLY);
 }
 
+static int real_open_rw(void *p, unsigned hier, const char *group, const char *file) {
+        RealBackend *b = p;
+        char path[CG_PATH_MAX];
+        int fd;
+
+        if (!group)
+                return -EINVAL; /* only inside vmmgr's subtree */
+        fd = resolve(b, hier, group, file, path);
+        return fd < 0 ? fd : cgfs_open_beneath(fd, path, O_RDWR | O_NONBLOCK);
+}
+
 static int real_taskstats_available(void *p) {
         return taskstats_family_available();
 }
@@ -258,4 +269,5 @@ const KBackendOps real_backend_ops = {
         .taskstats_available = real_taskstats_available,
         .free = real_free,
         .open_read = real_open_read,
+        .open_rw = real_open_rw,
 };

@@ -62,6 +62,9 @@ typedef struct KBackendOps {
          * 0 (kernfs regenerates the content on each read from 0).  NULL or
          * -EOPNOTSUPP: callers fall back to read(). */
         int (*open_read)(void *be, unsigned hier, const char *group, const char *file);
+        /* Optional: an O_RDWR|O_NONBLOCK fd on a file that is used through
+         * the fd itself (PSI triggers live as long as it is open). */
+        int (*open_rw)(void *be, unsigned hier, const char *group, const char *file);
 } KBackendOps;
 
 /* What a backend reports about the hierarchies it serves. */

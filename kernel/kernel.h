@@ -276,6 +276,23 @@ int kh_mem_set_limits(KHost *h, const VmId *vm, const MemLimits *lim, MemLimits 
  * refused "swappiness=". */
 int kh_mem_reclaim(KHost *h, const VmId *vm, uint64_t bytes, int swappiness);
 
+/* ---- pressure (PSI) ------------------------------------------------------ */
+
+typedef enum PsiResource {
+        PSI_CPU,
+        PSI_MEMORY,
+        PSI_IO,
+} PsiResource;
+
+/* A PSI trigger on the VM group's <resource>.pressure: poll(2) the returned
+ * fd for POLLPRI, which the kernel raises when tasks stalled for
+ * `stall_usec` within any `window_usec` ("full": all tasks at once, else
+ * "some").  The trigger lives as long as the fd (close it).  The kernel
+ * takes windows of 500 ms..10 s and a stall no longer than the window:
+ * -EINVAL otherwise.  -EOPNOTSUPP without PSI or on the model. */
+int kh_psi_trigger_open(KHost *h, const VmId *vm, PsiResource resource, bool full, uint64_t stall_usec,
+                        uint64_t window_usec);
+
 /* ---- device memory (dmem, cgroup v2) ---------------------------------- */
 
 #define DMEM_REGION_NAME_MAX 128

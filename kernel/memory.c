@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/macros.h"
 #include "kernel/cgparse.h"
@@ -225,4 +226,48 @@ int kh_mem_reclaim(KHost *h, const VmId *vm, uint64_t bytes, int swappiness) {
         if (r == -EINVAL && swappiness >= 0)
                 return -EOPNOTSUPP; /* kernel without swappiness= (< 6.7) */
         return r;
+}
+
+int kh_psi_trigger_open(KHost *h, const VmId *vm, PsiResource resource, bool full, uint64_t stall_usec,
+                        uint64_t window_usec) {
+        static const struct {
+                const char *file;
+                CgController ctrl;
+        } files[] = {
+                [PSI_CPU] = { "cpu.pressure", CG_CTRL_CPU },
+                [PSI_MEMORY] = { "memory.pressure", CG_CTRL_MEMORY },
+                [PSI_IO] = { "io.pressure", CG_CTRL_IO },
+        };
+        char group[CG_PATH_MAX], buf[64];
+        unsigned hier;
+        ssize_t n;
+        int fd, r;
+
+        if ((unsigned) resource >= ARRAY_SIZE(files))
+                return -EINVAL;
+        /* The kernel's rules (psi_trigger_create), checked first for a
+         * clear error: a window of 500 ms..10 s, a stall within it. */
+        if (window_usec < 500000 || window_usec > 10000000 || stall_usec == 0 || stall_usec > window_usec)
+                return -EINVAL;
+        r = kh_managed_hier(h, files[resource].ctrl, &hier);
+        if (r < 0)
+                return r;
+        if (h->layout.hier[hier].version != CG_V2 || !h->ops->open_rw)
+                return -EOPNOTSUPP;
+        r = kh_group_path(vm, CG_ROLE_VM, group, sizeof(group));
+        if (r < 0)
+                return r;
+        fd = h->ops->open_rw(h->be, hier, group, files[resource].file);
+        if (fd == -ENOENT && h->ops->exists(h->be, hier, group, NULL) == 1)
+                return -EOPNOTSUPP; /* psi=0 or no PSI in this kernel */
+        if (fd < 0)
+                return fd;
+        snprintf(buf, sizeof(buf), "%s %" PRIu64 " %" PRIu64, full ? "full" : "some", stall_usec, window_usec);
+        n = write(fd, buf, strlen(buf) + 1); /* the kernel wants the NUL too */
+        if (n < 0) {
+                r = negative_errno();
+                close(fd);
+                return r;
+        }
+        return fd;
 }

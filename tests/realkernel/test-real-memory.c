@@ -10,6 +10,8 @@
  *   - kh_mem_reclaim is accepted or reports -EAGAIN for what it could not
  *     reclaim (no swap in the test kernel: anon memory cannot go);
  *   - a dmem read on a kernel without dmem says -EOPNOTSUPP, not garbage;
+ *   - a PSI trigger (memory, "some" 100 ms in 1 s) fires when the child,
+ *     pushed over memory.high with nothing reclaimable, is throttled;
  *   - the group is removed after the child exits.
  * Exit: 0 pass, 1 fail, 77 skip.
  */
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -80,6 +83,20 @@ int main(void) {
                 for (size_t i = 0; i < 64 * MIB; i += 4096)
                         p[i] = 1;
                 (void) !write(pipefd[1], "x", 1);
+                /* On SIGUSR1 (blocked until then), allocate 64 MiB more. */
+                {
+                        sigset_t set;
+                        int sig;
+                        sigemptyset(&set);
+                        sigaddset(&set, SIGUSR1);
+                        sigprocmask(SIG_BLOCK, &set, NULL);
+                        sigwait(&set, &sig);
+                        p = mmap(NULL, 64 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                        if (p == MAP_FAILED)
+                                _exit(1);
+                        for (size_t i = 0; i < 64 * MIB; i += 4096)
+                                p[i] = 1;
+                }
                 pause();
                 _exit(0);
         }
@@ -116,6 +133,30 @@ int main(void) {
         r = kh_mem_reclaim(h, &vm, 1 * MIB, 60);
         CHECK(r == 0 || r == -EAGAIN || r == -EOPNOTSUPP, "reclaim with swappiness: %s", strerror(-r));
 
+        {
+                /* Pressure: the trigger fires once the child stalls. */
+                MemLimits high = { .set = MEM_SET_HIGH, .high = 32 * MIB };
+                struct pollfd pfd = { .events = POLLPRI };
+                int fd = kh_psi_trigger_open(h, &vm, PSI_MEMORY, false, 100000, 1000000);
+
+                CHECK(fd >= 0, "psi trigger: %s", strerror(-fd));
+                CHECK(kh_psi_trigger_open(h, &vm, PSI_MEMORY, false, 100000, 100000) == -EINVAL,
+                      "a 100 ms window must be refused");
+                CHECK(kh_mem_set_limits(h, &vm, &high, NULL) == 0, "lower memory.high");
+                kill(child, SIGUSR1);
+                if (fd >= 0) {
+                        pfd.fd = fd;
+                        r = poll(&pfd, 1, 10000);
+                        printf("PSI memory trigger (some 100 ms / 1 s): %s\n",
+                               r > 0 && (pfd.revents & POLLPRI) ? "fired" : "did not fire in 10 s");
+                        CHECK(r > 0 && (pfd.revents & POLLPRI), "the PSI trigger did not fire");
+                        close(fd);
+                }
+                r = kh_mem_read(h, &vm, &st);
+                CHECK(r == 0 && st.ev_high > 0, "memory.events high not counted");
+                printf("memory.events high %" PRIu64 ", pressure some total %" PRIu64 " us\n", st.ev_high,
+                       st.pressure.some_total_usec);
+        }
         {
                 DmemRegion *regions = NULL;
                 size_t n = 0;
