@@ -403,7 +403,7 @@ void emulated_bank_params_default(EmulatedBankParams *p) {
                 .fine_period_usec = 10000,
                 .min_quota_usec = 1000,
                 .max_period_usec = 1000000,
-                .hysteresis_ppm = 20000,
+                .hysteresis_ppm = 10000,
                 .repay_horizon_usec = 2000000,
                 .slack_ppm = 500000,
         };

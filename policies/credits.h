@@ -176,7 +176,7 @@ typedef struct EmulatedBankParams {
         uint64_t fine_period_usec; /* CFS period while limited (default 10 ms) */
         uint64_t min_quota_usec;   /* the kernel's minimum quota (1 ms) */
         uint64_t max_period_usec;  /* the kernel's maximum period (1 s) */
-        uint32_t hysteresis_ppm;   /* keep the quota if within this (default 2 %) */
+        uint32_t hysteresis_ppm;   /* keep the quota if within this (default 1 %) */
         uint64_t repay_horizon_usec; /* steady state: errors repaid over this (2 s) */
         uint32_t slack_ppm;        /* of a tick: late ticks (default 50 %) */
 } EmulatedBankParams;
