@@ -50,6 +50,14 @@ int ctl_parse_common(int argc, char **argv, CtlCommon *c, char **rest, int *n_re
         return 0;
 }
 
+int ctl_uuid_arg(const char *s, VmId *ret) {
+        if (!s || vm_id_parse(s, ret) < 0) {
+                log_error("\"%s\" is not a VM UUID (8-4-4-4-12 hex digits)", s ? s : "");
+                return -EINVAL;
+        }
+        return 0;
+}
+
 const char *ctl_str(struct json_object *o, const char *key) {
         struct json_object *v;
         if (!o || !json_object_object_get_ex(o, key, &v) || !v)

@@ -67,14 +67,6 @@ static void print_credits(struct json_object *o) {
                        (double) ctl_int(o, "quota_usec") * 100.0 / (double) ctl_int(o, "period_usec"));
 }
 
-static int uuid_arg(const char *s, VmId *id) {
-        if (vm_id_parse(s, id) < 0) {
-                log_error("\"%s\" is not a VM UUID (8-4-4-4-12 hex digits)", s);
-                return -1;
-        }
-        return 0;
-}
-
 static int amount_arg(const char *s, bool signed_ok, int64_t *ret) {
         int r = credit_parse_amount(s, signed_ok, ret);
         if (r < 0)
@@ -164,7 +156,7 @@ int ctl_verb_credits(int argc, char **argv) {
                 usage(stderr);
                 return CTL_EXIT_USAGE;
         }
-        if (uuid_arg(rest[1], &id) < 0)
+        if (ctl_uuid_arg(rest[1], &id) < 0)
                 return CTL_EXIT_USAGE;
         if (strcmp(rest[0], "show") == 0 && n == 2) {
                 snprintf(path, sizeof(path), "/v1/vms/%s/credits", id.str);
@@ -184,7 +176,7 @@ int ctl_verb_credits(int argc, char **argv) {
                 json_object_put(body);
         } else if (strcmp(rest[0], "transfer") == 0 && n == 4) {
                 struct json_object *body;
-                if (uuid_arg(rest[2], &to) < 0 || amount_arg(rest[3], false, &amount) < 0)
+                if (ctl_uuid_arg(rest[2], &to) < 0 || amount_arg(rest[3], false, &amount) < 0)
                         return CTL_EXIT_USAGE;
                 body = json_object_new_object();
                 json_object_object_add(body, "from", json_object_new_string(id.str));

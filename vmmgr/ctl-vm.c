@@ -26,14 +26,6 @@ static void usage(FILE *out) {
               out);
 }
 
-static int need_uuid(const char *s, VmId *ret) {
-        if (!s || vm_id_parse(s, ret) < 0) {
-                log_error("\"%s\" is not a VM UUID (8-4-4-4-12 hex digits)", s ? s : "");
-                return -1;
-        }
-        return 0;
-}
-
 static void print_vm_row(struct json_object *v) {
         char state[48];
 
@@ -82,7 +74,7 @@ int ctl_verb_vm(int argc, char **argv) {
                 }
         } else if (strcmp(sub, "show") == 0 && n == 2) {
                 char path[128];
-                if (need_uuid(rest[1], &id) < 0)
+                if (ctl_uuid_arg(rest[1], &id) < 0)
                         return CTL_EXIT_USAGE;
                 snprintf(path, sizeof(path), "/v1/vms/%s", id.str);
                 r = ctl_call(&c, "GET", path, NULL, &reply);
@@ -98,7 +90,7 @@ int ctl_verb_vm(int argc, char **argv) {
                 struct json_object *body;
                 const char *qmp = NULL, *cls = NULL;
 
-                if (need_uuid(rest[1], &id) < 0)
+                if (ctl_uuid_arg(rest[1], &id) < 0)
                         return CTL_EXIT_USAGE;
                 for (int i = 2; i < n; i++) {
                         if (strcmp(rest[i], "--qmp") == 0 && i + 1 < n)
@@ -130,7 +122,7 @@ int ctl_verb_vm(int argc, char **argv) {
                 }
         } else if (strcmp(sub, "remove") == 0 && n == 2) {
                 char path[128];
-                if (need_uuid(rest[1], &id) < 0)
+                if (ctl_uuid_arg(rest[1], &id) < 0)
                         return CTL_EXIT_USAGE;
                 snprintf(path, sizeof(path), "/v1/vms/%s", id.str);
                 r = ctl_call(&c, "DELETE", path, NULL, &reply);

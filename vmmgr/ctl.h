@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "common/vmid.h"
+
 /* Exit codes (documented in vmmgrctl --help). */
 enum {
         CTL_EXIT_OK = 0,
@@ -40,13 +42,15 @@ int ctl_parse_common(int argc, char **argv, CtlCommon *c, char **rest, int *n_re
 int ctl_call(const CtlCommon *c, const char *method, const char *path, struct json_object *body,
              struct json_object **ret);
 
+/* Parses a VM UUID argument; logs a clear error and returns <0 if not one. */
+int ctl_uuid_arg(const char *s, VmId *ret);
+
 /* Helpers for printing. */
 const char *ctl_str(struct json_object *o, const char *key);
 int64_t ctl_int(struct json_object *o, const char *key);
 bool ctl_is_null(struct json_object *o, const char *key);
 void ctl_print_json(struct json_object *o);
 
-#include "common/vmid.h"
 int ctl_credits_history(const CtlCommon *c, const VmId *id, char **rest, int n);
 
 int ctl_verb_vm(int argc, char **argv);

@@ -500,46 +500,42 @@ static int svc_metrics(void *ctx, char **ret_text, ServiceError *err) {
         Daemon *d = ctx;
         Text t = { 0 };
         _cleanup_free_ char *api_text = NULL;
+        /* One look per VM per scrape; every family below reads from it. */
+        _cleanup_free_ ServiceCredits *cr = calloc(d->n_vms ? d->n_vms : 1, sizeof(ServiceCredits));
         ApiStats as;
 
+        if (!cr)
+                return fail(err, -ENOMEM, NULL, "out of memory");
+        for (size_t i = 0; i < d->n_vms; i++)
+                fill_credits(d, d->vms[i], &cr[i]);
         for (size_t k = 0; k < ARRAY_SIZE(counters); k++) {
                 text_add(&t, "# HELP %s %s\n# TYPE %s %s\n", counters[k].name, counters[k].help, counters[k].name,
                          strstr(counters[k].name, "_total") ? "counter" : "gauge");
                 for (size_t i = 0; i < d->n_vms; i++) {
-                        ServiceCredits c;
-                        const char *base;
-                        fill_credits(d, d->vms[i], &c);
-                        base = (const char *) &c.ledger + counters[k].offset;
+                        const char *base = (const char *) &cr[i].ledger + counters[k].offset;
                         if (counters[k].is_signed)
-                                text_add(&t, "%s{vm=\"%s\"} %" PRId64 "\n", counters[k].name, c.id.str,
+                                text_add(&t, "%s{vm=\"%s\"} %" PRId64 "\n", counters[k].name, cr[i].id.str,
                                          *(const int64_t *) base);
                         else
-                                text_add(&t, "%s{vm=\"%s\"} %" PRIu64 "\n", counters[k].name, c.id.str,
+                                text_add(&t, "%s{vm=\"%s\"} %" PRIu64 "\n", counters[k].name, cr[i].id.str,
                                          *(const uint64_t *) base);
                 }
         }
         text_add(&t, "# HELP vmmgr_cpu_usage_usec_total CPU used by the VM's vCPU threads\n"
                      "# TYPE vmmgr_cpu_usage_usec_total counter\n");
-        for (size_t i = 0; i < d->n_vms; i++) {
-                ServiceCredits c;
-                fill_credits(d, d->vms[i], &c);
-                text_add(&t, "vmmgr_cpu_usage_usec_total{vm=\"%s\"} %" PRIu64 "\n", c.id.str, c.usage_usec);
-        }
+        for (size_t i = 0; i < d->n_vms; i++)
+                text_add(&t, "vmmgr_cpu_usage_usec_total{vm=\"%s\"} %" PRIu64 "\n", cr[i].id.str, cr[i].usage_usec);
         text_add(&t, "# HELP vmmgr_cpu_throttled_usec_total Time the vCPU group was throttled\n"
                      "# TYPE vmmgr_cpu_throttled_usec_total counter\n");
-        for (size_t i = 0; i < d->n_vms; i++) {
-                ServiceCredits c;
-                fill_credits(d, d->vms[i], &c);
-                text_add(&t, "vmmgr_cpu_throttled_usec_total{vm=\"%s\"} %" PRIu64 "\n", c.id.str, c.throttled_usec);
-        }
+        for (size_t i = 0; i < d->n_vms; i++)
+                text_add(&t, "vmmgr_cpu_throttled_usec_total{vm=\"%s\"} %" PRIu64 "\n", cr[i].id.str,
+                         cr[i].throttled_usec);
         text_add(&t, "# HELP vmmgr_credit_state 1 for the VM's current state\n# TYPE vmmgr_credit_state gauge\n");
         for (size_t i = 0; i < d->n_vms; i++) {
                 static const char *const states[] = { "bursting", "baseline", "throttled" };
-                ServiceCredits c;
-                fill_credits(d, d->vms[i], &c);
                 for (size_t k = 0; k < ARRAY_SIZE(states); k++)
-                        text_add(&t, "vmmgr_credit_state{vm=\"%s\",state=\"%s\"} %d\n", c.id.str, states[k],
-                                 strcmp(c.state, states[k]) == 0);
+                        text_add(&t, "vmmgr_credit_state{vm=\"%s\",state=\"%s\"} %d\n", cr[i].id.str, states[k],
+                                 strcmp(cr[i].state, states[k]) == 0);
         }
         text_add(&t,
                  "# HELP vmmgrd_tick_cpu_seconds_total CPU time spent in credit ticks\n"
