@@ -417,6 +417,56 @@ static bool same_enforcement(const CreditEnforcement *a, const CreditEnforcement
         return a->period_usec == b->period_usec && a->quota_usec == b->quota_usec;
 }
 
+/* The quota and period that deliver `rate_ppm` of a CPU: the fine period,
+ * stretched where its quota would fall below the kernel's minimum. */
+static void enforcement_for_rate(uint64_t rate_ppm, const EmulatedBankParams *p, CreditEnforcement *ret) {
+        ret->period_usec = p->fine_period_usec;
+        ret->quota_usec = mul_div(rate_ppm, ret->period_usec, CREDIT_PPM);
+        if (ret->quota_usec >= p->min_quota_usec)
+                return;
+        ret->period_usec = rate_ppm > 0 ? mul_div(p->min_quota_usec, CREDIT_PPM, rate_ppm) : p->max_period_usec;
+        ret->period_usec = MIN(MAX(ret->period_usec, p->fine_period_usec), p->max_period_usec);
+        ret->quota_usec = MAX(mul_div(rate_ppm, ret->period_usec, CREDIT_PPM), p->min_quota_usec);
+}
+
+static bool is_limited(const CreditEnforcement *e) {
+        return e && e->quota_usec != CREDIT_QUOTA_UNLIMITED && e->quota_usec > 0 && e->period_usec > 0;
+}
+
+static int64_t rate_of(const CreditEnforcement *e) {
+        return (int64_t) mul_div(e->quota_usec, CREDIT_PPM, e->period_usec);
+}
+
+/* Steady state (about empty, or in debt): about baseline, steering the
+ * balance to zero.  A write is not free: it sets the pool to a whole quota
+ * and zeroes the overrun each CPU's runqueue carries into the next period,
+ * together up to about two quotas the VM gets on top.  So the current
+ * limit stays while it keeps the balance within one write's cost of zero
+ * over the repay horizon (rewriting for less would add more error than it
+ * removes, and small corrections would feed a loop of them), and a write
+ * sets the rate that repays the balance or debt and its own cost over that
+ * horizon. */
+static void decide_steady(const CreditSpec *s, int64_t available, const EmulatedBankParams *p,
+                          const CreditEnforcement *current, CreditEnforcement *want) {
+        int64_t earn = credit_earn_per_sec(s), horizon = (int64_t) p->repay_horizon_usec;
+        int64_t full = (int64_t) s->vcpus * CREDIT_PPM, target, cost;
+        CreditEnforcement base;
+
+        enforcement_for_rate((uint64_t) earn, p, &base);
+        cost = 2 * (int64_t) base.quota_usec;
+        if (is_limited(current)) {
+                /* The balance one horizon from now if nothing is written. */
+                int64_t projected = available + (earn - rate_of(current)) * horizon / CREDIT_PPM;
+
+                if (projected >= -cost && projected <= cost) {
+                        *want = *current;
+                        return;
+                }
+        }
+        target = earn + (available - cost) * CREDIT_PPM / horizon;
+        enforcement_for_rate((uint64_t) MIN(MAX(target, 0), full), p, want);
+}
+
 bool credit_emulated_decide(const CreditSpec *s, const CreditLedger *l, const EmulatedBankParams *p,
                             const CreditEnforcement *current, CreditEnforcement *ret) {
         CreditEnforcement want = { .period_usec = p->fine_period_usec, .quota_usec = CREDIT_QUOTA_UNLIMITED };
@@ -434,28 +484,15 @@ bool credit_emulated_decide(const CreditSpec *s, const CreditLedger *l, const Em
         if (budget >= (int64_t) mul_div(s->vcpus, horizon, 1))
                 goto out; /* cannot overdraw before the next look */
 
-        if (available > tick_earnings / 2) {
-                /* Landing: the rate (CPU ppm) that spends the budget in one tick. */
-                rate_ppm = mul_div((uint64_t) budget, CREDIT_PPM, p->tick_usec);
-        } else {
-                /* Steady: baseline, corrected by the (small) balance or debt
-                 * over the repay horizon. */
-                int64_t corr = available * (int64_t) CREDIT_PPM / (int64_t) p->repay_horizon_usec;
-                int64_t r = credit_earn_per_sec(s) + corr;
-                rate_ppm = r > 0 ? (uint64_t) r : 0;
+        if (available <= tick_earnings / 2) {
+                decide_steady(s, available, p, current, &want);
+                goto out;
         }
-        rate_ppm = MIN(rate_ppm, full_ppm);
-        want.quota_usec = mul_div(rate_ppm, want.period_usec, CREDIT_PPM);
-        if (want.quota_usec < p->min_quota_usec) {
-                /* Too small for the fine period: stretch the period. */
-                want.period_usec = rate_ppm > 0 ? mul_div(p->min_quota_usec, CREDIT_PPM, rate_ppm)
-                                                : p->max_period_usec;
-                want.period_usec = MIN(MAX(want.period_usec, p->fine_period_usec), p->max_period_usec);
-                want.quota_usec = MAX(mul_div(rate_ppm, want.period_usec, CREDIT_PPM), p->min_quota_usec);
-        }
+        /* Landing: the rate (CPU ppm) that spends the budget in one tick. */
+        rate_ppm = MIN(mul_div((uint64_t) budget, CREDIT_PPM, p->tick_usec), full_ppm);
+        enforcement_for_rate(rate_ppm, p, &want);
         /* Close to what is applied: keep it, a rewrite would be a refill. */
-        if (current && current->quota_usec != CREDIT_QUOTA_UNLIMITED &&
-            current->period_usec == want.period_usec && current->quota_usec > 0) {
+        if (is_limited(current) && current->period_usec == want.period_usec) {
                 uint64_t diff = current->quota_usec > want.quota_usec ? current->quota_usec - want.quota_usec
                                                                       : want.quota_usec - current->quota_usec;
                 if (mul_div(diff, CREDIT_PPM, current->quota_usec) < p->hysteresis_ppm)

@@ -151,17 +151,22 @@ void credit_ledger_respec(CreditLedger *l, const CreditSpec *new_spec);
  *   available > half a tick's    ->  landing: quota/period = B / tick on a
  *   earnings                         fine period, so the kernel itself
  *                                    stops the VM at its balance
- *   otherwise (about empty,      ->  steady: baseline + available / repay
- *   or in debt)                      horizon, so small errors are repaid
- *                                    smoothly
+ *   otherwise (about empty,      ->  steady: about baseline, steering
+ *   or in debt)                      the balance to zero over the repay
+ *                                    horizon
  *
- * Once empty this lands on quota = baseline in two ticks and then stays
- * unwritten: a hysteresis band keeps ledger noise (a tick sees whole
- * periods, +-1) from rewriting, and each write is a refill.  Whatever the VM still gets beyond its due
- * (a refill at a write, per-CPU slices) shows in the measured usage, goes
- * to debt, and is repaid by holding it below baseline: the long-run total
- * is exact, and the error at any instant is bounded by about one quota of
- * the fine period per vCPU plus one refill per write.
+ * A quota write is not free: it sets the pool to one quota and zeroes the
+ * overrun each CPU's runqueue carries, so the VM gets up to about two
+ * quotas on top.  Seen on a real kernel: a steady state that corrected
+ * every small ledger wobble wrote several times a second and over-delivered
+ * by 0.1-0.4 %, each correction causing the next.  So once empty it lands
+ * on about baseline and then stays unwritten while the current limit keeps
+ * the balance within one write's cost of zero over the horizon; a write
+ * sets the rate that repays the balance or debt and its own cost.
+ * Whatever the VM still gets beyond its due (refills, per-CPU slices)
+ * shows in the measured usage and is repaid the same way: the long-run
+ * total is exact, and the error at any instant is bounded by about one
+ * write's cost plus one quota of the fine period per vCPU.
  */
 
 typedef struct CreditEnforcement {
@@ -176,7 +181,7 @@ typedef struct EmulatedBankParams {
         uint64_t fine_period_usec; /* CFS period while limited (default 10 ms) */
         uint64_t min_quota_usec;   /* the kernel's minimum quota (1 ms) */
         uint64_t max_period_usec;  /* the kernel's maximum period (1 s) */
-        uint32_t hysteresis_ppm;   /* keep the quota if within this (default 1 %) */
+        uint32_t hysteresis_ppm;   /* landing: keep the quota if within this (1 %) */
         uint64_t repay_horizon_usec; /* steady state: errors repaid over this (2 s) */
         uint32_t slack_ppm;        /* of a tick: late ticks (default 50 %) */
 } EmulatedBankParams;

@@ -11,6 +11,13 @@
  * of a CPU while credits remain, at baseline +- 2 % once empty, and over
  * the run receive launch + earned within 0.1 %; the ledger's `spent` must
  * equal the measured usage.  Prints the time series and figure lines.
+ *
+ * "Received" is judged as the mean over the run's last second (ten looks)
+ * of received - entitled, each taken right after a look: at baseline the
+ * VM runs a slice and waits the rest of each CFS period, so any single
+ * instant is off by up to a quota depending on where in the period it
+ * falls; over whole periods that phase averages out and what is left is
+ * vmmgr's error.  The error at the last instant is printed as well.
  * Exit: 0 pass, 1 fail, 77 skip.
  */
 #include <errno.h>
@@ -33,6 +40,7 @@
 
 #define TICK_USEC UINT64_C(100000)
 #define RUN_SEC 30
+#define WINDOW_TICKS 10 /* the last second */
 
 static uint64_t now_usec(void) {
         struct timespec ts;
@@ -57,7 +65,9 @@ int main(int argc, char **argv) {
         CreditSnapshot s0, s;
         HostFeatures f;
         uint64_t t0 = 0, u0 = 0, u, t, burst_used = 0, base_used = 0, base_from = 0, burst_end = 0;
-        double burst_pct, base_pct, err_pct, ledger_err_pct;
+        double burst_pct, base_pct, err_pct, instant_err_pct, ledger_err_pct;
+        int64_t window_sum = 0; /* received - entitled over the last second's looks */
+        int window_n = 0;
         int64_t entitled;
         int failures = 0, r;
         pid_t child = 0, pid, vcpu;
@@ -166,13 +176,25 @@ int main(int argc, char **argv) {
                                 base_from = now_usec();
                                 kh_thread_cpu_usec(h, pid, vcpu, &base_used);
                         }
+                        if (t > t0 + (RUN_SEC * 1000000 - WINDOW_TICKS * TICK_USEC)) {
+                                kh_thread_cpu_usec(h, pid, vcpu, &u);
+                                window_sum += (int64_t) (u - u0) -
+                                              (spec.launch_usec +
+                                               (int64_t) (s.ledger.earned_usec - s0.ledger.earned_usec));
+                                window_n++;
+                        }
                         if ((t - t0) % 1000000 == 0 || verbose) {
                                 kh_thread_cpu_usec(h, pid, vcpu, &u);
-                                printf("  t=%5.1f s  credits %7.3f CPU-s  usage %6.2f %%  %s\n",
+                                printf("  t=%5.1f s  credits %7.3f CPU-s  usage %6.2f %%  %s",
                                        (double) (t - t0) / 1e6,
                                        (double) credit_ledger_available(&s.ledger) / 1e6,
                                        (double) (u - last_u) * 100.0 / (double) (now_usec() - last_t),
                                        credit_state_to_string(s.state));
+                                if (s.enforcement.quota_usec == CREDIT_QUOTA_UNLIMITED)
+                                        printf("  (unlimited)\n");
+                                else
+                                        printf("  (%" PRIu64 "/%" PRIu64 " us)\n", s.enforcement.quota_usec,
+                                               s.enforcement.period_usec);
                                 last_u = u;
                                 last_t = now_usec();
                         }
@@ -191,11 +213,14 @@ int main(int argc, char **argv) {
         entitled = spec.launch_usec + (int64_t) (s.ledger.earned_usec - s0.ledger.earned_usec);
         burst_pct = burst_end ? (double) burst_used * 100.0 / (double) (burst_end - t0) : 0;
         base_pct = base_from ? (double) (u - base_used) * 100.0 / (double) (t - base_from) : 0;
-        err_pct = ((double) (u - u0) - (double) entitled) * 100.0 / (double) entitled;
+        instant_err_pct = ((double) (u - u0) - (double) entitled) * 100.0 / (double) entitled;
+        err_pct = window_n ? (double) window_sum / window_n * 100.0 / (double) entitled : instant_err_pct;
         ledger_err_pct = ((double) (s.ledger.spent_usec - s0.ledger.spent_usec) - (double) (u - u0)) * 100.0 /
                          (double) (u - u0);
-        printf("received %.6f CPU-s, entitled %.6f (launch 3 + earned %.6f): %+.4f %%\n", (double) (u - u0) / 1e6,
-               (double) entitled / 1e6, (double) (s.ledger.earned_usec - s0.ledger.earned_usec) / 1e6, err_pct);
+        printf("received %.6f CPU-s, entitled %.6f (launch 3 + earned %.6f): %+.4f %% at the end, "
+               "%+.4f %% over the last second\n",
+               (double) (u - u0) / 1e6, (double) entitled / 1e6,
+               (double) (s.ledger.earned_usec - s0.ledger.earned_usec) / 1e6, instant_err_pct, err_pct);
         printf("ledger spent %.6f CPU-s vs measured: %+.4f %%; balance moved %+.6f = earned - spent + launch "
                "used; bandwidth writes %" PRIu64 "\n",
                (double) (s.ledger.spent_usec - s0.ledger.spent_usec) / 1e6, ledger_err_pct,

@@ -297,30 +297,44 @@ static void test_decide(void **state) {
         assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
         assert_true(next.period_usec == 10000 && next.quota_usec == 14000);
 
-        /* Empty: exactly baseline, 20 % x 2 vCPUs = 4 ms per 10 ms. */
+        /* Empty: baseline, 20 % x 2 vCPUs = 4 ms per 10 ms, less what the
+         * write itself hands out (two quotas, 8 ms) repaid over 2 s. */
         l.launch_usec = 0;
         cur = next;
         assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
-        assert_true(next.period_usec == 10000 && next.quota_usec == 4000);
+        assert_true(next.period_usec == 10000 && next.quota_usec == 3960);
 
-        /* Ledger noise within the band: no rewrite (a write is a refill). */
+        /* Ledger noise, or a balance or debt the current limit brings
+         * within a write's cost (8 ms) of zero in 2 s: no rewrite. */
         cur = next;
-        l.balance_usec = 50; /* +0.5 ms over a tick: +1.25 % */
+        l.balance_usec = 50;
         assert_false(credit_emulated_decide(&two, &l, &p, &cur, &next));
-        assert_true(next.quota_usec == 4000);
+        assert_true(next.quota_usec == 3960);
+        l.balance_usec = 0;
+        l.debt_usec = 7000; /* 0.4 % of a CPU under: 8 ms repaid, +1 ms */
+        assert_false(credit_emulated_decide(&two, &l, &p, &cur, &next));
+        l.debt_usec = 16000; /* -8 ms */
+        assert_false(credit_emulated_decide(&two, &l, &p, &cur, &next));
+        l.debt_usec = 17000; /* -9 ms: rewrite */
+        assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
+        assert_true(next.quota_usec == 3875); /* 40 % - (17 + 8) ms / 2 s */
+        l.debt_usec = 0;
+        l.balance_usec = 1000; /* +9 ms: rewrite */
+        assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
+        assert_true(next.quota_usec == 3965);
 
-        /* In debt: held below baseline, repaid over 2 s: 200 ms of debt
-         * takes 10 % of a CPU off the 40 %. */
+        /* In debt: held below baseline, repaid over 2 s with the write's
+         * cost: 208 ms takes 10.4 % of a CPU off the 40 %. */
         l.balance_usec = 0;
         l.debt_usec = 200000;
         assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
-        assert_true(next.quota_usec == 3000);
+        assert_true(next.quota_usec == 2960);
 
-        /* Deeper debt: the rate drops below what 1 ms per 10 ms allows, so
-         * the period stretches instead. */
-        l.debt_usec = 780000; /* 40 % - 39 %: 1 % of a CPU */
+        /* Deeper debt: the rate (0.6 %) drops below what 1 ms per 10 ms
+         * allows, so the period stretches instead; at zero, to the most. */
+        l.debt_usec = 780000;
         assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
-        assert_true(next.quota_usec == 1000 && next.period_usec == 100000);
+        assert_true(next.quota_usec == 1000 && next.period_usec == 166666);
         l.debt_usec = 10 * SEC;
         assert_true(credit_emulated_decide(&two, &l, &p, &cur, &next));
         assert_true(next.quota_usec == 1000 && next.period_usec == 1000000);
