@@ -8,6 +8,9 @@
  */
 #pragma once
 
+#include <stdbool.h>
+#include <string.h>
+
 #define VM_ID_STRLEN 36
 
 typedef struct VmId {
@@ -16,3 +19,7 @@ typedef struct VmId {
 
 /* Accepts exactly the 36-character hyphenated form (any case); -EINVAL otherwise. */
 int vm_id_parse(const char *s, VmId *ret);
+
+static inline bool vm_id_equal(const VmId *a, const VmId *b) {
+        return strcmp(a->str, b->str) == 0;
+}

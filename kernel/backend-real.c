@@ -129,7 +129,7 @@ static int real_read(void *p, unsigned hier, const char *group, const char *file
 }
 
 static int real_write(void *p, unsigned hier, const char *group, const char *file,
-                      const char *data, size_t len, int nonblock) {
+                      const char *data, size_t len, unsigned flags) {
         RealBackend *b = p;
         char path[CG_PATH_MAX];
         int fd;
@@ -138,7 +138,7 @@ static int real_write(void *p, unsigned hier, const char *group, const char *fil
         if (!group)
                 return -EINVAL;
         fd = resolve(b, hier, group, file, path);
-        return fd < 0 ? fd : cgfs_write(fd, path, data, len, nonblock);
+        return fd < 0 ? fd : cgfs_write(fd, path, data, len, flags);
 }
 
 static int real_exists(void *p, unsigned hier, const char *group, const char *file) {

@@ -38,10 +38,11 @@ typedef struct KBackendOps {
          * not fit in size-1 bytes.  *ret_len excludes the NUL. */
         int (*read)(void *be, unsigned hier, const char *group, const char *file, char *buf,
                     size_t size, size_t *ret_len);
-        /* One write(2) of data; a short write is -EIO.  `nonblock` opens
-         * with O_NONBLOCK (memory.max / memory.high honour it). */
+        /* One write(2) of data; a short write is -EIO.  `flags`: the
+         * CGFS_* bits of kernel/cgfs.h (O_NONBLOCK, which memory.max and
+         * memory.high honour; -EINTR instead of a retry). */
         int (*write)(void *be, unsigned hier, const char *group, const char *file,
-                     const char *data, size_t len, int nonblock);
+                     const char *data, size_t len, unsigned flags);
         /* 1 if the file (or, with file == NULL, the group) exists, else 0. */
         int (*exists)(void *be, unsigned hier, const char *group, const char *file);
         /* Names of the child groups of `group`; *ret is a malloc'd

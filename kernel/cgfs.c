@@ -160,18 +160,18 @@ int cgfs_read_alloc(int dirfd, const char *relpath, size_t max, char **ret, size
         }
 }
 
-int cgfs_write(int dirfd, const char *relpath, const char *data, size_t len, bool nonblock) {
+int cgfs_write(int dirfd, const char *relpath, const char *data, size_t len, unsigned flags) {
         _cleanup_close_ int fd = -EBADF;
         ssize_t n;
 
         /* O_TRUNC: cgroupfs ignores it (shells always pass it); plain files in
          * test trees then behave like single-value kernel files. */
-        fd = cgfs_open_beneath(dirfd, relpath, O_WRONLY | O_TRUNC | (nonblock ? O_NONBLOCK : 0));
+        fd = cgfs_open_beneath(dirfd, relpath, O_WRONLY | O_TRUNC | (flags & CGFS_NONBLOCK ? O_NONBLOCK : 0));
         if (fd < 0)
                 return fd;
         do
                 n = write(fd, data, len);
-        while (n < 0 && errno == EINTR);
+        while (n < 0 && errno == EINTR && !(flags & CGFS_INTERRUPTIBLE));
         if (n < 0)
                 return negative_errno();
         if ((size_t) n != len)

@@ -25,7 +25,15 @@ int cgfs_read(int dirfd, const char *relpath, char *buf, size_t size, size_t *re
 /* Reads the whole file into a malloc'd NUL-terminated buffer (up to max bytes). */
 int cgfs_read_alloc(int dirfd, const char *relpath, size_t max, char **ret, size_t *ret_len);
 /* One write(2); a short write is -EIO. */
-int cgfs_write(int dirfd, const char *relpath, const char *data, size_t len, bool nonblock);
+/* cgfs_write flags.  NONBLOCK: O_NONBLOCK (memory.max / memory.high then
+ * do not reclaim in the writer).  INTERRUPTIBLE: a write a signal
+ * interrupts returns -EINTR instead of being retried (memory.reclaim: a
+ * retry would start the whole request again). */
+enum {
+        CGFS_NONBLOCK = 1u << 0,
+        CGFS_INTERRUPTIBLE = 1u << 1,
+};
+int cgfs_write(int dirfd, const char *relpath, const char *data, size_t len, unsigned flags);
 int cgfs_mkdir(int dirfd, const char *relpath);
 int cgfs_rmdir(int dirfd, const char *relpath);
 /* 1 if it exists, 0 if not (ENOENT), <0 on other errors. */

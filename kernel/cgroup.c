@@ -150,7 +150,12 @@ int kh_read(KHost *h, unsigned hier, const char *group, const char *file, char *
 
 int kh_write(KHost *h, unsigned hier, const char *group, const char *file, const char *data,
              bool nonblock) {
-        return h->ops->write(h->be, hier, group, file, data, strlen(data), nonblock);
+        return kh_write_flags(h, hier, group, file, data, nonblock ? CGFS_NONBLOCK : 0);
+}
+
+int kh_write_flags(KHost *h, unsigned hier, const char *group, const char *file, const char *data,
+                   unsigned flags) {
+        return h->ops->write(h->be, hier, group, file, data, strlen(data), flags);
 }
 
 int kh_read_alloc(KHost *h, unsigned hier, const char *group, const char *file, char **ret) {

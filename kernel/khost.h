@@ -21,5 +21,8 @@ int kh_managed_hier(const KHost *h, CgController c, unsigned *ret);
 int kh_read(KHost *h, unsigned hier, const char *group, const char *file, char *buf, size_t size);
 int kh_write(KHost *h, unsigned hier, const char *group, const char *file, const char *data,
              bool nonblock);
+/* kh_write with CGFS_* flags (kernel/cgfs.h). */
+int kh_write_flags(KHost *h, unsigned hier, const char *group, const char *file, const char *data,
+                   unsigned flags);
 /* Reads a file of unbounded size (thread lists) into a malloc'd buffer. */
 int kh_read_alloc(KHost *h, unsigned hier, const char *group, const char *file, char **ret);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/macros.h"
+#include "kernel/cgfs.h"
 #include "kernel/cgparse.h"
 #include "kernel/khost.h"
 
@@ -220,7 +221,9 @@ int kh_mem_reclaim(KHost *h, const VmId *vm, uint64_t bytes, int swappiness) {
         r = cg_format_reclaim(buf, sizeof(buf), bytes, swappiness);
         if (r < 0)
                 return r;
-        r = kh_write(h, t.hier, t.group, "memory.reclaim", buf, false);
+        /* Interruptible: a worker asked to stop is signalled, and the
+         * kernel gives up reclaiming with -EINTR. */
+        r = kh_write_flags(h, t.hier, t.group, "memory.reclaim", buf, CGFS_INTERRUPTIBLE);
         if (r == -ENOENT && h->ops->exists(h->be, t.hier, t.group, NULL) == 1)
                 return -EOPNOTSUPP; /* kernel without memory.reclaim (< 5.19) */
         if (r == -EINVAL && swappiness >= 0)

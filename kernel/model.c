@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common/macros.h"
+#include "kernel/cgfs.h"
 #include "kernel/model-internal.h"
 
 /* ---- groups ---------------------------------------------------------- */
@@ -384,7 +385,7 @@ static int view_read(void *be, unsigned hier, const char *group, const char *fil
 }
 
 static int view_write(void *be, unsigned hier, const char *group, const char *file,
-                      const char *data, size_t len, int nonblock) {
+                      const char *data, size_t len, unsigned flags) {
         KmView *v = be;
         KmGroup *g;
         int r;
@@ -396,7 +397,7 @@ static int view_write(void *be, unsigned hier, const char *group, const char *fi
          * limits): the limited subtrees there must be at the clock. */
         if (file && (strcmp(file, "cgroup.subtree_control") == 0 || strcmp(file, "cgroup.type") == 0))
                 km_cfs_sync_tree(v->model, g);
-        return km_file_write(v->model, g, file, data, len, nonblock != 0);
+        return km_file_write(v->model, g, file, data, len, (flags & CGFS_NONBLOCK) != 0);
 }
 
 static int view_exists(void *be, unsigned hier, const char *group, const char *file) {
@@ -406,14 +407,6 @@ static int view_exists(void *be, unsigned hier, const char *group, const char *f
         if (view_resolve(v, hier, group, &g) < 0)
                 return 0;
         return !file || km_file_exists(v->model, g, file);
-}
-
-static void strv_free(char **l) {
-        if (!l)
-                return;
-        for (char **p = l; *p; p++)
-                free(*p);
-        free(l);
 }
 
 static int view_list_children(void *be, unsigned hier, const char *group, char ***ret) {
