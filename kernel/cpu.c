@@ -396,6 +396,30 @@ int kh_cpu_stat_reader_read(KhCpuStatReader *r, CpuStat *ret) {
         return 0;
 }
 
+int kh_cpu_stat_reader_read_usage(KhCpuStatReader *r, uint64_t *ret_usec) {
+        char buf[64];
+        uint64_t ns;
+        CpuStat s;
+        int e;
+
+        if (r->fallback || r->version != CG_V1) {
+                e = kh_cpu_stat_reader_read(r, &s);
+                if (e == 0)
+                        *ret_usec = s.usage_usec;
+                return e;
+        }
+        e = pread_text(r->usage_fd, buf, sizeof(buf));
+        if (e < 0)
+                return e;
+        e = cg_parse_u64_or_max(buf, &ns);
+        if (e < 0)
+                return e;
+        if (ns == UINT64_MAX)
+                return -EBADMSG;
+        *ret_usec = ns / NSEC_PER_USEC;
+        return 0;
+}
+
 KhCpuStatReader *kh_cpu_stat_reader_free(KhCpuStatReader *r) {
         if (!r)
                 return NULL;

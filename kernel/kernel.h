@@ -223,6 +223,10 @@ int kh_cpu_read_stat(KHost *h, const VmId *vm, CgRole role, CpuStat *ret);
 typedef struct KhCpuStatReader KhCpuStatReader;
 int kh_cpu_stat_reader_open(KHost *h, const VmId *vm, CgRole role, KhCpuStatReader **ret);
 int kh_cpu_stat_reader_read(KhCpuStatReader *r, CpuStat *ret);
+/* Usage only: on v1 one pread (cpuacct.usage) instead of two, for looks
+ * that need no throttling counters (a group without a quota cannot be
+ * throttled); on v2 cpu.stat holds both, so it is the same read. */
+int kh_cpu_stat_reader_read_usage(KhCpuStatReader *r, uint64_t *ret_usec);
 KhCpuStatReader *kh_cpu_stat_reader_free(KhCpuStatReader *r);
 
 /* ---- memory (cgroup v2 memcg; -EOPNOTSUPP where memory is not managed) */

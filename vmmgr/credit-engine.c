@@ -187,7 +187,14 @@ static int account(CreditBank *b, uint64_t now_usec) {
         CpuStat st;
         int r;
 
-        r = kh_cpu_stat_reader_read(b->usage, &st);
+        if (b->enf.quota_usec == CREDIT_QUOTA_UNLIMITED) {
+                /* Nothing can throttle a group without a quota: the usage
+                 * is all this look needs (one read instead of two on v1). */
+                st = (CpuStat) { .have = CPU_STAT_USAGE, .nr_throttled = b->last_nr_throttled,
+                                 .throttled_usec = b->throttled_usec };
+                r = kh_cpu_stat_reader_read_usage(b->usage, &st.usage_usec);
+        } else
+                r = kh_cpu_stat_reader_read(b->usage, &st);
         if (r < 0)
                 return r;
         dt = now_usec > b->last_tick_usec ? now_usec - b->last_tick_usec : 0;
