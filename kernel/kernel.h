@@ -362,3 +362,89 @@ typedef struct HostFeatures {
  * as TRI_NO; fails only for errors that make the report untrustworthy. */
 int kh_probe(KHost *h, HostFeatures *ret);
 void host_features_done(HostFeatures *f);
+
+/* ---- per-thread delay accounting (taskstats) --------------------------- */
+
+/* What a thread waited for, from the kernel's taskstats over generic
+ * netlink (TASKSTATS_CMD_GET for one thread id).  Times in ns, counts are
+ * numbers of waits.  Values are cumulative since the thread started; the
+ * kernel wraps a *_delay_ns to 0 on overflow (a zero total with a
+ * non-zero count means that happened).
+ *
+ * Two sources with different rules:
+ *   - cpu_count, cpu_delay_ns (runnable but waiting for a CPU) and the
+ *     run times come from the scheduler's own counters (sched_info,
+ *     sum_exec_runtime, utime/stime) and are reported whatever
+ *     kernel.task_delayacct says (kernels >= 5.14);
+ *   - block I/O, swap-in, direct reclaim, thrashing, compaction and
+ *     write-protect copy delays are counted only for threads created while
+ *     kernel.task_delayacct was 1: the kernel gives a thread its delay
+ *     record at fork and never later.  Switching it on afterwards does not
+ *     help a running VM (see kh_delayacct_set()).
+ * `have` says which fields the kernel's struct taskstats carries (its
+ * version and length); fields it lacks are 0. */
+enum {
+        THREAD_DELAYS_CPU = 1u << 0,       /* cpu_*, blkio_*, swapin_* (version 1) */
+        THREAD_DELAYS_FREEPAGES = 1u << 1, /* version 7 */
+        THREAD_DELAYS_THRASHING = 1u << 2, /* version 9 */
+        THREAD_DELAYS_COMPACT = 1u << 3,   /* version 11 */
+        THREAD_DELAYS_WPCOPY = 1u << 4,    /* version 13 */
+};
+
+typedef struct ThreadDelays {
+        unsigned have;         /* THREAD_DELAYS_* bits */
+        unsigned version;      /* the kernel's TASKSTATS_VERSION (for sums: the lowest seen) */
+        /* kernel.task_delayacct when the stats were read; TRI_UNKNOWN on
+         * kernels without the sysctl (before 5.14: on unless booted with
+         * nodelayacct).  TRI_YES does not prove the memory and I/O delays
+         * are counted for a thread that is older than the switch. */
+        Tristate delayacct;
+        uint64_t cpu_run_real_ns;    /* utime + stime */
+        uint64_t cpu_run_virtual_ns; /* sum_exec_runtime, as schedstat's first field */
+        uint64_t cpu_count;          /* times it ran on a CPU */
+        uint64_t cpu_delay_ns;       /* runnable, waiting for a CPU */
+        uint64_t blkio_count, blkio_delay_ns;         /* synchronous block I/O */
+        uint64_t swapin_count, swapin_delay_ns;       /* swap-in page faults */
+        uint64_t freepages_count, freepages_delay_ns; /* direct reclaim (memory.high/max included) */
+        uint64_t thrashing_count, thrashing_delay_ns; /* refaulting pages just evicted */
+        uint64_t compact_count, compact_delay_ns;     /* direct compaction */
+        uint64_t wpcopy_count, wpcopy_delay_ns;       /* copy-on-write faults */
+} ThreadDelays;
+
+/* A taskstats client kept open: one generic netlink socket, resolved once
+ * to the TASKSTATS family, for any number of queries.  Real host only (the
+ * kernel model has no threads to ask about).  Not for concurrent use from
+ * several threads: give each its own.
+ * -EOPNOTSUPP when the kernel has no TASKSTATS family (CONFIG_TASKSTATS
+ * off) or no generic netlink. */
+typedef struct KTaskstats KTaskstats;
+int kh_taskstats_open(KTaskstats **ret);
+KTaskstats *kh_taskstats_free(KTaskstats *t);
+static inline void kh_taskstats_freep(KTaskstats **t) {
+        if (*t)
+                kh_taskstats_free(*t);
+}
+#define _cleanup_taskstats_ __attribute__((cleanup(kh_taskstats_freep)))
+
+/* One thread's delays (tid as seen in the caller's pid namespace).
+ * -ESRCH: no such thread (gone); -EBADMSG: a reply we cannot parse;
+ * -ETIMEDOUT: no reply within 5 s; -EINVAL: tid <= 0. */
+int kh_taskstats_thread(KTaskstats *t, pid_t tid, ThreadDelays *ret);
+
+/* Sum over the threads of a VM's role group (kh_vm_threads(): for
+ * CG_ROLE_VM only the threads in the VM group itself, not in its role
+ * groups).  Threads that exit during the walk are left out, not errors;
+ * *ret_threads (may be NULL) is the number summed.  `have` and `version`
+ * are those every summed thread had (0 with no thread: all fields 0).
+ * -EOPNOTSUPP on the kernel model; -ENOENT without the VM's group. */
+int kh_vm_delays(KHost *h, KTaskstats *t, const VmId *vm, CgRole role, ThreadDelays *ret,
+                 size_t *ret_threads);
+
+/* kernel.task_delayacct (/proc/sys/kernel/task_delayacct).  Delays other
+ * than the CPU's accrue only for threads created while it is 1, so an
+ * operator who wants them sets it before VMs start; vmmgr writes it only
+ * when asked to.  -EOPNOTSUPP on the kernel model and on kernels without
+ * the sysctl (before 5.14, or CONFIG_TASK_DELAY_ACCT off); the write
+ * needs CAP_SYS_ADMIN (-EPERM). */
+int kh_delayacct_get(KHost *h, bool *ret_enabled);
+int kh_delayacct_set(KHost *h, bool enabled);
