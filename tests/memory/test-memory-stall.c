@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Real-kernel tier (run inside the test kernels by tests/realkernel/check
+ * memory-stall; anywhere else without cgroup v2 memory it skips): how long
+ * a VM's vCPU threads stall in direct reclaim when the VM is held at a
+ * memory footprint by memory.high alone, against the same footprint kept
+ * by vmmgr's background reclaim threads (vmmgr/reclaim-pool.h) with
+ * memory.high left at max.
+ *
+ * Two VMs' worth of workload, placed as vmmgrd places a VM: a process per
+ * VM in its vm-<uuid> group, two "vCPU" threads in vcpus/ that keep
+ * touching their own 80 MiB of anonymous memory at a steady rate, and a
+ * helper thread in emulator/ that mostly sleeps.  Swap is zram, so
+ * reclaim has somewhere to put anonymous pages.  kernel.task_delayacct is
+ * switched on before any of these threads exist (the kernel only counts
+ * memory delays for threads born while it is on), and each vCPU thread's
+ * freepages_delay (direct reclaim, memory.high's included) is read through
+ * taskstats at the end of each run.
+ *
+ *   high-only: memory.high = TARGET, memory.max = max;
+ *   vmmgr:     memory.high = max, memory.max = TARGET + 32 MiB, and every
+ *              20 ms the VM's usage is checked: above the high watermark
+ *              (TARGET) the pool reclaims it down to the low watermark
+ *              (TARGET - 8 MiB) from vmmgr's own threads.
+ *
+ * Both runs print the mean memory.current (the footprint), the vCPU
+ * threads' stall and how much they touched.  Pass: the vmmgr run's vCPU
+ * stall is at least 90 % lower, at a footprint no larger than the
+ * high-only run's + 10 %.  Prints `figure: memory.stall.*` lines.
+ * Exit: 0 pass, 1 fail, 77 skip.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/swap.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/macros.h"
+#include "kernel/kernel.h"
+#include "vmmgr/reclaim-pool.h"
+
+#define MIB (UINT64_C(1) << 20)
+#define N_VMS 2
+#define N_VCPUS 2
+#define REGION (80 * MIB)          /* per vCPU thread: 160 MiB per VM */
+#define TARGET (96 * MIB)          /* the footprint both runs hold a VM at */
+#define LOW_WMARK (TARGET - 8 * MIB)
+#define RATE_MIB_S 24              /* per vCPU thread */
+#define RUN_SEC 8
+#define LOOK_USEC 20000
+#define ZRAM_SIZE "512M"
+
+static const char *const vm_ids[N_VMS] = { "0a5e0001-0000-4000-8000-000000000001",
+                                           "0a5e0002-0000-4000-8000-000000000002" };
+
+typedef struct VmProc {
+        VmId id;
+        pid_t pid;
+        pid_t vcpu[N_VCPUS];
+        pid_t helper;
+} VmProc;
+
+typedef struct TidReport {
+        pid_t tid;
+        bool vcpu;
+} TidReport;
+
+typedef struct RunResult {
+        uint64_t vcpu_stall_ns, vcpu_stall_count;
+        uint64_t touched_mib;
+        uint64_t mean_current;
+        uint64_t pool_busy_usec, pool_bytes;
+} RunResult;
+
+static uint64_t mono_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+/* ---- the workload (in the VM's child process) ---------------------------- */
+
+static atomic_ullong touched_pages;
+static atomic_bool go;
+
+static void *vcpu_main(void *arg) {
+        int fd = (int) (intptr_t) arg;
+        TidReport me = { .tid = (pid_t) syscall(SYS_gettid), .vcpu = true };
+        long page = sysconf(_SC_PAGESIZE);
+        uint64_t batch = MIB / (uint64_t) page, t0, n = 0;
+        unsigned char *mem;
+
+        mem = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        (void) !write(fd, &me, sizeof(me)); /* atomic: smaller than PIPE_BUF */
+        if (mem == MAP_FAILED)
+                return NULL;
+        while (!atomic_load(&go))
+                usleep(1000);
+        t0 = mono_usec();
+        /* A steady rate, as a guest does: each MiB on its schedule. */
+        for (uint64_t off = 0;; off = (off + MIB) % REGION) {
+                uint64_t due;
+
+                for (uint64_t i = 0; i < batch; i++)
+                        mem[off + i * (uint64_t) page] = (unsigned char) (n + i);
+                n += batch;
+                atomic_fetch_add(&touched_pages, batch);
+                due = t0 + (n * (uint64_t) page / MIB) * USEC_PER_SEC / RATE_MIB_S;
+                if (due > mono_usec())
+                        usleep((useconds_t) (due - mono_usec()));
+        }
+        return NULL;
+}
+
+static void *helper_main(void *arg) {
+        int fd = (int) (intptr_t) arg;
+        TidReport me = { .tid = (pid_t) syscall(SYS_gettid), .vcpu = false };
+
+        (void) !write(fd, &me, sizeof(me));
+        for (;;)
+                usleep(100000);
+        return NULL;
+}
+
+/* The child: starts its threads, reports their tids on `fd`, starts
+ * touching when the parent writes a byte on `go_fd`, and reports the pages
+ * touched when asked with a second byte. */
+static _Noreturn void vm_child(int fd, int go_fd) {
+        pthread_t t;
+        char c;
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (int i = 0; i < N_VCPUS; i++)
+                pthread_create(&t, NULL, vcpu_main, (void *) (intptr_t) fd);
+        pthread_create(&t, NULL, helper_main, (void *) (intptr_t) fd);
+        if (read(go_fd, &c, 1) == 1)
+                atomic_store(&go, true);
+        if (read(go_fd, &c, 1) == 1) {
+                unsigned long long pages = atomic_load(&touched_pages);
+
+                (void) !write(fd, &pages, sizeof(pages));
+        }
+        pause();
+        _exit(0);
+}
+
+/* ---- the parent ------------------------------------------------------------ */
+
+typedef struct Vm {
+        VmProc p;
+        int fd, go_fd;
+} Vm;
+
+static int vm_start(KHost *h, Vm *vm) {
+        int to_parent[2], to_child[2], r;
+
+        if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0)
+                return negative_errno();
+        vm->p.pid = fork();
+        if (vm->p.pid < 0)
+                return negative_errno();
+        if (vm->p.pid == 0) {
+                close(to_parent[0]);
+                close(to_child[1]);
+                vm_child(to_parent[1], to_child[0]);
+        }
+        close(to_parent[1]);
+        close(to_child[0]);
+        vm->fd = to_parent[0];
+        vm->go_fd = to_child[1];
+        for (int i = 0, n_vcpus = 0; i < N_VCPUS + 1; i++) {
+                TidReport t;
+
+                if (read(vm->fd, &t, sizeof(t)) != sizeof(t))
+                        return -EIO;
+                if (t.vcpu && n_vcpus < N_VCPUS)
+                        vm->p.vcpu[n_vcpus++] = t.tid;
+                else
+                        vm->p.helper = t.tid;
+        }
+        r = kh_vm_attach_process(h, &vm->p.id, vm->p.pid);
+        for (int i = 0; r == 0 && i < N_VCPUS; i++)
+                r = kh_vm_attach_thread(h, &vm->p.id, CG_ROLE_VCPUS, vm->p.vcpu[i]);
+        if (r == 0)
+                r = kh_vm_attach_thread(h, &vm->p.id, CG_ROLE_EMULATOR, vm->p.helper);
+        return r;
+}
+
+static void vm_stop(Vm *vm) {
+        if (vm->p.pid > 0) {
+                kill(vm->p.pid, SIGKILL);
+                waitpid(vm->p.pid, NULL, 0);
+                vm->p.pid = 0;
+        }
+        closep(&vm->fd);
+        closep(&vm->go_fd);
+}
+
+static int set_limits(KHost *h, const VmId *id, bool vmmgr) {
+        MemLimits lim = { .set = MEM_SET_MAX | MEM_SET_HIGH | MEM_SET_SWAP_MAX, .swap_max = MEM_MAX };
+
+        lim.high = vmmgr ? MEM_MAX : TARGET;
+        lim.max = vmmgr ? TARGET + 32 * MIB : MEM_MAX;
+        return kh_mem_set_limits(h, id, &lim, NULL);
+}
+
+static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
+        _cleanup_reclaim_pool_ ReclaimPool *pool = NULL;
+        Vm vms[N_VMS] = { 0 };
+        uint64_t sum_current = 0, looks = 0, end;
+        int r = 0;
+
+        memset(res, 0, sizeof(*res));
+        for (int i = 0; i < N_VMS; i++) {
+                vms[i].fd = vms[i].go_fd = -EBADF;
+                vm_id_parse(vm_ids[i], &vms[i].p.id);
+                r = kh_vm_create(h, &vms[i].p.id);
+                if (r == 0)
+                        r = set_limits(h, &vms[i].p.id, vmmgr);
+                if (r == 0)
+                        r = vm_start(h, &vms[i]);
+                if (r < 0) {
+                        fprintf(stderr, "VM %d: %s\n", i, strerror(-r));
+                        goto out;
+                }
+        }
+        if (vmmgr) {
+                r = reclaim_pool_new(h, 2, 2, &pool);
+                if (r < 0) {
+                        fprintf(stderr, "reclaim pool: %s\n", strerror(-r));
+                        goto out;
+                }
+        }
+        for (int i = 0; i < N_VMS; i++)
+                (void) !write(vms[i].go_fd, "g", 1);
+        end = mono_usec() + RUN_SEC * USEC_PER_SEC;
+        while (mono_usec() < end) {
+                ReclaimResult done[N_VMS];
+
+                for (int i = 0; i < N_VMS; i++) {
+                        MemStat st;
+
+                        if (kh_mem_read(h, &vms[i].p.id, &st) < 0)
+                                continue;
+                        sum_current += st.current;
+                        looks++;
+                        if (pool && st.current > TARGET && !reclaim_pool_busy(pool, &vms[i].p.id))
+                                reclaim_pool_submit(pool, &vms[i].p.id, st.current - LOW_WMARK, 4 * MIB, -1, 0);
+                }
+                if (pool)
+                        (void) reclaim_pool_collect(pool, done, N_VMS);
+                usleep(LOOK_USEC);
+        }
+        for (int i = 0; i < N_VMS; i++) {
+                unsigned long long pages = 0;
+
+                (void) !write(vms[i].go_fd, "s", 1);
+                if (read(vms[i].fd, &pages, sizeof(pages)) == sizeof(pages))
+                        res->touched_mib += pages * (uint64_t) sysconf(_SC_PAGESIZE) / MIB;
+                for (int k = 0; k < N_VCPUS; k++) {
+                        ThreadDelays d;
+
+                        r = kh_taskstats_thread(ts, vms[i].p.vcpu[k], &d);
+                        if (r < 0) {
+                                fprintf(stderr, "taskstats for %d: %s\n", (int) vms[i].p.vcpu[k], strerror(-r));
+                                goto out;
+                        }
+                        res->vcpu_stall_ns += d.freepages_delay_ns;
+                        res->vcpu_stall_count += d.freepages_count;
+                }
+        }
+        res->mean_current = looks ? sum_current / looks : 0;
+        if (pool) {
+                ReclaimPoolStats st;
+
+                reclaim_pool_stats(pool, &st);
+                res->pool_busy_usec = st.busy_usec;
+                res->pool_bytes = st.bytes_done;
+        }
+out:
+        pool = reclaim_pool_free(pool);
+        for (int i = 0; i < N_VMS; i++) {
+                vm_stop(&vms[i]);
+                if (kh_vm_remove(h, &vms[i].p.id) < 0) {
+                        fprintf(stderr, "cannot remove VM group %d\n", i);
+                        r = r < 0 ? r : -EBUSY;
+                }
+        }
+        return r;
+}
+
+/* zram as swap: a device of ZRAM_SIZE, mkswap, swapon. */
+static int zram_swap_on(void) {
+        int fd = open("/sys/block/zram0/disksize", O_WRONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return negative_errno();
+        if (write(fd, ZRAM_SIZE, strlen(ZRAM_SIZE)) < 0 && errno != EBUSY) {
+                int r = negative_errno();
+                close(fd);
+                return r;
+        }
+        close(fd);
+        if (system("mkswap /dev/zram0 >/dev/null") != 0)
+                return -EIO;
+        if (swapon("/dev/zram0", 0) < 0 && errno != EBUSY)
+                return negative_errno();
+        return 0;
+}
+
+static void print_run(const char *name, const RunResult *r) {
+        printf("%-9s: vCPU threads stalled in direct reclaim %.1f ms (%" PRIu64 " times); footprint "
+               "(mean memory.current per VM) %.1f MiB; touched %" PRIu64 " MiB",
+               name, (double) r->vcpu_stall_ns / 1e6, r->vcpu_stall_count, (double) r->mean_current / MIB,
+               r->touched_mib);
+        if (r->pool_bytes)
+                printf("; vmmgr's threads reclaimed %" PRIu64 " MiB in %.1f ms", r->pool_bytes / MIB,
+                       (double) r->pool_busy_usec / 1e3);
+        putchar('\n');
+}
+
+int main(void) {
+        KHostConfig cfg = { .subtree = "vmmgr-stalltest" };
+        _cleanup_taskstats_ KTaskstats *ts = NULL;
+        RunResult high_only, vmmgr;
+        double reduction;
+        KHost *h = NULL;
+        bool was_on = false;
+        int r, failures = 0;
+
+        if (geteuid() != 0) {
+                puts("SKIP: needs root");
+                return 77;
+        }
+        if (kh_open(&cfg, &h) < 0 || !kh_manages(h, CG_CTRL_MEMORY) ||
+            kh_controller_version(h, CG_CTRL_MEMORY) != CG_V2) {
+                puts("SKIP: vmmgr manages no cgroup v2 memory controller here");
+                kh_free(h);
+                return 77;
+        }
+        if (kh_taskstats_open(&ts) < 0 || kh_delayacct_get(h, &was_on) < 0) {
+                puts("SKIP: no taskstats or no kernel.task_delayacct here");
+                kh_free(h);
+                return 77;
+        }
+        /* This machine is the test kernel's (see the header): its swap and
+         * its sysctl are ours to set.  Elsewhere, leave the host alone. */
+        if (!getenv("VMMGR_IN_TEST_KERNEL")) {
+                puts("SKIP: changes swap and kernel.task_delayacct: runs inside the test kernel only");
+                kh_free(h);
+                return 77;
+        }
+        r = zram_swap_on();
+        if (r < 0) {
+                fprintf(stderr, "FAIL: zram swap: %s\n", strerror(-r));
+                kh_free(h);
+                return 1;
+        }
+        r = kh_delayacct_set(h, true);
+        if (r < 0 || kh_subtree_setup(h) < 0) {
+                fprintf(stderr, "FAIL: setup: %s\n", strerror(-r));
+                kh_free(h);
+                return 1;
+        }
+        printf("2 VMs x 2 vCPU threads touching %" PRIu64 " MiB each at %d MiB/s, held at %" PRIu64
+               " MiB, zram swap, %d s per run\n",
+               REGION / MIB, RATE_MIB_S, TARGET / MIB, RUN_SEC);
+        r = run(h, ts, false, &high_only);
+        if (r == 0)
+                r = run(h, ts, true, &vmmgr);
+        if (r < 0) {
+                fprintf(stderr, "FAIL: %s\n", strerror(-r));
+                failures++;
+                goto out;
+        }
+        print_run("high-only", &high_only);
+        print_run("vmmgr", &vmmgr);
+        reduction = high_only.vcpu_stall_ns
+                            ? 100.0 * (1.0 - (double) vmmgr.vcpu_stall_ns / (double) high_only.vcpu_stall_ns)
+                            : 0;
+        printf("figure: memory.stall.high_only_ms %.1f ms\n", (double) high_only.vcpu_stall_ns / 1e6);
+        printf("figure: memory.stall.vmmgr_ms %.1f ms\n", (double) vmmgr.vcpu_stall_ns / 1e6);
+        printf("figure: memory.stall.reduction_pct %.1f %%\n", reduction);
+        if (high_only.vcpu_stall_ns == 0) {
+                fprintf(stderr, "FAIL: no direct-reclaim stall at all under memory.high: nothing compared\n");
+                failures++;
+        }
+        if (reduction < 90.0) {
+                fprintf(stderr, "FAIL: stall reduced by %.1f %% < 90 %%\n", reduction);
+                failures++;
+        }
+        if (vmmgr.mean_current > high_only.mean_current + high_only.mean_current / 10) {
+                fprintf(stderr, "FAIL: vmmgr's footprint %.1f MiB is over high-only's %.1f MiB + 10 %%\n",
+                        (double) vmmgr.mean_current / MIB, (double) high_only.mean_current / MIB);
+                failures++;
+        }
+out:
+        if (kh_subtree_remove(h) < 0) {
+                fprintf(stderr, "FAIL: cleanup\n");
+                failures++;
+        }
+        (void) kh_delayacct_set(h, was_on);
+        kh_free(h);
+        puts(failures ? "FAIL" : "PASS");
+        return failures ? 1 : 0;
+}
