@@ -25,6 +25,7 @@ typedef enum KHostFile {
         KHOST_FILE_PSI_MEMORY,      /* /proc/pressure/memory */
         KHOST_FILE_TASK_DELAYACCT,  /* /proc/sys/kernel/task_delayacct */
         KHOST_FILE_OSRELEASE,       /* /proc/sys/kernel/osrelease */
+        KHOST_FILE_MEMINFO,         /* /proc/meminfo */
         _KHOST_FILE_MAX,
 } KHostFile;
 

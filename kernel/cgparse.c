@@ -240,6 +240,54 @@ static int parse_psi_line(char *line, const char *kind, uint32_t *a10, uint32_t 
         return 0;
 }
 
+/* "Key:   N kB" -> N * 1024; *found set when the line is `key`. */
+static int meminfo_line(const char *line, size_t len, const char *key, uint64_t *ret, bool *found) {
+        size_t klen = strlen(key), i;
+        uint64_t kb;
+
+        if (len <= klen || strncmp(line, key, klen) != 0 || line[klen] != ':')
+                return 0;
+        i = klen + 1;
+        while (i < len && line[i] == ' ')
+                i++;
+        if (len - i < 4 || strncmp(line + len - 3, " kB", 3) != 0)
+                return -EBADMSG;
+        if (parse_u64_n(line + i, len - 3 - i, &kb) < 0 || kb > UINT64_MAX / 1024)
+                return -EBADMSG;
+        if (*found)
+                return -EBADMSG; /* twice: not a meminfo we know */
+        *ret = kb * 1024;
+        *found = true;
+        return 0;
+}
+
+int cg_parse_meminfo(const char *text, uint64_t *ret_total, uint64_t *ret_available) {
+        bool have_total = false, have_avail = false;
+        uint64_t total = 0, avail = 0;
+
+        if (!text)
+                return -EBADMSG;
+        for (const char *p = text; *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t len = nl ? (size_t) (nl - p) : strlen(p);
+                int r;
+
+                if (!nl)
+                        return -EBADMSG; /* truncated */
+                r = meminfo_line(p, len, "MemTotal", &total, &have_total);
+                if (r == 0)
+                        r = meminfo_line(p, len, "MemAvailable", &avail, &have_avail);
+                if (r < 0)
+                        return r;
+                p = nl + 1;
+        }
+        if (!have_total || !have_avail || total == 0 || avail > total)
+                return -EBADMSG;
+        *ret_total = total;
+        *ret_available = avail;
+        return 0;
+}
+
 int cg_parse_psi(const char *text, Psi *ret) {
         char buf[512], *nl, *second;
         Psi p = { 0 };

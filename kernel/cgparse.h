@@ -44,6 +44,10 @@ int cg_parse_schedstat(const char *text, uint64_t *ret_run_nsec);
 /* PSI: "some avg10=... avg60=... avg300=... total=N\n[full ...]\n". */
 int cg_parse_psi(const char *text, Psi *ret);
 
+/* /proc/meminfo: MemTotal and MemAvailable, in bytes ("N kB" lines; the
+ * other lines are skipped).  -EBADMSG when either is missing or bad. */
+int cg_parse_meminfo(const char *text, uint64_t *ret_total, uint64_t *ret_available);
+
 /* cgroup.procs / cgroup.threads / tasks: one id per line; *ret malloc'd. */
 int cg_parse_pid_list(const char *text, pid_t **ret, size_t *ret_n);
 

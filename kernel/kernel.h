@@ -280,6 +280,12 @@ int kh_mem_set_limits(KHost *h, const VmId *vm, const MemLimits *lim, MemLimits 
  * refused "swappiness=". */
 int kh_mem_reclaim(KHost *h, const VmId *vm, uint64_t bytes, int swappiness);
 
+/* The host's memory: MemTotal, and what is in use (MemTotal -
+ * MemAvailable: what the host could not get back without swapping or
+ * reclaiming harder), in bytes, from /proc/meminfo.  -EOPNOTSUPP where the
+ * backend has no such file. */
+int kh_host_memory(KHost *h, uint64_t *ret_total, uint64_t *ret_used);
+
 /* ---- pressure (PSI) ------------------------------------------------------ */
 
 typedef enum PsiResource {

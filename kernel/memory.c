@@ -231,6 +231,24 @@ int kh_mem_reclaim(KHost *h, const VmId *vm, uint64_t bytes, int swappiness) {
         return r;
 }
 
+int kh_host_memory(KHost *h, uint64_t *ret_total, uint64_t *ret_used) {
+        char buf[8192];
+        uint64_t total, avail;
+        int r;
+
+        r = h->ops->read_host_file(h->be, KHOST_FILE_MEMINFO, buf, sizeof(buf), NULL);
+        if (r == -ENOENT)
+                return -EOPNOTSUPP;
+        if (r < 0)
+                return r;
+        r = cg_parse_meminfo(buf, &total, &avail);
+        if (r < 0)
+                return r;
+        *ret_total = total;
+        *ret_used = total - avail;
+        return 0;
+}
+
 int kh_psi_trigger_open(KHost *h, const VmId *vm, PsiResource resource, bool full, uint64_t stall_usec,
                         uint64_t window_usec) {
         static const struct {

@@ -28,6 +28,34 @@ static void test_u64_or_max(void **state) {
         assert_int_equal(cg_parse_u64_or_max("-1\n", &v), -EBADMSG);
 }
 
+static void test_meminfo(void **state) {
+        uint64_t total, avail;
+
+        assert_int_equal(cg_parse_meminfo("MemTotal:       24562660 kB\nMemFree:         1000 kB\n"
+                                          "MemAvailable:   20000000 kB\nBuffers:  12 kB\n",
+                                          &total, &avail),
+                         0);
+        assert_true(total == UINT64_C(24562660) * 1024 && avail == UINT64_C(20000000) * 1024);
+        /* Missing, truncated, doubled, unit-less, over total, overflowing. */
+        assert_int_equal(cg_parse_meminfo("MemTotal: 10 kB\n", &total, &avail), -EBADMSG);
+        assert_int_equal(cg_parse_meminfo("MemTotal: 10 kB\nMemAvailable: 5 kB", &total, &avail), -EBADMSG);
+        assert_int_equal(cg_parse_meminfo("MemTotal: 10 kB\nMemTotal: 10 kB\nMemAvailable: 5 kB\n", &total,
+                                          &avail),
+                         -EBADMSG);
+        assert_int_equal(cg_parse_meminfo("MemTotal: 10\nMemAvailable: 5 kB\n", &total, &avail), -EBADMSG);
+        assert_int_equal(cg_parse_meminfo("MemTotal: 10 kB\nMemAvailable: 50 kB\n", &total, &avail), -EBADMSG);
+        assert_int_equal(cg_parse_meminfo("MemTotal: 99999999999999999999 kB\nMemAvailable: 5 kB\n", &total,
+                                          &avail),
+                         -EBADMSG);
+        assert_int_equal(cg_parse_meminfo("MemTotal: x kB\nMemAvailable: 5 kB\n", &total, &avail), -EBADMSG);
+        assert_int_equal(cg_parse_meminfo("", &total, &avail), -EBADMSG);
+        /* A key that only starts like ours is another key. */
+        assert_int_equal(cg_parse_meminfo("MemTotalX: 1 kB\nMemTotal: 10 kB\nMemAvailable: 5 kB\n", &total,
+                                          &avail),
+                         0);
+        assert_true(total == 10240);
+}
+
 static void test_i64(void **state) {
         int64_t v;
 
@@ -247,7 +275,7 @@ int main(void) {
                 cmocka_unit_test(test_psi),          cmocka_unit_test(test_pid_list),
                 cmocka_unit_test(test_cgroup_type),  cmocka_unit_test(test_controller_list),
                 cmocka_unit_test(test_dmem),         cmocka_unit_test(test_flat_keyed),
-                cmocka_unit_test(test_reclaim_format),
+                cmocka_unit_test(test_reclaim_format), cmocka_unit_test(test_meminfo),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
