@@ -735,6 +735,19 @@ static int view_read_host_file(void *be, KHostFile which, char *buf, size_t size
         case KHOST_FILE_OSRELEASE:
                 km_buf_printf(&b, "6.1.0-vmmgr-model%s\n", m->cfg.patched ? "+runtime" : "");
                 break;
+        case KHOST_FILE_MEMINFO: {
+                /* Every charge is in use: anon cannot be dropped and the
+                 * model's reclaimable memory (guest RAM with swap) is not
+                 * what MemAvailable counts as free for the asking. */
+                uint64_t used = MIN(m->root->mem.usage, m->cfg.host_memory);
+                uint64_t avail_kb = (m->cfg.host_memory - used) / 1024;
+
+                km_buf_printf(&b,
+                              "MemTotal:       %" PRIu64 " kB\nMemFree:        %" PRIu64
+                              " kB\nMemAvailable:   %" PRIu64 " kB\n",
+                              m->cfg.host_memory / 1024, avail_kb, avail_kb);
+                break;
+        }
         default:
                 return -ENOENT;
         }
