@@ -280,6 +280,14 @@ int kh_mem_set_limits(KHost *h, const VmId *vm, const MemLimits *lim, MemLimits 
  * refused "swappiness=". */
 int kh_mem_reclaim(KHost *h, const VmId *vm, uint64_t bytes, int swappiness);
 
+/* memory.current of a VM group through a kept-open file (one pread a
+ * read), for checks frequent enough that opening the file each time would
+ * cost more than the check.  -ENOENT when the group does not exist. */
+typedef struct KhMemCurrentReader KhMemCurrentReader;
+int kh_mem_current_reader_open(KHost *h, const VmId *vm, KhMemCurrentReader **ret);
+int kh_mem_current_reader_read(KhMemCurrentReader *r, uint64_t *ret);
+KhMemCurrentReader *kh_mem_current_reader_free(KhMemCurrentReader *r);
+
 /* The host's memory: MemTotal, and what is in use (MemTotal -
  * MemAvailable: what the host could not get back without swapping or
  * reclaiming harder), in bytes, from /proc/meminfo.  -EOPNOTSUPP where the

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -229,6 +230,65 @@ int kh_mem_reclaim(KHost *h, const VmId *vm, uint64_t bytes, int swappiness) {
         if (r == -EINVAL && swappiness >= 0)
                 return -EOPNOTSUPP; /* kernel without swappiness= (< 6.7) */
         return r;
+}
+
+struct KhMemCurrentReader {
+        KHost *host;
+        MemTarget target;
+        int fd; /* memory.current, or -EBADF: read through the backend */
+};
+
+int kh_mem_current_reader_open(KHost *h, const VmId *vm, KhMemCurrentReader **ret) {
+        KhMemCurrentReader *r;
+        MemTarget t;
+        int e;
+
+        e = mem_target(h, vm, &t);
+        if (e < 0)
+                return e;
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        *r = (KhMemCurrentReader) { .host = h, .target = t, .fd = -EBADF };
+        if (h->ops->open_read) {
+                e = h->ops->open_read(h->be, t.hier, t.group, "memory.current");
+                if (e == -ENOENT) {
+                        free(r);
+                        return e;
+                }
+                r->fd = e; /* any other error: read through the backend */
+        }
+        *ret = r;
+        return 0;
+}
+
+int kh_mem_current_reader_read(KhMemCurrentReader *r, uint64_t *ret) {
+        char buf[64];
+        ssize_t n;
+        uint64_t v;
+        int e;
+
+        if (r->fd < 0)
+                return read_value(r->host, &r->target, "memory.current", ret);
+        n = pread(r->fd, buf, sizeof(buf) - 1, 0);
+        if (n < 0)
+                return negative_errno();
+        buf[n] = '\0';
+        e = cg_parse_u64_or_max(buf, &v);
+        if (e < 0)
+                return e;
+        if (v == MEM_MAX)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+KhMemCurrentReader *kh_mem_current_reader_free(KhMemCurrentReader *r) {
+        if (!r)
+                return NULL;
+        closep(&r->fd);
+        free(r);
+        return NULL;
 }
 
 int kh_host_memory(KHost *h, uint64_t *ret_total, uint64_t *ret_used) {

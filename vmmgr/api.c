@@ -688,6 +688,40 @@ static int h_metrics(ApiRequest *req) {
         return 0;
 }
 
+static int h_memory_get(ApiRequest *req) {
+        ServiceError err = {};
+        char *json = NULL;
+        int r;
+
+        r = req->api->ops->memory_get(req->api->ops_ctx, &req->id, &json, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        reply_text(req, 200, "application/json", json);
+        return 0;
+}
+
+static int h_memory_put(ApiRequest *req) {
+        static const char *const keys[] = { "priority", NULL };
+        ServiceError err = {};
+        char *json = NULL;
+        bool present;
+        int64_t prio = 0;
+        int r;
+
+        if (!check_keys(req, req->json, keys, ""))
+                return 0;
+        if (!get_int(req, req->json, "priority", "priority", 0, UINT32_MAX, &present, &prio))
+                return 0;
+        if (!present)
+                return reply_error(req, 400, "priority", "priority is required (0..4294967295, lower is reclaimed "
+                                                         "first under host pressure)");
+        r = req->api->ops->memory_set_priority(req->api->ops_ctx, &req->id, (uint32_t) prio, &json, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        reply_text(req, 200, "application/json", json);
+        return 0;
+}
+
 static const char *const events_query[] = { "since", "limit", NULL };
 
 static const ApiRoute routes[] = {
@@ -701,6 +735,8 @@ static const ApiRoute routes[] = {
         { "POST", "/v1/vms/{uuid}/credits/inject", true, NULL, h_credits_inject },
         { "GET", "/v1/vms/{uuid}/credits/history", false, NULL, h_credits_history },
         { "POST", "/v1/credits/transfer", true, NULL, h_credits_transfer },
+        { "GET", "/v1/vms/{uuid}/memory", false, NULL, h_memory_get },
+        { "PUT", "/v1/vms/{uuid}/memory", true, NULL, h_memory_put },
         { "GET", "/v1/events", false, events_query, h_events },
         { "GET", "/metrics", false, NULL, h_metrics },
 };

@@ -20,6 +20,7 @@ int config_init(VmmgrConfig *c) {
         snprintf(c->socket_path, sizeof(c->socket_path), "%s", CONFIG_DEFAULT_SOCKET);
         snprintf(c->subtree, sizeof(c->subtree), "%s", "vmmgr.slice");
         snprintf(c->default_class, sizeof(c->default_class), "%s", "t3.small");
+        mempol_default(&c->memory);
         return credit_class_table_init(&c->classes);
 }
 
@@ -108,7 +109,7 @@ static int tls_key(VmmgrConfig *c, const char *k, const char *v) {
         return -ENOKEY;
 }
 
-typedef enum Section { SEC_NONE, SEC_DAEMON, SEC_TLS, SEC_CLASS } Section;
+typedef enum Section { SEC_NONE, SEC_DAEMON, SEC_TLS, SEC_CLASS, SEC_MEMORY } Section;
 
 /* Finishes a [class] section: validated and put in the table. */
 static int class_end(VmmgrConfig *c, CreditClass *cls, bool *open) {
@@ -171,6 +172,8 @@ int config_load_text(VmmgrConfig *c, const char *text, const char *name, char *r
                                 sec = SEC_DAEMON;
                         else if (strcmp(l, "api.tls") == 0)
                                 sec = SEC_TLS;
+                        else if (strcmp(l, "memory") == 0)
+                                sec = SEC_MEMORY;
                         else if (strncmp(l, "class ", 6) == 0) {
                                 const char *cname = strip(l + 6);
                                 sec = SEC_CLASS;
@@ -214,6 +217,9 @@ int config_load_text(VmmgrConfig *c, const char *text, const char *name, char *r
                 case SEC_TLS:
                         r = tls_key(&n, k, v);
                         break;
+                case SEC_MEMORY:
+                        r = mempol_set_key(&n.memory, k, v, NULL);
+                        break;
                 case SEC_CLASS:
                         if (strcmp(k, "like") == 0) {
                                 const CreditClass *base = credit_class_find(&n.classes, v);
@@ -241,6 +247,17 @@ int config_load_text(VmmgrConfig *c, const char *text, const char *name, char *r
                 r = fail(ret_buf, buf_size, name, class_line, r, "class \"%s\" is not valid: %s", cls.name,
                          strerror(-r));
                 goto err;
+        }
+        {
+                const char *field = NULL;
+
+                /* Some memory keys only make sense together: judged whole. */
+                r = mempol_validate(&n.memory, &field);
+                if (r < 0) {
+                        r = fail(ret_buf, buf_size, name, line, r, "[memory]: bad value for %s (%s)",
+                                 field ? field : "?", strerror(-r));
+                        goto err;
+                }
         }
         free(c->classes.classes);
         *c = n;

@@ -35,6 +35,7 @@
 #include <sys/types.h>
 
 #include "policies/credits.h"
+#include "policies/memory.h"
 
 #define CONFIG_PATH_MAX 4096
 
@@ -53,6 +54,10 @@ typedef struct VmmgrConfig {
         char tls_key[CONFIG_PATH_MAX];
         char tls_client_ca[CONFIG_PATH_MAX];
         CreditClassTable classes; /* presets plus the file's classes */
+        /* [memory]: the memory policies' tunables (policies/memory.h,
+         * mempol_set_key() names the keys); used where vmmgr manages cgroup
+         * v2 memory. */
+        MemPolicy memory;
 } VmmgrConfig;
 
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/vmmgr"

@@ -482,6 +482,30 @@ static void text_add(Text *t, const char *fmt, ...) {
         }
 }
 
+static int svc_memory_get(void *ctx, const VmId *id, char **ret_json, ServiceError *err) {
+        Vm *vm = need_vm(ctx, id, err);
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        r = daemon_vm_memory_json(ctx, vm, ret_json);
+        return r < 0 ? fail(err, r, NULL, "cannot report memory: %s", strerror(-r)) : 0;
+}
+
+static int svc_memory_set_priority(void *ctx, const VmId *id, uint32_t priority, char **ret_json,
+                                   ServiceError *err) {
+        Vm *vm = need_vm(ctx, id, err);
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        r = daemon_vm_memory_set_priority(ctx, vm, priority);
+        if (r < 0)
+                return fail(err, r, "priority", "cannot apply the priority: %s", strerror(-r));
+        r = daemon_vm_memory_json(ctx, vm, ret_json);
+        return r < 0 ? fail(err, r, NULL, "cannot report memory: %s", strerror(-r)) : 0;
+}
+
 static int svc_metrics(void *ctx, char **ret_text, ServiceError *err) {
         static const struct {
                 const char *name, *help;
@@ -553,6 +577,21 @@ static int svc_metrics(void *ctx, char **ret_text, ServiceError *err) {
                  "# HELP vmmgrd_vms Registered VMs\n# TYPE vmmgrd_vms gauge\nvmmgrd_vms %zu\n",
                  (double) d->stats.tick_cpu_nsec / 1e9, (double) d->stats.last_tick_cpu_nsec / 1e9,
                  d->stats.bank_ticks, d->stats.commits, d->n_vms);
+        {
+                _cleanup_free_ char *mem_text = NULL;
+                size_t mem_len = 0;
+                FILE *f = open_memstream(&mem_text, &mem_len);
+
+                if (!f)
+                        t.oom = true;
+                else {
+                        daemon_memory_metrics(d, f);
+                        if (fclose(f) != 0)
+                                t.oom = true;
+                        else
+                                text_add(&t, "%s", mem_text);
+                }
+        }
         api_get_stats(d->api, &as);
         if (api_stats_to_prometheus(&as, &api_text) == 0)
                 text_add(&t, "%s", api_text);
@@ -577,4 +616,6 @@ const ServiceOps daemon_service_ops = {
         .credits_history = svc_credits_history,
         .events = svc_events,
         .metrics = svc_metrics,
+        .memory_get = svc_memory_get,
+        .memory_set_priority = svc_memory_set_priority,
 };

@@ -64,6 +64,8 @@ int daemon_event(Daemon *d, const VmId *vm, const char *kind, const char *detail
 void vm_free(Vm *vm) {
         if (!vm)
                 return;
+        if (vm->daemon)
+                daemon_vm_memory_stop(vm->daemon, vm);
         sd_event_source_disable_unref(vm->qmp_io);
         qmp_free(vm->qmp);
         credit_bank_free(vm->bank);
@@ -101,6 +103,7 @@ static void vm_record_history(Vm *vm, uint64_t now_mono) {
 
 /* Keeps the ledger a disconnected VM had, then drops the live parts. */
 void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why) {
+        daemon_vm_memory_stop(d, vm);
         if (vm->bank) {
                 CreditSnapshot s;
                 (void) credit_bank_tick(vm->bank, daemon_now_mono_usec());
@@ -161,6 +164,7 @@ static void on_qmp_event(Qmp *q, const QmpEvent *ev, void *userdata) {
                 snprintf(vm->run_state, sizeof(vm->run_state), "shutdown");
         else if (strcmp(ev->name, "DEVICE_DELETED") == 0 || strcmp(ev->name, "CPU_ADDED") == 0)
                 vm->roles.n_vcpus = 0; /* refresh at the next housekeeping */
+        daemon_vm_memory_event(vm->daemon, vm, ev);
 }
 
 static int on_qmp_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -242,6 +246,7 @@ int daemon_vm_connect(Daemon *d, Vm *vm, bool fresh, ServiceError *err) {
         log_info("VM %s %s: pid %d, %zu vCPU(s), %zu iothread(s), %s bank", vm->id.str,
                  fresh ? "registered" : "adopted", (int) vm->pid, vm->roles.n_vcpus, vm->roles.n_io,
                  credit_bank_kind_to_string(d->bank_kind));
+        daemon_vm_memory_start(d, vm);
         return 0;
 
 fail_msg:
@@ -705,6 +710,9 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         r = sd_event_default(&d->loop);
         if (r < 0)
                 goto fail;
+        r = daemon_memory_open(d);
+        if (r < 0)
+                goto fail;
         r = open_api(d);
         if (r < 0)
                 goto fail;
@@ -777,6 +785,7 @@ Daemon *daemon_free(Daemon *d) {
         for (size_t i = 0; i < d->n_vms; i++)
                 vm_free(d->vms[i]);
         free(d->vms);
+        daemon_memory_close(d);
         sd_event_source_disable_unref(d->api_io);
         sd_event_source_disable_unref(d->api_timer);
         sd_event_source_disable_unref(d->tick_timer);

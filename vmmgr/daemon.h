@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <systemd/sd-event.h>
 
 #include "kernel/kernel.h"
@@ -22,6 +23,7 @@
 #include "vmmgr/binding.h"
 #include "vmmgr/config.h"
 #include "vmmgr/credit-engine.h"
+#include "vmmgr/memory-engine.h"
 #include "vmmgr/service.h"
 #include "vmmgr/state.h"
 
@@ -49,6 +51,11 @@ typedef struct Vm {
         ServiceHistoryPoint *history;
         size_t history_head, history_n;
         uint64_t history_last_usec;
+
+        /* Memory (daemon-memory.c): managed while connected where vmmgr
+         * manages cgroup v2 memory; the priority is the host ceiling's. */
+        bool mem_managed;
+        uint32_t mem_priority;
 
         /* Kept while disconnected: the ledger as last known. */
         CreditLedger ledger;
@@ -79,6 +86,9 @@ struct Daemon {
         sd_event_source *api_io, *api_timer, *tick_timer, *commit_timer, *housekeeping_timer;
         Vm **vms;
         size_t n_vms;
+        MemEngine *mem; /* NULL where memory is not managed */
+        KTaskstats *taskstats; /* NULL without taskstats */
+        sd_event_source *mem_timer, *mem_io;
         DaemonStats stats;
         bool quitting;
         bool remove_subtree_on_exit;
@@ -117,6 +127,18 @@ void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why);
 int daemon_commit_ledgers(Daemon *d, bool all);
 int daemon_event(Daemon *d, const VmId *vm, const char *kind, const char *detail_json);
 void vm_free(Vm *vm);
+
+/* Memory (daemon-memory.c). */
+int daemon_memory_open(Daemon *d);
+void daemon_memory_close(Daemon *d);
+void daemon_memory_tick_now(Daemon *d);
+void daemon_vm_memory_start(Daemon *d, Vm *vm);
+void daemon_vm_memory_stop(Daemon *d, Vm *vm);
+void daemon_vm_memory_event(Daemon *d, Vm *vm, const QmpEvent *ev);
+int daemon_vm_memory_set_priority(Daemon *d, Vm *vm, uint32_t priority);
+/* GET /v1/vms/{uuid}/memory: a JSON object as text; malloc'd. */
+int daemon_vm_memory_json(Daemon *d, Vm *vm, char **ret);
+void daemon_memory_metrics(Daemon *d, FILE *f);
 
 /* ---- test and benchmark seam (a daemon opened with opts->model) ---------
  * Registers a VM without QMP: `pid` is a process of the kernel model and

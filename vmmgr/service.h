@@ -121,6 +121,13 @@ typedef struct ServiceOps {
         /* GET /v1/vms/{uuid}/credits/history: recent samples, oldest first; malloc'd. */
         int (*credits_history)(void *ctx, const VmId *id, ServiceHistoryPoint **ret, size_t *ret_n,
                                ServiceError *err);
+        /* GET /v1/vms/{uuid}/memory: a JSON object as text (limits, usage,
+         * reclaim, headroom, balloon, per-role delays); malloc'd. */
+        int (*memory_get)(void *ctx, const VmId *id, char **ret_json, ServiceError *err);
+        /* PUT /v1/vms/{uuid}/memory {"priority": N}: the host ceiling's
+         * order (lower is reclaimed first); then as memory_get. */
+        int (*memory_set_priority)(void *ctx, const VmId *id, uint32_t priority, char **ret_json,
+                                   ServiceError *err);
         /* GET /metrics: Prometheus text exposition; malloc'd. */
         int (*metrics)(void *ctx, char **ret_text, ServiceError *err);
 } ServiceOps;

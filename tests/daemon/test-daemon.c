@@ -213,6 +213,18 @@ static void test_contract(void **state) {
         assert_string_equal(str(o, "bank"), "emulated");
         assert_non_null(str(o, "state"));
         json_object_put(o);
+        /* Memory: this host's memory v1 belongs to the machine, so vmmgr
+         * manages none, and says why; the priority is still kept. */
+        assert_int_equal(call("GET", "/v1/vms/" UUID_A "/memory", NULL, &o), 200);
+        assert_false(json_object_get_boolean(json_object_object_get(o, "managed")));
+        assert_non_null(str(o, "reason"));
+        json_object_put(o);
+        assert_int_equal(call("PUT", "/v1/vms/" UUID_A "/memory", "{\"priority\":7}", &o), 200);
+        assert_int_equal(json_object_get_int(json_object_object_get(o, "priority")), 7);
+        json_object_put(o);
+        expect_error("PUT", "/v1/vms/" UUID_A "/memory", "{\"priority\":-1}", 400, "priority");
+        expect_error("PUT", "/v1/vms/" UUID_A "/memory", "{\"size\":1}", 400, "size");
+        expect_error("GET", "/v1/vms/c0000000-0000-4000-8000-00000000000c/memory", NULL, 404, NULL);
 
         /* Bad input: each a 4xx with a body, and nothing changes. */
         expect_error("POST", "/v1/vms", "{\"uuid\":\"" UUID_A "\",\"qmp\":\"/x\",\"colour\":1}", 400, "colour");

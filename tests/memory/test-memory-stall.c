@@ -17,11 +17,15 @@
  * freepages_delay (direct reclaim, memory.high's included) is read through
  * taskstats at the end of each run.
  *
- *   high-only: memory.high = TARGET, memory.max = max;
- *   vmmgr:     memory.high = max, memory.max = TARGET + 32 MiB, and every
- *              20 ms the VM's usage is checked: above the high watermark
- *              (TARGET) the pool reclaims it down to the low watermark
- *              (TARGET - 8 MiB) from vmmgr's own threads.
+ * Both runs take their numbers from vmmgr's memory policy for a VM of
+ * 128 MiB RAM (no overhead, proactive reclaim off, so that only
+ * background reclaim is compared):
+ *   high-only: memory.high = the policy's high watermark, memory.max = max;
+ *   vmmgr:     vmmgr's memory engine (vmmgr/memory-engine.h) as vmmgrd
+ *              runs it: memory.max = 128 MiB, memory.high = max, its
+ *              reclaim threads keeping the VM between the watermarks, the
+ *              helper thread's emulator group throttled while over; the
+ *              engine is ticked every 20 ms and looks at a VM when due.
  *
  * Both runs print the mean memory.current (the footprint), the vCPU
  * threads' stall and how much they touched.  Pass: the vmmgr run's vCPU
@@ -48,14 +52,13 @@
 
 #include "common/macros.h"
 #include "kernel/kernel.h"
-#include "vmmgr/reclaim-pool.h"
+#include "vmmgr/memory-engine.h"
 
 #define MIB (UINT64_C(1) << 20)
 #define N_VMS 2
 #define N_VCPUS 2
 #define REGION (80 * MIB)          /* per vCPU thread: 160 MiB per VM */
-#define TARGET (96 * MIB)          /* the footprint both runs hold a VM at */
-#define LOW_WMARK (TARGET - 8 * MIB)
+#define RAM (128 * MIB)
 #define RATE_MIB_S 24              /* per vCPU thread */
 #define RUN_SEC 8
 #define LOOK_USEC 20000
@@ -81,6 +84,8 @@ typedef struct RunResult {
         uint64_t touched_mib;
         uint64_t mean_current;
         uint64_t pool_busy_usec, pool_bytes;
+        uint64_t high; /* memory.high, or the engine's high watermark */
+        bool throttled;
 } RunResult;
 
 static uint64_t mono_usec(void) {
@@ -208,17 +213,38 @@ static void vm_stop(Vm *vm) {
         closep(&vm->go_fd);
 }
 
-static int set_limits(KHost *h, const VmId *id, bool vmmgr) {
-        MemLimits lim = { .set = MEM_SET_MAX | MEM_SET_HIGH | MEM_SET_SWAP_MAX, .swap_max = MEM_MAX };
+static void policy(MemEngineOptions *o) {
+        mem_engine_options_default(o);
+        o->policy.limits.overhead_bytes = 0;
+        o->policy.limits.overhead_ppm = 0;
+        o->policy.reclaim.high_gap_bytes = 32 * MIB;
+        o->policy.reclaim.low_gap_bytes = 40 * MIB;
+        o->policy.reclaim.chunk_bytes = 4 * MIB;
+        o->policy.proactive.enabled = false;
+}
 
-        lim.high = vmmgr ? MEM_MAX : TARGET;
-        lim.max = vmmgr ? TARGET + 32 * MIB : MEM_MAX;
+static const MemPolVmSpec vm_spec = { .ram_bytes = RAM };
+
+static int high_only_limits(KHost *h, const VmId *id, uint64_t *ret_high) {
+        MemEngineOptions o;
+        MemPolVmLimits l;
+        MemLimits lim = { .set = MEM_SET_MAX | MEM_SET_HIGH | MEM_SET_SWAP_MAX, .swap_max = MEM_MAX,
+                          .max = MEM_MAX };
+        int r;
+
+        policy(&o);
+        r = mempol_vm_limits(&o.policy, &vm_spec, &l);
+        if (r < 0)
+                return r;
+        lim.high = *ret_high = l.wmark_high;
         return kh_mem_set_limits(h, id, &lim, NULL);
 }
 
 static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
-        _cleanup_reclaim_pool_ ReclaimPool *pool = NULL;
+        _cleanup_mem_engine_ MemEngine *engine = NULL;
+        MemEngineOptions o;
         Vm vms[N_VMS] = { 0 };
+        uint64_t high = 0;
         uint64_t sum_current = 0, looks = 0, end;
         int r = 0;
 
@@ -228,8 +254,6 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
                 vm_id_parse(vm_ids[i], &vms[i].p.id);
                 r = kh_vm_create(h, &vms[i].p.id);
                 if (r == 0)
-                        r = set_limits(h, &vms[i].p.id, vmmgr);
-                if (r == 0)
                         r = vm_start(h, &vms[i]);
                 if (r < 0) {
                         fprintf(stderr, "VM %d: %s\n", i, strerror(-r));
@@ -237,18 +261,25 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
                 }
         }
         if (vmmgr) {
-                r = reclaim_pool_new(h, 2, 2, &pool);
+                policy(&o);
+                r = mem_engine_new(h, &o, &engine);
+                for (int i = 0; r == 0 && i < N_VMS; i++)
+                        r = mem_engine_vm_add(engine, &vms[i].p.id, &vm_spec, mono_usec());
                 if (r < 0) {
-                        fprintf(stderr, "reclaim pool: %s\n", strerror(-r));
+                        fprintf(stderr, "memory engine: %s\n", strerror(-r));
                         goto out;
                 }
+        } else
+                for (int i = 0; r == 0 && i < N_VMS; i++)
+                        r = high_only_limits(h, &vms[i].p.id, &high);
+        if (r < 0) {
+                fprintf(stderr, "limits: %s\n", strerror(-r));
+                goto out;
         }
         for (int i = 0; i < N_VMS; i++)
                 (void) !write(vms[i].go_fd, "g", 1);
         end = mono_usec() + RUN_SEC * USEC_PER_SEC;
         while (mono_usec() < end) {
-                ReclaimResult done[N_VMS];
-
                 for (int i = 0; i < N_VMS; i++) {
                         MemStat st;
 
@@ -256,11 +287,9 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
                                 continue;
                         sum_current += st.current;
                         looks++;
-                        if (pool && st.current > TARGET && !reclaim_pool_busy(pool, &vms[i].p.id))
-                                reclaim_pool_submit(pool, &vms[i].p.id, st.current - LOW_WMARK, 4 * MIB, -1, 0);
                 }
-                if (pool)
-                        (void) reclaim_pool_collect(pool, done, N_VMS);
+                if (engine)
+                        (void) mem_engine_tick(engine, mono_usec());
                 usleep(LOOK_USEC);
         }
         for (int i = 0; i < N_VMS; i++) {
@@ -282,15 +311,21 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
                 }
         }
         res->mean_current = looks ? sum_current / looks : 0;
-        if (pool) {
-                ReclaimPoolStats st;
+        res->high = high;
+        if (engine) {
+                MemHostReport hr;
+                MemVmReport vr;
 
-                reclaim_pool_stats(pool, &st);
-                res->pool_busy_usec = st.busy_usec;
-                res->pool_bytes = st.bytes_done;
+                mem_engine_host_report(engine, &hr);
+                res->pool_busy_usec = hr.pool.busy_usec;
+                res->pool_bytes = hr.pool.bytes_done;
+                if (mem_engine_vm_report(engine, &vms[0].p.id, &vr) == 0) {
+                        res->high = vr.limits.wmark_high;
+                        res->throttled = vr.state.throttled;
+                }
         }
 out:
-        pool = reclaim_pool_free(pool);
+        engine = mem_engine_free(engine);
         for (int i = 0; i < N_VMS; i++) {
                 vm_stop(&vms[i]);
                 if (kh_vm_remove(h, &vms[i].p.id) < 0) {
@@ -322,9 +357,9 @@ static int zram_swap_on(void) {
 
 static void print_run(const char *name, const RunResult *r) {
         printf("%-9s: vCPU threads stalled in direct reclaim %.1f ms (%" PRIu64 " times); footprint "
-               "(mean memory.current per VM) %.1f MiB; touched %" PRIu64 " MiB",
+               "(mean memory.current per VM) %.1f MiB, held at %.1f MiB; touched %" PRIu64 " MiB",
                name, (double) r->vcpu_stall_ns / 1e6, r->vcpu_stall_count, (double) r->mean_current / MIB,
-               r->touched_mib);
+               (double) r->high / MIB, r->touched_mib);
         if (r->pool_bytes)
                 printf("; vmmgr's threads reclaimed %" PRIu64 " MiB in %.1f ms", r->pool_bytes / MIB,
                        (double) r->pool_busy_usec / 1e3);
@@ -374,9 +409,9 @@ int main(void) {
                 kh_free(h);
                 return 1;
         }
-        printf("2 VMs x 2 vCPU threads touching %" PRIu64 " MiB each at %d MiB/s, held at %" PRIu64
-               " MiB, zram swap, %d s per run\n",
-               REGION / MIB, RATE_MIB_S, TARGET / MIB, RUN_SEC);
+        printf("2 VMs of %" PRIu64 " MiB RAM x 2 vCPU threads touching %" PRIu64 " MiB each at %d MiB/s, zram "
+               "swap, %d s per run\n",
+               RAM / MIB, REGION / MIB, RATE_MIB_S, RUN_SEC);
         r = run(h, ts, false, &high_only);
         if (r == 0)
                 r = run(h, ts, true, &vmmgr);

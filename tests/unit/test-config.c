@@ -42,7 +42,11 @@ static void test_full_file(void **state) {
                            "cap = 300cr\n"
                            "[class t3.nano]\n"
                            "like = t3.nano\n"
-                           "mode = standard\n";
+                           "mode = standard\n"
+                           "[memory]\n"
+                           "overhead = 128M\n"
+                           "host_ceiling_pct = 90%\n"
+                           "proactive = off\n";
 
         assert_int_equal(config_init(&c), 0);
         assert_int_equal(config_load_text(&c, text, "test.conf", msg, sizeof(msg)), 0);
@@ -57,6 +61,9 @@ static void test_full_file(void **state) {
         assert_true(k->spec.cap_usec == 300 * INT64_C(60000000));
         k = credit_class_find(&c.classes, "t3.nano");
         assert_int_equal(k->spec.mode, CREDIT_MODE_STANDARD); /* a preset replaced */
+        assert_true(c.memory.limits.overhead_bytes == (UINT64_C(128) << 20));
+        assert_int_equal(c.memory.host.ceiling_ppm, 900000);
+        assert_false(c.memory.proactive.enabled);
         config_done(&c);
 }
 
@@ -79,6 +86,9 @@ static void test_errors(void **state) {
                 { "[class x]\nbaseline = 120%\n", "t.conf:2: bad value for baseline" },
                 { "[class x]\nbaseline = 0.2\n", "t.conf:1: class \"x\" is not valid" }, /* no vcpus */
                 { "[class Bad/Name]\nlike = demo\n", "t.conf:1: class \"Bad/Name\" is not valid" },
+                { "[memory]\noverhed = 1G\n", "t.conf:2: unknown key \"overhed\"" },
+                { "[memory]\noverhead = lots\n", "t.conf:2: bad value for overhead" },
+                { "[memory]\nhost_ceiling_pct = 150%\n", "t.conf:2: bad value for host_ceiling_pct" },
         };
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 VmmgrConfig c, before;
