@@ -280,6 +280,12 @@ int kh_mem_set_limits(KHost *h, const VmId *vm, const MemLimits *lim, MemLimits 
  * refused "swappiness=". */
 int kh_mem_reclaim(KHost *h, const VmId *vm, uint64_t bytes, int swappiness);
 
+/* memory.min and memory.low of vmmgr's subtree itself.  With
+ * memory_recursiveprot (systemd mounts cgroup2 with it) a VM's protection
+ * holds against reclaim from outside the subtree only as far as the
+ * subtree's own reaches, so it must be at least the VMs' sums. */
+int kh_subtree_set_mem_protection(KHost *h, uint64_t min, uint64_t low);
+
 /* memory.current of a VM group through a kept-open file (one pread a
  * read), for checks frequent enough that opening the file each time would
  * cost more than the check.  -ENOENT when the group does not exist. */

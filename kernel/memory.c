@@ -291,6 +291,21 @@ KhMemCurrentReader *kh_mem_current_reader_free(KhMemCurrentReader *r) {
         return NULL;
 }
 
+int kh_subtree_set_mem_protection(KHost *h, uint64_t min, uint64_t low) {
+        MemTarget t = { .group = "" }; /* "": vmmgr's subtree itself */
+        int r;
+
+        r = kh_managed_hier(h, CG_CTRL_MEMORY, &t.hier);
+        if (r < 0)
+                return r;
+        if (h->layout.hier[t.hier].version != CG_V2)
+                return -EOPNOTSUPP;
+        r = write_value(h, &t, "memory.min", min, false);
+        if (r == 0)
+                r = write_value(h, &t, "memory.low", low, false);
+        return r;
+}
+
 int kh_host_memory(KHost *h, uint64_t *ret_total, uint64_t *ret_used) {
         char buf[8192];
         uint64_t total, avail;

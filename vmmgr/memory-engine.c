@@ -65,6 +65,9 @@ struct MemEngine {
          * results; 0 until known): the pool is sized by it when lower than
          * the policy's figure, which a slow or busy host does not reach. */
         uint64_t worker_rate;
+        /* vmmgr's subtree's own memory.min/low as last written (sums). */
+        uint64_t subtree_min, subtree_low;
+        bool subtree_written;
         bool host_known;
         uint64_t host_total, host_used;
         MemPolHostPlan plan;
@@ -562,6 +565,28 @@ static void decide_balloon(MemEngine *e, MemVm *v) {
         }
 }
 
+/* The subtree's protection covers its VMs' (kh_subtree_set_mem_protection()
+ * says why): rewritten when the sums change. */
+static void protect_subtree(MemEngine *e) {
+        uint64_t min = 0, low = 0;
+        int r;
+
+        for (size_t i = 0; i < e->n_vms; i++) {
+                min += e->vms[i]->limits.min;
+                low += MAX(e->vms[i]->state.low, e->vms[i]->limits.min);
+        }
+        if (e->subtree_written && min == e->subtree_min && low == e->subtree_low)
+                return;
+        r = kh_subtree_set_mem_protection(e->host, min, low);
+        if (r < 0) {
+                log_debug_errno(r, "Memory: cannot set the subtree's protection: %m");
+                return;
+        }
+        e->subtree_min = min;
+        e->subtree_low = low;
+        e->subtree_written = true;
+}
+
 int mem_engine_tick(MemEngine *e, uint64_t now_usec) {
         MemPolPoolDemand demand = { 0 };
         bool host_due = now_usec >= e->next_host_usec;
@@ -588,6 +613,7 @@ int mem_engine_tick(MemEngine *e, uint64_t now_usec) {
                 for (size_t i = 0; i < e->n_vms; i++)
                         decide_balloon(e, e->vms[i]);
                 plan_dmem(e);
+                protect_subtree(e);
         }
         for (size_t i = 0; i < e->n_vms; i++) {
                 MemVm *v = e->vms[i];

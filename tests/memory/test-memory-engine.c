@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "kernel/backend.h"
 #include "kernel/kernel.h"
 #include "kernel/kmodel.h"
 #include "vmmgr/memory-engine.h"
@@ -111,6 +112,21 @@ static void test_limits_and_background(void **state) {
         assert_true(st.high == MEM_MAX);
         assert_true(st.min == rep.limits.min && st.low == rep.limits.low);
         assert_true(rep.applied.max == st.max);
+        /* The subtree's own protection covers the VM's (recursiveprot). */
+        run(&w, e, 1000);
+        {
+                const KBackendOps *ops;
+                KBackendLayout layout;
+                char buf[64];
+                void *be;
+
+                assert_int_equal(km_backend(w.model, &ops, &be, &layout), 0);
+                assert_int_equal(ops->read(be, 0, "", "memory.min", buf, sizeof(buf), NULL), 0);
+                assert_true(strtoull(buf, NULL, 10) == rep.limits.min);
+                assert_int_equal(ops->read(be, 0, "", "memory.low", buf, sizeof(buf), NULL), 0);
+                assert_true(strtoull(buf, NULL, 10) == rep.limits.low);
+                ops->free(be);
+        }
 
         /* Page cache grows past the high watermark: vmmgr's reclaim takes
          * it back to the low one, the vCPU never stalls, emulator and io
