@@ -32,6 +32,7 @@ static void usage_main(FILE *out) {
               "  vm list|show|add|remove      Registered VMs (through vmmgrd)\n"
               "  credits show|set|inject|transfer\n"
               "                               A VM's CPU credits (through vmmgrd)\n"
+              "  memory show|priority         A VM's memory: limits, reclaim, delays (through vmmgrd)\n"
               "  events                       vmmgrd's event history\n"
               "  top                          A live view of every VM's credits and CPU\n"
               "  host-info                    What this host's kernel offers vmmgr (no daemon needed)\n"
@@ -246,6 +247,7 @@ static const struct {
         { "qmp", verb_qmp },
         { "vm", ctl_verb_vm },
         { "credits", ctl_verb_credits },
+        { "memory", ctl_verb_memory },
         { "events", ctl_verb_events },
         { "top", ctl_verb_top },
 };

@@ -225,6 +225,23 @@ static void test_contract(void **state) {
         expect_error("PUT", "/v1/vms/" UUID_A "/memory", "{\"priority\":-1}", 400, "priority");
         expect_error("PUT", "/v1/vms/" UUID_A "/memory", "{\"size\":1}", 400, "size");
         expect_error("GET", "/v1/vms/c0000000-0000-4000-8000-00000000000c/memory", NULL, 404, NULL);
+        {
+                /* The same through vmmgrctl: a report that says why. */
+                char cmd[1024], out[4096] = "";
+                const char *b = getenv("VMMGR_BUILD_ROOT");
+                FILE *p;
+                size_t n;
+
+                snprintf(cmd, sizeof(cmd), "%s/vmmgr/vmmgrctl memory show " UUID_A " --socket %s",
+                         b ? b : ".", F.socket);
+                p = popen(cmd, "r");
+                assert_non_null(p);
+                n = fread(out, 1, sizeof(out) - 1, p);
+                out[n] = '\0';
+                assert_int_equal(pclose(p), 0);
+                assert_non_null(strstr(out, "not managed"));
+                assert_non_null(strstr(out, "priority 7"));
+        }
 
         /* Bad input: each a 4xx with a body, and nothing changes. */
         expect_error("POST", "/v1/vms", "{\"uuid\":\"" UUID_A "\",\"qmp\":\"/x\",\"colour\":1}", 400, "colour");
