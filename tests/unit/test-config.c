@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -117,8 +119,36 @@ static void test_missing_file(void **state) {
         config_done(&c);
 }
 
+/* The [memory] example in docs/memory.md is a valid configuration. */
+static void test_memory_doc_example(void **state) {
+        const char *root = getenv("VMMGR_SOURCE_ROOT");
+        char path[4096], msg[256] = "", *text = NULL, *start, *end;
+        size_t len = 0;
+        VmmgrConfig c;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/docs/memory.md", root ? root : ".");
+        f = fopen(path, "re");
+        assert_non_null(f);
+        assert_true(getdelim(&text, &len, '\0', f) > 0);
+        fclose(f);
+        start = strstr(text, "```ini\n");
+        assert_non_null(start);
+        start += 7;
+        end = strstr(start, "```");
+        assert_non_null(end);
+        *end = '\0';
+        assert_int_equal(config_init(&c), 0);
+        if (config_load_text(&c, start, "docs/memory.md", msg, sizeof(msg)) < 0)
+                fail_msg("the documented [memory] example does not load: %s", msg);
+        assert_int_equal(c.memory.host.ceiling_ppm, 950000);
+        config_done(&c);
+        free(text);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_memory_doc_example),
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_full_file),
                 cmocka_unit_test(test_errors),
