@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "common/macros.h"
+#include "vmmgr/api.h" /* API_BODY_MAX_DEFAULT */
 
 /* The API's answers are small; anything bigger is not vmmgrd talking. */
 #define RESPONSE_MAX (64u * 1024u * 1024u)
@@ -132,9 +133,12 @@ int http_request_ex(const HttpTarget *t, const char *method, const char *path, c
                 free(url);
                 return -ENOMEM;
         }
-        /* "Expect:" off: a 100-continue round trip buys nothing for bodies
-         * this small and costs a second's wait with some servers. */
-        h = curl_slist_append(headers, "Expect:");
+        /* "Expect:" off for the bodies the API takes: a 100-continue round
+         * trip buys nothing there and costs a second's wait with some
+         * servers.  Above the API's cap, ask first: vmmgrd then answers
+         * 413 before the body is sent, instead of closing on a client
+         * still writing it (which curl reports as a send failure). */
+        h = curl_slist_append(headers, body && body_len > API_BODY_MAX_DEFAULT ? "Expect: 100-continue" : "Expect:");
         if (h)
                 headers = h;
         if (h && body) {

@@ -365,6 +365,10 @@ size_t reclaim_pool_collect(ReclaimPool *p, ReclaimResult *out, size_t n) {
         (void) !read(p->efd, &v, sizeof(v));
         pthread_mutex_lock(&p->lock);
         k = MIN(n, p->n_results);
+        if (k == 0) {
+                pthread_mutex_unlock(&p->lock);
+                return 0; /* (results may be NULL: nothing to copy) */
+        }
         memcpy(out, p->results, k * sizeof(*out));
         memmove(p->results, p->results + k, (p->n_results - k) * sizeof(*out));
         p->n_results -= k;
