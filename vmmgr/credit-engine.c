@@ -18,6 +18,9 @@
 /* Kernel bank: pool corrections smaller than this are not worth a write
  * (the per-CPU slices the kernel hands out already blur the pool by 5 ms). */
 #define KERNEL_SYNC_MIN_USEC INT64_C(100)
+/* Kernel bank: looks this far apart while the pool is deep (see
+ * credit_bank_next_tick_usec()). */
+#define KERNEL_RELAXED_INTERVAL_USEC UINT64_C(5000000)
 /* A tick's usage counts as "above baseline" past this margin (ppm). */
 #define STATE_MARGIN_PPM UINT64_C(20000)
 
@@ -36,8 +39,11 @@ struct CreditBank {
         uint64_t last_nr_throttled;
         uint64_t throttled_usec;
         uint64_t kernel_runtime_usec;
+        bool kernel_runtime_known; /* read at least once */
+        uint64_t last_used_usec;   /* usage charged by the last look */
         uint64_t bandwidth_writes;
         uint64_t runtime_writes;
+        uint64_t runtime_reads;
         int fail_next_write; /* test seam: a negative errno, or 0 */
 };
 
@@ -125,6 +131,12 @@ static void kernel_bank_bandwidth(const CreditSpec *s, CreditEnforcement *ret, u
 /* Kernel bank: brings the pool to the ledger's balance.  The pool holds at
  * most quota + burst = cap; launch credits beyond that wait in the ledger
  * and flow in as the pool drains. */
+/* A pool this deep cannot run dry before the look after next, even with
+ * every vCPU busy: topping it up can wait. */
+static bool kernel_pool_deep(const CreditBank *b, uint64_t runtime) {
+        return runtime >= (uint64_t) b->spec.vcpus * 2 * KERNEL_RELAXED_INTERVAL_USEC;
+}
+
 static int kernel_bank_sync(CreditBank *b) {
         int64_t target, delta;
         uint64_t runtime;
@@ -132,14 +144,27 @@ static int kernel_bank_sync(CreditBank *b) {
 
         if (b->spec.mode == CREDIT_MODE_UNLIMITED)
                 return 0;
+        target = MAX(credit_ledger_available(&b->ledger), 0);
+        target = MIN(target, credit_spec_cap(&b->spec));
+        /* An idle group's pool has not moved since the last look (its
+         * period timer stops), while the ledger only grew: if it was deep,
+         * there is nothing to read or write now. */
+        if (b->kernel_runtime_known && b->last_used_usec == 0 && target >= (int64_t) b->kernel_runtime_usec &&
+            kernel_pool_deep(b, b->kernel_runtime_usec))
+                return 0;
         r = kh_cpu_get_runtime(b->host, &b->vm, CG_ROLE_VCPUS, &runtime);
         if (r < 0)
                 return r;
-        target = MAX(credit_ledger_available(&b->ledger), 0);
-        target = MIN(target, credit_spec_cap(&b->spec));
+        b->runtime_reads++;
         delta = target - (int64_t) runtime;
         b->kernel_runtime_usec = runtime;
+        b->kernel_runtime_known = true;
         if (delta > -KERNEL_SYNC_MIN_USEC && delta < KERNEL_SYNC_MIN_USEC)
+                return 0;
+        /* Below the ledger but deep: the top-up waits (idle pools would
+         * otherwise be written every look, the bulk of the bank's cost).
+         * Above the ledger it never waits: that would be credit given. */
+        if (delta > 0 && kernel_pool_deep(b, runtime))
                 return 0;
         /* Relative: what the VM consumes between our read and this write
          * stays consumed (a plain set would hand it back). */
@@ -205,6 +230,7 @@ static int account(CreditBank *b, uint64_t now_usec) {
         credit_ledger_spend(&b->ledger, &b->spec, used);
         throttled_more = (st.have & CPU_STAT_PERIODS) && st.nr_throttled > b->last_nr_throttled;
         b->last_usage_usec = st.usage_usec;
+        b->last_used_usec = used;
         b->last_nr_throttled = st.nr_throttled;
         b->throttled_usec = st.throttled_usec;
         b->last_tick_usec = now_usec;
@@ -383,8 +409,17 @@ uint64_t credit_bank_next_tick_usec(const CreditBank *b) {
         uint64_t tick = b->params.tick_usec, interval = CREDIT_BANK_MAX_INTERVAL_USEC;
         int64_t available = credit_ledger_available(&b->ledger);
 
-        if (b->kind == CREDIT_BANK_KERNEL || b->spec.mode == CREDIT_MODE_UNLIMITED)
-                goto out; /* the kernel enforces; looks are for sync and reports */
+        if (b->kind == CREDIT_BANK_KERNEL) {
+                /* The kernel enforces; a look keeps the ledger and tops the
+                 * pool up.  While the pool is deep (it cannot run dry before
+                 * the look after next), or nothing is enforced, looks can
+                 * wait longer. */
+                if (b->spec.mode == CREDIT_MODE_UNLIMITED || kernel_pool_deep(b, b->kernel_runtime_usec))
+                        interval = KERNEL_RELAXED_INTERVAL_USEC;
+                goto out;
+        }
+        if (b->spec.mode == CREDIT_MODE_UNLIMITED)
+                goto out; /* nothing to enforce: looks are for reports */
         if (b->enf.quota_usec == CREDIT_QUOTA_UNLIMITED) {
                 /* At full speed on every vCPU the budget reaches the landing
                  * zone (1.5 ticks of full speed) no sooner than this. */
@@ -416,6 +451,7 @@ void credit_bank_snapshot(const CreditBank *b, CreditSnapshot *ret) {
                 .kernel_runtime_usec = b->kernel_runtime_usec,
                 .bandwidth_writes = b->bandwidth_writes,
                 .runtime_writes = b->runtime_writes,
+                .runtime_reads = b->runtime_reads,
                 .last_tick_usec = b->last_tick_usec,
         };
 }

@@ -52,6 +52,7 @@ typedef struct CreditSnapshot {
         uint64_t kernel_runtime_usec;  /* kernel bank: the pool at the last sync */
         uint64_t bandwidth_writes;     /* quota/burst writes made (each refills one quota) */
         uint64_t runtime_writes;       /* kernel bank: runtime corrections made */
+        uint64_t runtime_reads;        /* kernel bank: cpu.max.runtime reads */
         uint64_t last_tick_usec;
 } CreditSnapshot;
 
@@ -69,7 +70,11 @@ int credit_bank_tick(CreditBank *b, uint64_t now_usec);
 /* When the bank next needs a look (monotonic usec).  Landing and debt
  * need every tick; a VM held steadily at baseline or with a deep bank
  * needs one at most every CREDIT_BANK_MAX_INTERVAL_USEC, because the
- * kernel enforces in between: this is what keeps 1,000 VMs cheap. */
+ * kernel enforces in between: this is what keeps 1,000 VMs cheap.  A
+ * kernel bank whose pool is deep (every vCPU busy could not drain it
+ * before the look after next), or in unlimited mode, is looked at every
+ * 5 s: its ledger is exact whenever it is read (usage is a counter), and
+ * its pool is topped up lazily. */
 uint64_t credit_bank_next_tick_usec(const CreditBank *b);
 
 #define CREDIT_BANK_MAX_INTERVAL_USEC UINT64_C(1000000)

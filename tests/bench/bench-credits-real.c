@@ -174,9 +174,13 @@ int main(int argc, char **argv) {
         size_t n_presets = credit_class_presets(&presets);
         CreditBank *banks[N_VMS] = { 0 };
         int rounds = argc > 1 ? atoi(argv[1]) : 100, failures = 0, r;
-        /* writes per look of the kernel bank in the model run (1,000 VMs, 24 h:
-         * mostly idle groups topped up once a second; see README) */
-        double kernel_writes_per_look = argc > 2 ? strtod(argv[2], NULL) : 0.35;
+        /* The kernel bank's schedule, from the model runs (bench-credits-model,
+         * 1,000 VMs; see README): looks per VM per second and cpu.max.runtime
+         * reads per look as vmmgrd schedules them after an hour, runtime
+         * writes per look over 24 h (deep pools are topped up lazily). */
+        double kernel_writes_per_look = argc > 2 ? strtod(argv[2], NULL) : 0.024;
+        double kernel_looks_per_sec = argc > 3 ? strtod(argv[3], NULL) : 0.511;
+        double kernel_reads_per_look = argc > 4 ? strtod(argv[4], NULL) : 0.806;
         double tick_cpu = 0, ns_tick, core_pct;
         uint64_t writes = 0, warm_writes = 0, t;
         struct sigaction sa = { .sa_handler = on_signal };
@@ -386,7 +390,7 @@ int main(int argc, char **argv) {
                         failures++;
                         goto out;
                 }
-                est_ns = t_stat + t_usage + kernel_writes_per_look * t_write;
+                est_ns = t_stat + kernel_reads_per_look * t_usage + kernel_writes_per_look * t_write;
                 {
                         static int fd[N_VMS][2];
                         char buf[1024];
@@ -419,14 +423,15 @@ int main(int argc, char **argv) {
                                        N_VMS, sys_ns);
                 }
                 printf("kernel bank, real syscalls of a look on this host: pread cpu.stat %.0f ns, pread of a "
-                       "one-number file (cpuacct.usage, for cpu.max.runtime) %.0f ns, a one-value write "
-                       "(cpu.cfs_quota_us, for a relative runtime write) %.0f ns x %.2f writes per look = "
-                       "%.0f ns per look; at 1,000 VMs and a look a second: %.4f %% of a core (plus the "
-                       "engine's own arithmetic, a few hundred ns: see the model figure)\n",
-                       t_stat, t_usage, t_write, kernel_writes_per_look, est_ns, est_ns * 1000 / 1e9 * 100);
+                       "one-number file (cpuacct.usage, for cpu.max.runtime) %.0f ns x %.3f reads per look, a "
+                       "one-value write (cpu.cfs_quota_us, for a relative runtime write) %.0f ns x %.3f writes per "
+                       "look = %.0f ns per look; at 1,000 VMs and %.3f looks per VM per second: %.4f %% of a core "
+                       "(plus the engine's own arithmetic, a few hundred ns a look: see the model figure)\n",
+                       t_stat, t_usage, kernel_reads_per_look, t_write, kernel_writes_per_look, est_ns,
+                       kernel_looks_per_sec, est_ns * kernel_looks_per_sec * 1000 / 1e9 * 100);
                 printf("figure: credits.cost.kernel_real_syscall_ns_per_look %.0f ns\n", est_ns);
                 printf("figure: credits.cost.kernel_1000vm_real_estimate_core_pct %.4f %%\n",
-                       est_ns * 1000 / 1e9 * 100);
+                       est_ns * kernel_looks_per_sec * 1000 / 1e9 * 100);
         }
 out:
         for (size_t i = 0; i < N_VMS; i++)
