@@ -94,6 +94,17 @@ static int daemon_key(VmmgrConfig *c, const char *k, const char *v) {
                 return set_ms(&c->commit_interval_usec, v, 100, 600000);
         if (strcmp(k, "default_class") == 0)
                 return set_string(c->default_class, sizeof(c->default_class), v);
+        if (strcmp(k, "task_delayacct") == 0) {
+                if (strcmp(v, "keep") == 0)
+                        c->task_delayacct = CONFIG_DELAYACCT_KEEP;
+                else if (strcmp(v, "on") == 0)
+                        c->task_delayacct = CONFIG_DELAYACCT_ON;
+                else if (strcmp(v, "off") == 0)
+                        c->task_delayacct = CONFIG_DELAYACCT_OFF;
+                else
+                        return -EINVAL;
+                return 0;
+        }
         return -ENOKEY;
 }
 

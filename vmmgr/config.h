@@ -39,6 +39,16 @@
 
 #define CONFIG_PATH_MAX 4096
 
+/* [daemon] task_delayacct: what vmmgrd does with kernel.task_delayacct
+ * at start.  Memory delays (direct reclaim, thrashing) are only counted
+ * for threads created while it is 1: "on" before VMs start is what makes
+ * the per-role delays in the memory report non-zero. */
+typedef enum ConfigDelayacct {
+        CONFIG_DELAYACCT_KEEP, /* leave the host's setting (default) */
+        CONFIG_DELAYACCT_ON,
+        CONFIG_DELAYACCT_OFF,
+} ConfigDelayacct;
+
 typedef struct VmmgrConfig {
         char state_dir[CONFIG_PATH_MAX];
         char socket_path[108];
@@ -48,6 +58,7 @@ typedef struct VmmgrConfig {
         uint64_t tick_usec;
         uint64_t commit_interval_usec;
         char default_class[CREDIT_CLASS_NAME_MAX];
+        ConfigDelayacct task_delayacct;
         /* api.tls */
         char tls_listen[128];
         char tls_cert[CONFIG_PATH_MAX];

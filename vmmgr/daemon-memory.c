@@ -65,6 +65,15 @@ int daemon_memory_open(Daemon *d) {
         MemEngineOptions o;
         int r;
 
+        if (d->cfg.task_delayacct != CONFIG_DELAYACCT_KEEP && !d->on_model) {
+                bool on = d->cfg.task_delayacct == CONFIG_DELAYACCT_ON;
+
+                r = kh_delayacct_set(d->host, on);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot set kernel.task_delayacct to %d: %m", on);
+                else
+                        log_info("kernel.task_delayacct = %d (threads started from now on are counted)", on);
+        }
         mem_engine_options_default(&o);
         o.policy = d->cfg.memory;
         o.threads = !d->on_model; /* the model is single-threaded */

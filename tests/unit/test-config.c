@@ -35,6 +35,7 @@ static void test_full_file(void **state) {
                            "\n"
                            "controllers = cpu,cpuacct\n"
                            "tick_ms = 50\n"
+                           "task_delayacct = on\n"
                            "[api.tls]\n"
                            "listen = 127.0.0.1:8443\n"
                            "cert = /etc/vmmgr/s.pem\n"
@@ -55,6 +56,7 @@ static void test_full_file(void **state) {
         assert_string_equal(c.state_dir, "/srv/vmmgr");
         assert_string_equal(c.socket_path, "/run/x.sock");
         assert_true(c.tick_usec == 50000);
+        assert_int_equal(c.task_delayacct, CONFIG_DELAYACCT_ON);
         assert_string_equal(c.tls_listen, "127.0.0.1:8443");
         k = credit_class_find(&c.classes, "burst-small");
         assert_non_null(k);
@@ -82,6 +84,7 @@ static void test_errors(void **state) {
                 { "[daemon]\nstate_dir = relative/dir\n", "t.conf:2: bad value for state_dir" },
                 { "[daemon]\nsubtree = ../up\n", "t.conf:2: bad value for subtree" },
                 { "[daemon]\ncontrollers = cpu,gpu\n", "t.conf:2: bad value for controllers" },
+                { "[daemon]\ntask_delayacct = yes\n", "t.conf:2: bad value for task_delayacct" },
                 { "[daemon\n", "t.conf:1: malformed section header" },
                 { "[daemon]\njust words\n", "t.conf:2: expected KEY = VALUE" },
                 { "[class x]\nlike = t3.giant\n", "t.conf:2: unknown class \"t3.giant\"" },
