@@ -366,6 +366,24 @@ static int pread_text(int fd, char *buf, size_t size) {
         return 0;
 }
 
+/* v1: the group's cpuacct.usage (ns), in usec. */
+static int read_cpuacct_usage(KhCpuStatReader *r, uint64_t *ret_usec) {
+        char buf[64];
+        uint64_t ns;
+        int e;
+
+        e = pread_text(r->usage_fd, buf, sizeof(buf));
+        if (e < 0)
+                return e;
+        e = cg_parse_u64_or_max(buf, &ns);
+        if (e < 0)
+                return e;
+        if (ns == UINT64_MAX)
+                return -EBADMSG;
+        *ret_usec = ns / NSEC_PER_USEC;
+        return 0;
+}
+
 int kh_cpu_stat_reader_read(KhCpuStatReader *r, CpuStat *ret) {
         char buf[1024];
         CpuStat s;
@@ -380,16 +398,9 @@ int kh_cpu_stat_reader_read(KhCpuStatReader *r, CpuStat *ret) {
         if (e < 0)
                 return e;
         if (r->version == CG_V1) {
-                uint64_t ns;
-                e = pread_text(r->usage_fd, buf, sizeof(buf));
+                e = read_cpuacct_usage(r, &s.usage_usec);
                 if (e < 0)
                         return e;
-                e = cg_parse_u64_or_max(buf, &ns);
-                if (e < 0)
-                        return e;
-                if (ns == UINT64_MAX)
-                        return -EBADMSG;
-                s.usage_usec = ns / NSEC_PER_USEC;
                 s.have |= CPU_STAT_USAGE;
         }
         *ret = s;
@@ -397,8 +408,6 @@ int kh_cpu_stat_reader_read(KhCpuStatReader *r, CpuStat *ret) {
 }
 
 int kh_cpu_stat_reader_read_usage(KhCpuStatReader *r, uint64_t *ret_usec) {
-        char buf[64];
-        uint64_t ns;
         CpuStat s;
         int e;
 
@@ -408,16 +417,7 @@ int kh_cpu_stat_reader_read_usage(KhCpuStatReader *r, uint64_t *ret_usec) {
                         *ret_usec = s.usage_usec;
                 return e;
         }
-        e = pread_text(r->usage_fd, buf, sizeof(buf));
-        if (e < 0)
-                return e;
-        e = cg_parse_u64_or_max(buf, &ns);
-        if (e < 0)
-                return e;
-        if (ns == UINT64_MAX)
-                return -EBADMSG;
-        *ret_usec = ns / NSEC_PER_USEC;
-        return 0;
+        return read_cpuacct_usage(r, ret_usec);
 }
 
 KhCpuStatReader *kh_cpu_stat_reader_free(KhCpuStatReader *r) {

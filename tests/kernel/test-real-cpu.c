@@ -18,23 +18,13 @@
 
 #include "common/macros.h"
 #include "kernel/kernel.h"
+#include "tests/common/check.h"
 
 #define EXIT_SKIP 77
 #define QUOTA_USEC 20000
 #define PERIOD_USEC 100000
 #define RUN_SEC 3
 
-static int failures;
-
-#define CHECK(cond, ...)                                                          \
-        do {                                                                      \
-                if (!(cond)) {                                                    \
-                        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);      \
-                        fprintf(stderr, __VA_ARGS__);                             \
-                        fputc('\n', stderr);                                      \
-                        failures++;                                               \
-                }                                                                 \
-        } while (0)
 
 static uint64_t now_usec(void) {
         struct timespec ts;

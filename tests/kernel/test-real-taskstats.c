@@ -28,21 +28,11 @@
 
 #include "common/macros.h"
 #include "kernel/kernel.h"
+#include "tests/common/check.h"
 
 #define EXIT_SKIP 77
 #define MSEC_NS UINT64_C(1000000)
 
-static int failures;
-
-#define CHECK(cond, ...)                                                          \
-        do {                                                                      \
-                if (!(cond)) {                                                    \
-                        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);      \
-                        fprintf(stderr, __VA_ARGS__);                             \
-                        fputc('\n', stderr);                                      \
-                        failures++;                                               \
-                }                                                                 \
-        } while (0)
 
 static atomic_bool stop;
 static atomic_int spinner_tid, sleeper_tid;

@@ -33,22 +33,12 @@
 #include "kernel/kernel.h"
 #include "tests/qmp/qemu-helper.h"
 #include "vmmgr/http-client.h"
+#include "tests/common/check.h"
 
 #define UUID "d0000000-0000-4000-8000-00000000000d"
 #define MIB (UINT64_C(1) << 20)
 
-static int failures;
 static char sock[256];
-
-#define CHECK(cond, ...)                                                     \
-        do {                                                                 \
-                if (!(cond)) {                                               \
-                        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-                        fprintf(stderr, __VA_ARGS__);                        \
-                        fputc('\n', stderr);                                 \
-                        failures++;                                          \
-                }                                                            \
-        } while (0)
 
 static long call(const char *method, const char *path, const char *body, struct json_object **ret) {
         long status = 0;

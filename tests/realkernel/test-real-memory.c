@@ -28,20 +28,10 @@
 #include <unistd.h>
 
 #include "kernel/kernel.h"
+#include "tests/common/check.h"
 
 #define MIB (UINT64_C(1) << 20)
 
-static int failures;
-
-#define CHECK(cond, ...)                                                     \
-        do {                                                                 \
-                if (!(cond)) {                                               \
-                        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-                        fprintf(stderr, __VA_ARGS__);                        \
-                        fputc('\n', stderr);                                 \
-                        failures++;                                          \
-                }                                                            \
-        } while (0)
 
 int main(void) {
         KHostConfig cfg = { .subtree = "vmmgr-memtest" };

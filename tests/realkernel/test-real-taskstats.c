@@ -40,6 +40,7 @@
 
 #include "common/macros.h"
 #include "kernel/kernel.h"
+#include "tests/common/check.h"
 
 #define MIB (UINT64_C(1) << 20)
 #define MSEC_NS UINT64_C(1000000)
@@ -48,17 +49,6 @@
 #define CONTENTION_SEC 3
 #define RECLAIM_WAIT_SEC 30
 
-static int failures;
-
-#define CHECK(cond, ...)                                                     \
-        do {                                                                 \
-                if (!(cond)) {                                               \
-                        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-                        fprintf(stderr, __VA_ARGS__);                        \
-                        fputc('\n', stderr);                                 \
-                        failures++;                                          \
-                }                                                            \
-        } while (0)
 
 /* ---- the stand-in VM process ------------------------------------------- */
 
