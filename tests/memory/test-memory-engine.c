@@ -22,49 +22,26 @@
 #include "kernel/backend.h"
 #include "kernel/kernel.h"
 #include "kernel/kmodel.h"
+#include "tests/common/model-world.h"
 #include "vmmgr/memory-engine.h"
 
 #define MIB (UINT64_C(1) << 20)
 #define GIB (UINT64_C(1) << 30)
 #define MS UINT64_C(1000)
 
-typedef struct World {
-        KModel *model;
-        KHost *host;
-        VmId vm[2];
-        pid_t vcpu[2], emu[2], io[2];
-} World;
+typedef ModelWorld World;
 
 static const KModelDmemRegion regions[] = { { "drm/0000:03:00.0/vram0", 8 * GIB } };
 
 static void world_open(World *w, uint64_t host_memory) {
         KModelConfig cfg = { .mode = CG_MODE_UNIFIED, .host_memory = host_memory, .dmem_regions = regions,
                              .n_dmem_regions = 1 };
-        static const char *const ids[] = { "11111111-1111-4111-8111-111111111111",
-                                           "22222222-2222-4222-8222-222222222222" };
 
-        memset(w, 0, sizeof(*w));
-        assert_int_equal(km_new(&cfg, &w->model), 0);
-        assert_int_equal(kh_open_model(w->model, NULL, &w->host), 0);
-        assert_int_equal(kh_subtree_setup(w->host), 0);
-        for (int i = 0; i < 2; i++) {
-                pid_t pid = km_process_new(w->model);
-
-                assert_int_equal(vm_id_parse(ids[i], &w->vm[i]), 0);
-                assert_int_equal(kh_vm_create(w->host, &w->vm[i]), 0);
-                w->vcpu[i] = km_thread_new(w->model, pid);
-                w->emu[i] = km_thread_new(w->model, pid);
-                w->io[i] = km_thread_new(w->model, pid);
-                assert_int_equal(kh_vm_attach_process(w->host, &w->vm[i], pid), 0);
-                assert_int_equal(kh_vm_attach_thread(w->host, &w->vm[i], CG_ROLE_VCPUS, w->vcpu[i]), 0);
-                assert_int_equal(kh_vm_attach_thread(w->host, &w->vm[i], CG_ROLE_EMULATOR, w->emu[i]), 0);
-                assert_int_equal(kh_vm_attach_thread(w->host, &w->vm[i], CG_ROLE_IO, w->io[i]), 0);
-        }
+        model_world_open(w, &cfg);
 }
 
 static void world_close(World *w) {
-        kh_free(w->host);
-        km_free(w->model);
+        model_world_close(w);
 }
 
 static MemEngine *engine_new(World *w) {

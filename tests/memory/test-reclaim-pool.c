@@ -21,39 +21,21 @@
 
 #include "kernel/kernel.h"
 #include "kernel/kmodel.h"
+#include "tests/common/model-world.h"
 #include "vmmgr/reclaim-pool.h"
 
 #define MIB (UINT64_C(1) << 20)
 
-typedef struct World {
-        KModel *model;
-        KHost *host;
-        VmId vm[2];
-        pid_t tid[2];
-} World;
+typedef ModelWorld World;
 
 static void world_open(World *w) {
         KModelConfig cfg = { .mode = CG_MODE_UNIFIED };
-        static const char *const ids[] = { "11111111-1111-4111-8111-111111111111",
-                                           "22222222-2222-4222-8222-222222222222" };
 
-        memset(w, 0, sizeof(*w));
-        assert_int_equal(km_new(&cfg, &w->model), 0);
-        assert_int_equal(kh_open_model(w->model, NULL, &w->host), 0);
-        assert_int_equal(kh_subtree_setup(w->host), 0);
-        for (int i = 0; i < 2; i++) {
-                pid_t pid = km_process_new(w->model);
-
-                assert_int_equal(vm_id_parse(ids[i], &w->vm[i]), 0);
-                assert_int_equal(kh_vm_create(w->host, &w->vm[i]), 0);
-                w->tid[i] = km_thread_new(w->model, pid);
-                assert_int_equal(kh_vm_attach_process(w->host, &w->vm[i], pid), 0);
-        }
+        model_world_open(w, &cfg);
 }
 
 static void world_close(World *w) {
-        kh_free(w->host);
-        km_free(w->model);
+        model_world_close(w);
 }
 
 static uint64_t usage(World *w, int i) {
@@ -77,7 +59,7 @@ static void test_chunks_and_partial(void **state) {
 
         world_open(&w);
         /* 64 MiB of page cache: reclaimable. */
-        assert_int_equal(km_mem_charge(w.model, w.tid[0], 64 * MIB, true), 0);
+        assert_int_equal(km_mem_charge(w.model, w.vcpu[0], 64 * MIB, true), 0);
         assert_int_equal(reclaim_pool_new(w.host, 0, 4, &p), 0);
         assert_int_equal(reclaim_pool_threads(p), 0);
         assert_true(reclaim_pool_max_threads(p) >= 1);
@@ -124,8 +106,8 @@ static void test_cancel_and_order(void **state) {
         World w;
 
         world_open(&w);
-        assert_int_equal(km_mem_charge(w.model, w.tid[0], 32 * MIB, true), 0);
-        assert_int_equal(km_mem_charge(w.model, w.tid[1], 32 * MIB, true), 0);
+        assert_int_equal(km_mem_charge(w.model, w.vcpu[0], 32 * MIB, true), 0);
+        assert_int_equal(km_mem_charge(w.model, w.vcpu[1], 32 * MIB, true), 0);
         assert_int_equal(reclaim_pool_new(w.host, 0, 2, &p), 0);
         assert_int_equal(reclaim_pool_submit(p, &w.vm[0], 0, 0, -1, 0), -EINVAL);
         assert_int_equal(reclaim_pool_submit(p, &w.vm[0], 8 * MIB, 0, -1, 1), 0);
