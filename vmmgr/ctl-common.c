@@ -16,6 +16,20 @@ static bool looks_like_amount(const char *s) {
         return s[0] == '-' && credit_parse_amount(s, true, &v) == 0;
 }
 
+int ctl_verb_begin(int argc, char **argv, void (*usage)(FILE *out), CtlCommon *c, char **rest, int max_rest,
+                   int *n_rest) {
+        /* rest never holds more than argc - 1 entries. */
+        if (argc - 1 > max_rest || ctl_parse_common(argc, argv, c, rest, n_rest) < 0) {
+                usage(stderr);
+                return CTL_EXIT_USAGE;
+        }
+        if (c->help) {
+                usage(stdout);
+                return 0;
+        }
+        return -1;
+}
+
 int ctl_parse_common(int argc, char **argv, CtlCommon *c, char **rest, int *n_rest) {
         int n = 0;
 

@@ -144,14 +144,9 @@ int ctl_verb_credits(int argc, char **argv) {
         VmId id, to;
         int64_t amount;
 
-        if (argc > 64 || ctl_parse_common(argc, argv, &c, rest, &n) < 0) {
-                usage(stderr);
-                return CTL_EXIT_USAGE;
-        }
-        if (c.help) {
-                usage(stdout);
-                return 0;
-        }
+        r = ctl_verb_begin(argc, argv, usage, &c, rest, (int) (sizeof(rest) / sizeof(rest[0])), &n);
+        if (r >= 0)
+                return r;
         if (n < 2) {
                 usage(stderr);
                 return CTL_EXIT_USAGE;

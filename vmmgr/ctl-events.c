@@ -30,14 +30,9 @@ int ctl_verb_events(int argc, char **argv) {
         CtlCommon c;
         int n = 0, r;
 
-        if (argc > 16 || ctl_parse_common(argc, argv, &c, rest, &n) < 0) {
-                usage(stderr);
-                return CTL_EXIT_USAGE;
-        }
-        if (c.help) {
-                usage(stdout);
-                return 0;
-        }
+        r = ctl_verb_begin(argc, argv, usage, &c, rest, (int) (sizeof(rest) / sizeof(rest[0])), &n);
+        if (r >= 0)
+                return r;
         for (int i = 0; i < n; i++) {
                 if (strcmp(rest[i], "--since") == 0 && i + 1 < n) {
                         if (parse_u64(rest[++i], &since) < 0) {

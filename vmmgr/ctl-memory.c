@@ -114,14 +114,9 @@ int ctl_verb_memory(int argc, char **argv) {
         int n = 0, r;
         VmId id;
 
-        if (argc > 16 || ctl_parse_common(argc, argv, &c, rest, &n) < 0) {
-                usage(stderr);
-                return CTL_EXIT_USAGE;
-        }
-        if (c.help) {
-                usage(stdout);
-                return 0;
-        }
+        r = ctl_verb_begin(argc, argv, usage, &c, rest, (int) (sizeof(rest) / sizeof(rest[0])), &n);
+        if (r >= 0)
+                return r;
         if (n < 2) {
                 usage(stderr);
                 return CTL_EXIT_USAGE;

@@ -36,6 +36,11 @@ typedef struct CtlCommon {
  * look like negative amounts ("-2cr") stay positional.  -1 on a usage
  * error (printed). */
 int ctl_parse_common(int argc, char **argv, CtlCommon *c, char **rest, int *n_rest);
+/* A verb's start: ctl_parse_common() into rest (room for max_rest), the
+ * verb's usage on stderr for a usage error or on stdout for --help.
+ * Returns -1 to go on, else the exit code to return (0 after --help). */
+int ctl_verb_begin(int argc, char **argv, void (*usage)(FILE *out), CtlCommon *c, char **rest, int max_rest,
+                   int *n_rest);
 
 /* One request; on success *ret is the parsed JSON reply (NULL for 204).
  * On failure prints the daemon's message and returns the exit code. */
