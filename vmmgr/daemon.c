@@ -74,7 +74,8 @@ void vm_free(Vm *vm) {
         free(vm);
 }
 
-/* Samples the bank into the VM's history ring, at most once a second. */
+/* Samples the bank into the VM's history ring after a look, at most once
+ * a second (a bank looked at every 5 s gives a point every 5 s). */
 static void vm_record_history(Vm *vm, uint64_t now_mono) {
         CreditSnapshot s;
         ServiceHistoryPoint *p;
@@ -419,17 +420,14 @@ void daemon_tick_now(Daemon *d) {
                 Vm *vm = d->vms[i];
                 int r;
 
-                if (vm->bank && now >= vm->history_last_usec + USEC_PER_SEC) {
-                        /* History wants a fresh sample: look now. */
-                        d->stats.bank_ticks++;
-                        if (credit_bank_tick(vm->bank, now) == 0)
-                                vm_record_history(vm, now);
-                        continue;
-                }
+                /* History samples the looks the bank needs anyway (at most one
+                 * a second): it never adds a look of its own. */
                 if (!vm->bank || credit_bank_next_tick_usec(vm->bank) > now)
                         continue;
                 r = credit_bank_tick(vm->bank, now);
                 d->stats.bank_ticks++;
+                if (r == 0)
+                        vm_record_history(vm, now);
                 if (r < 0) {
                         d->stats.tick_errors++;
                         if (r == -ENOENT) /* the group is gone: QEMU exited */

@@ -47,7 +47,7 @@ typedef struct Vm {
         CreditBank *bank;
         uint64_t committed_generation; /* ledger generation last written to the db */
 
-        /* Credit history: a ring of about one sample a second. */
+        /* Credit history: a ring of samples taken at bank looks, at most one a second. */
         ServiceHistoryPoint *history;
         size_t history_head, history_n;
         uint64_t history_last_usec;
