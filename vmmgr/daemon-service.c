@@ -215,7 +215,8 @@ static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceVm *ret
                 }
         }
 
-        row = (StateVm) { .id = vm->id, .spec = vm->spec, .registered_at_unix = vm->registered_at_unix };
+        row = (StateVm) { .id = vm->id, .spec = vm->spec, .registered_at_unix = vm->registered_at_unix,
+                          .mem_priority = vm->mem_priority };
         snprintf(row.qmp_path, sizeof(row.qmp_path), "%s", vm->qmp_path);
         snprintf(row.class_name, sizeof(row.class_name), "%s", vm->class_name);
         snprintf(detail, sizeof(detail), "{\"qmp\":\"%s\",\"class\":\"%s\",\"pid\":%d,\"vcpus\":%u}",
@@ -338,7 +339,8 @@ static int svc_credits_set_spec(void *ctx, const VmId *id, const ServiceSpecChan
                 return fail(err, r, NULL, "could not apply the spec: %s", strerror(-r));
         vm->spec = spec;
         snprintf(vm->class_name, sizeof(vm->class_name), "%s", class_name);
-        row = (StateVm) { .id = vm->id, .spec = spec, .registered_at_unix = vm->registered_at_unix };
+        row = (StateVm) { .id = vm->id, .spec = spec, .registered_at_unix = vm->registered_at_unix,
+                          .mem_priority = vm->mem_priority };
         snprintf(row.qmp_path, sizeof(row.qmp_path), "%s", vm->qmp_path);
         snprintf(row.class_name, sizeof(row.class_name), "%s", class_name);
         snprintf(detail, sizeof(detail),
@@ -494,14 +496,35 @@ static int svc_memory_get(void *ctx, const VmId *id, char **ret_json, ServiceErr
 
 static int svc_memory_set_priority(void *ctx, const VmId *id, uint32_t priority, char **ret_json,
                                    ServiceError *err) {
-        Vm *vm = need_vm(ctx, id, err);
+        Daemon *d = ctx;
+        Vm *vm = need_vm(d, id, err);
+        uint32_t old;
+        StateVm row;
+        StateError serr;
+        char detail[64];
         int r;
 
         if (!vm)
                 return -ENOENT;
-        r = daemon_vm_memory_set_priority(ctx, vm, priority);
+        old = vm->mem_priority;
+        /* Stored first, so a priority the API confirmed survives a restart. */
+        row = (StateVm) { .id = vm->id, .spec = vm->spec, .registered_at_unix = vm->registered_at_unix,
+                          .mem_priority = priority };
+        snprintf(row.qmp_path, sizeof(row.qmp_path), "%s", vm->qmp_path);
+        snprintf(row.class_name, sizeof(row.class_name), "%s", vm->class_name);
+        snprintf(detail, sizeof(detail), "{\"priority\":%" PRIu32 ",\"was\":%" PRIu32 "}", priority, old);
+        r = state_vm_put(d->db, &row, &serr);
         if (r < 0)
-                return fail(err, r, "priority", "cannot apply the priority: %s", strerror(-r));
+                return fail(err, r, NULL, "could not commit: %s", serr.message);
+        r = commit_change(d, vm, NULL, "memory-priority", detail, err);
+        if (r == 0)
+                r = daemon_vm_memory_set_priority(d, vm, priority);
+        if (r < 0) {
+                row.mem_priority = old;
+                (void) state_vm_put(d->db, &row, &serr);
+                (void) daemon_vm_memory_set_priority(d, vm, old);
+                return err->message[0] ? r : fail(err, r, "priority", "cannot apply the priority: %s", strerror(-r));
+        }
         r = daemon_vm_memory_json(ctx, vm, ret_json);
         return r < 0 ? fail(err, r, NULL, "cannot report memory: %s", strerror(-r)) : 0;
 }

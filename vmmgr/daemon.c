@@ -310,7 +310,8 @@ int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, co
         if (r < 0)
                 goto fail_groups;
 
-        row = (StateVm) { .id = vm->id, .spec = vm->spec, .registered_at_unix = vm->registered_at_unix };
+        row = (StateVm) { .id = vm->id, .spec = vm->spec, .registered_at_unix = vm->registered_at_unix,
+                          .mem_priority = vm->mem_priority };
         snprintf(row.class_name, sizeof(row.class_name), "%s", vm->class_name);
         snprintf(detail, sizeof(detail), "{\"model\":true,\"class\":\"%s\",\"pid\":%d,\"vcpus\":%u}",
                  vm->class_name, (int) pid, vm->spec.vcpus);
@@ -569,6 +570,7 @@ static int adopt_known_vms(Daemon *d) {
                 snprintf(vm->class_name, sizeof(vm->class_name), "%s", rows[i].class_name);
                 vm->spec = rows[i].spec;
                 vm->registered_at_unix = rows[i].registered_at_unix;
+                vm->mem_priority = rows[i].mem_priority;
                 snprintf(vm->run_state, sizeof(vm->run_state), "unknown");
                 r = state_ledger_get(d->db, &vm->id, &led, &err);
                 if (r == 0) {

@@ -29,7 +29,8 @@ typedef enum StmtId {
         _ST_MAX,
 } StmtId;
 
-#define VM_COLUMNS "uuid, qmp_path, class, vcpus, baseline_ppm, cap_usec, launch_usec, mode, registered_at"
+#define VM_COLUMNS \
+        "uuid, qmp_path, class, vcpus, baseline_ppm, cap_usec, launch_usec, mode, registered_at, mem_priority"
 #define LEDGER_COLUMNS                                                                                      \
         "uuid, balance_usec, launch_usec, surplus_usec, charged_usec, earned_usec, spent_usec, "            \
         "forfeited_usec, overdraft_usec, debt_usec, adjusted_usec, earn_remainder, generation, "            \
@@ -43,11 +44,11 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_ROLLBACK] = "ROLLBACK",
         /* An upsert, not INSERT OR REPLACE: REPLACE deletes the row first,
          * and the delete would cascade to the VM's ledger. */
-        [ST_VM_PUT] = "INSERT INTO vms (" VM_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+        [ST_VM_PUT] = "INSERT INTO vms (" VM_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
                       "ON CONFLICT (uuid) DO UPDATE SET qmp_path = excluded.qmp_path, class = excluded.class, "
                       "vcpus = excluded.vcpus, baseline_ppm = excluded.baseline_ppm, "
                       "cap_usec = excluded.cap_usec, launch_usec = excluded.launch_usec, mode = excluded.mode, "
-                      "registered_at = excluded.registered_at",
+                      "registered_at = excluded.registered_at, mem_priority = excluded.mem_priority",
         [ST_VM_DELETE] = "DELETE FROM vms WHERE uuid = ?1",
         [ST_VM_GET] = "SELECT " VM_COLUMNS " FROM vms WHERE uuid = ?1",
         [ST_VM_LIST] = "SELECT " VM_COLUMNS " FROM vms ORDER BY registered_at, uuid",
@@ -107,6 +108,9 @@ static const char *const migrations[] = {
         "  kind TEXT NOT NULL,"
         "  detail_json TEXT NOT NULL DEFAULT '{}'"
         ");",
+        /* 2: the host-pressure memory priority (issue "Memory"). */
+        "ALTER TABLE vms ADD COLUMN mem_priority INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (mem_priority BETWEEN 0 AND 4294967295);",
 };
 
 _Static_assert(ARRAY_SIZE(migrations) == STATE_SCHEMA_VERSION, "one migration per schema version");
@@ -496,6 +500,7 @@ static int read_vm(StateDb *db, sqlite3_stmt *s, StateVm *ret, StateError *err) 
         vm.spec.launch_usec = sqlite3_column_int64(s, 6);
         vm.spec.mode = (CreditMode) m;
         vm.registered_at_unix = (uint64_t) sqlite3_column_int64(s, 8);
+        vm.mem_priority = (uint32_t) sqlite3_column_int64(s, 9);
         *ret = vm;
         return 0;
 }
@@ -516,6 +521,7 @@ int state_vm_put(StateDb *db, const StateVm *vm, StateError *err) {
         sqlite3_bind_int64(s, 7, vm->spec.launch_usec);
         sqlite3_bind_text(s, 8, credit_mode_to_string(vm->spec.mode), -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 9, (sqlite3_int64) vm->registered_at_unix);
+        sqlite3_bind_int64(s, 10, vm->mem_priority);
         r = exec_stmt(db, s, err, "storing a VM");
         if (r < 0 && err) {
                 char ctx[sizeof err->message];

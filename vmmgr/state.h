@@ -30,7 +30,7 @@
 #include "policies/credits.h"
 #include "vmmgr/service.h"
 
-#define STATE_SCHEMA_VERSION 1
+#define STATE_SCHEMA_VERSION 2
 #define STATE_EVENTS_KEEP_DEFAULT 10000u
 #define STATE_DB_NAME "vmmgr.db"
 
@@ -46,6 +46,7 @@ typedef struct StateVm {
         char class_name[CREDIT_CLASS_NAME_MAX]; /* "" when the spec was given directly */
         CreditSpec spec;
         uint64_t registered_at_unix;
+        uint32_t mem_priority; /* host-pressure order, lower reclaimed first */
 } StateVm;
 
 typedef struct StateLedger {

@@ -336,6 +336,40 @@ static void test_newer_schema(void **state) {
         assert_non_null(strstr(err.message, "99"));
 }
 
+/* A database written by the first schema (no mem_priority) is migrated in
+ * place: its VMs kept, their priority 0; a priority stored afterwards is
+ * read back. */
+static void test_migrates_v1(void **state) {
+        T *t = *state;
+        StateDb *db = open_ok(t->state);
+        StateError err = {};
+        StateVm vm = {}, got;
+        sqlite3 *raw;
+
+        state_close(db);
+        assert_int_equal(sqlite3_open(t->db, &raw), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(raw,
+                                      "ALTER TABLE vms DROP COLUMN mem_priority;"
+                                      "UPDATE schema_version SET version = 1;"
+                                      "INSERT INTO vms (uuid, qmp_path, class, vcpus, baseline_ppm, cap_usec, "
+                                      "launch_usec, mode, registered_at) VALUES "
+                                      "('31111111-1111-4111-8111-111111111111', '/run/q.sock', 'demo', 1, 200000, "
+                                      "6000000, 3000000, 'standard', 1700000000)",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(raw);
+        db = open_ok(t->state);
+        assert_int_equal(vm_id_parse("31111111-1111-4111-8111-111111111111", &vm.id), 0);
+        assert_int_equal(state_vm_get(db, &vm.id, &got, &err), 0);
+        assert_string_equal(got.qmp_path, "/run/q.sock");
+        assert_int_equal(got.mem_priority, 0);
+        got.mem_priority = 4000000000u;
+        assert_int_equal(state_vm_put(db, &got, &err), 0);
+        assert_int_equal(state_vm_get(db, &vm.id, &vm, &err), 0);
+        assert_int_equal(vm.mem_priority, 4000000000u);
+        state_close(db);
+}
+
 static void test_unusable_dir(void **state) {
         T *t = *state;
         char ro[128], file[128];
@@ -393,6 +427,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_events, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_migrates_v1, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unusable_dir, setup, teardown),
         };
 

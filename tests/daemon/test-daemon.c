@@ -325,6 +325,14 @@ static void test_kill9_restart(void **state) {
         assert_int_equal(call("GET", "/v1/vms/" UUID_A "/credits", NULL, &after), 200);
         spent1 = num(after, "spent_usec");
         usage1 = num(after, "usage_usec");
+        {
+                /* The memory priority set earlier was stored: it survives. */
+                struct json_object *m = NULL;
+
+                assert_int_equal(call("GET", "/v1/vms/" UUID_A "/memory", NULL, &m), 200);
+                assert_int_equal(num(m, "priority"), 7);
+                json_object_put(m);
+        }
         print_message("spent before kill -9: %.3f s; after restart: %.3f s; kernel usage counter %.3f s\n",
                       spent0 / 1e6, spent1 / 1e6, usage1 / 1e6);
         /* The gap was charged: what the VM ran without the daemon counts. */
