@@ -2,6 +2,7 @@
 #include "common/parse.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 int parse_u64_n(const char *s, size_t len, uint64_t *ret) {
@@ -120,6 +121,21 @@ size_t strip_trailing_newline(char *s, size_t len) {
         if (len > 0 && s[len - 1] == '\n')
                 s[--len] = '\0';
         return len;
+}
+
+bool is_pci_address(const char *s) {
+        static const char shape[] = "hhhh:hh:hh.h";
+        unsigned dev, fn;
+
+        if (!s || strlen(s) != sizeof(shape) - 1)
+                return false;
+        for (size_t i = 0; shape[i]; i++)
+                if (shape[i] == 'h' ? !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))
+                                    : s[i] != shape[i])
+                        return false;
+        dev = (unsigned) strtoul(s + 8, NULL, 16);
+        fn = (unsigned) (s[11] - '0');
+        return dev < 0x20 && s[11] <= '9' && fn < 8;
 }
 
 bool is_safe_name(const char *s, size_t max) {

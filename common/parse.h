@@ -31,3 +31,6 @@ size_t strip_trailing_newline(char *s, size_t len);
 /* true when s is a non-empty run of [A-Za-z0-9._-] no longer than max and not "." / ".."
  * (a safe single path component). */
 bool is_safe_name(const char *s, size_t max);
+/* A PCI address as sysfs and dmem region names spell it: "0000:03:00.0"
+ * (domain:bus:device.function, lowercase hex, device < 0x20, function < 8). */
+bool is_pci_address(const char *s);

@@ -700,9 +700,68 @@ static int h_memory_get(ApiRequest *req) {
         return 0;
 }
 
+/* A dmem size: bytes, or "max" (no limit) where `max_ok`. */
+static bool get_dmem_size(ApiRequest *req, struct json_object *o, const char *key, const char *field, bool max_ok,
+                          uint64_t dflt, uint64_t *ret) {
+        struct json_object *v;
+        int64_t x;
+        bool present;
+
+        *ret = dflt;
+        if (max_ok && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)) {
+                if (strcmp(json_object_get_string(v), "max") != 0) {
+                        reply_error(req, 400, field, "%s must be a size in bytes or \"max\"", field);
+                        return false;
+                }
+                *ret = UINT64_MAX;
+                return true;
+        }
+        if (!get_int(req, o, key, field, 0, INT64_MAX, &present, &x))
+                return false;
+        if (present)
+                *ret = (uint64_t) x;
+        return true;
+}
+
+/* "gpu": {"pci", "max", "soft", "low", "min"} or null (no GPU). */
+static bool parse_gpu(ApiRequest *req, struct json_object *g, ServiceMemorySet *m) {
+        static const char *const keys[] = { "pci", "max", "soft", "low", "min", NULL };
+        const char *pci = NULL;
+
+        m->set |= SERVICE_MEM_GPU;
+        if (json_object_is_type(g, json_type_null))
+                return true; /* gpu_pci "": removed */
+        if (!json_object_is_type(g, json_type_object)) {
+                reply_error(req, 400, "gpu", "gpu must be an object or null");
+                return false;
+        }
+        if (!check_keys(req, g, keys, "gpu."))
+                return false;
+        if (!get_string(req, g, "pci", "gpu.pci", SERVICE_PCI_MAX - 1, &pci))
+                return false;
+        if (!pci || !is_pci_address(pci)) {
+                reply_error(req, 400, "gpu.pci", "gpu.pci must be the GPU's host PCI address, e.g. \"0000:03:00.0\"");
+                return false;
+        }
+        snprintf(m->gpu_pci, sizeof(m->gpu_pci), "%s", pci);
+        if (!get_dmem_size(req, g, "max", "gpu.max", true, UINT64_MAX, &m->dmem_max) ||
+            !get_dmem_size(req, g, "soft", "gpu.soft", true, UINT64_MAX, &m->dmem_soft) ||
+            !get_dmem_size(req, g, "low", "gpu.low", false, 0, &m->dmem_low) ||
+            !get_dmem_size(req, g, "min", "gpu.min", false, 0, &m->dmem_min))
+                return false;
+        if (!(m->dmem_min <= m->dmem_low && m->dmem_low <= m->dmem_soft &&
+              (m->dmem_soft <= m->dmem_max || m->dmem_soft == UINT64_MAX))) {
+                reply_error(req, 400, "gpu", "gpu limits must be ordered: min <= low <= soft <= max");
+                return false;
+        }
+        return true;
+}
+
 static int h_memory_put(ApiRequest *req) {
-        static const char *const keys[] = { "priority", NULL };
+        static const char *const keys[] = { "priority", "gpu", NULL };
+        ServiceMemorySet m = {};
         ServiceError err = {};
+        struct json_object *g;
         char *json = NULL;
         bool present;
         int64_t prio = 0;
@@ -712,10 +771,17 @@ static int h_memory_put(ApiRequest *req) {
                 return 0;
         if (!get_int(req, req->json, "priority", "priority", 0, UINT32_MAX, &present, &prio))
                 return 0;
-        if (!present)
-                return reply_error(req, 400, "priority", "priority is required (0..4294967295, lower is reclaimed "
-                                                         "first under host pressure)");
-        r = req->api->ops->memory_set_priority(req->api->ops_ctx, &req->id, (uint32_t) prio, &json, &err);
+        if (present) {
+                m.set |= SERVICE_MEM_PRIORITY;
+                m.priority = (uint32_t) prio;
+        }
+        if (json_object_object_get_ex(req->json, "gpu", &g) && !parse_gpu(req, g, &m))
+                return 0;
+        if (!m.set)
+                return reply_error(req, 400, NULL,
+                                   "nothing to change: give priority (0..4294967295, lower is reclaimed first "
+                                   "under host pressure) and/or gpu");
+        r = req->api->ops->memory_set(req->api->ops_ctx, &req->id, &m, &json, &err);
         if (r < 0)
                 return reply_service_error(req, r, &err);
         reply_text(req, 200, "application/json", json);

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/macros.h"
+#include "common/parse.h"
 #include "vmmgr/daemon.h"
 #include "vmmgr/memory-engine.h"
 
@@ -159,6 +160,8 @@ void daemon_vm_memory_start(Daemon *d, Vm *vm) {
         if (spec.balloon)
                 mem_engine_vm_balloon_actual(d->mem, &vm->id, actual);
         vm->mem_managed = true;
+        if (vm->gpu_pci[0] && (r = mem_engine_vm_set_dmem(d->mem, &vm->id, vm->gpu_pci, &vm->dmem)) < 0)
+                log_warning_errno(r, "VM %s: GPU %s: dmem limits not applied: %m", vm->id.str, vm->gpu_pci);
         log_info("VM %s: memory %" PRIu64 " MiB RAM%s%s, priority %" PRIu32, vm->id.str, spec.ram_bytes >> 20,
                  spec.passthrough ? ", passthrough (pinned)" : "", spec.balloon ? ", balloon" : "", spec.priority);
 }
@@ -186,6 +189,22 @@ int daemon_vm_memory_set_priority(Daemon *d, Vm *vm, uint32_t priority) {
                 return r;
         rep.spec.priority = priority;
         return mem_engine_vm_set_spec(d->mem, &vm->id, &rep.spec);
+}
+
+int daemon_vm_memory_set_gpu(Daemon *d, Vm *vm, const char *pci, const MemPolDmemSpec *spec) {
+        bool none = !pci || !pci[0];
+        int r;
+
+        if (!none && (!is_pci_address(pci) || !spec))
+                return -EINVAL;
+        if (d->mem && vm->mem_managed) {
+                r = mem_engine_vm_set_dmem(d->mem, &vm->id, none ? NULL : pci, spec);
+                if (r < 0)
+                        return r;
+        }
+        snprintf(vm->gpu_pci, sizeof(vm->gpu_pci), "%s", none ? "" : pci);
+        vm->dmem = none ? (MemPolDmemSpec) { 0 } : *spec;
+        return 0;
 }
 
 /* ---- reports ------------------------------------------------------------ */
@@ -239,6 +258,17 @@ int daemon_vm_memory_json(Daemon *d, Vm *vm, char **ret) {
                 return -ENOMEM;
         json_object_object_add(o, "vm", json_object_new_string(vm->id.str));
         json_object_object_add(o, "priority", json_object_new_uint64(vm->mem_priority));
+        if (vm->gpu_pci[0]) {
+                struct json_object *g = json_object_new_object();
+
+                json_object_object_add(g, "pci", json_object_new_string(vm->gpu_pci));
+                json_object_object_add(g, "max", u64(vm->dmem.max));
+                json_object_object_add(g, "soft", u64(vm->dmem.soft));
+                json_object_object_add(g, "low", json_object_new_uint64(vm->dmem.low));
+                json_object_object_add(g, "min", json_object_new_uint64(vm->dmem.min));
+                json_object_object_add(o, "gpu", g);
+        } else
+                json_object_object_add(o, "gpu", NULL);
         if (!d->mem || !vm->mem_managed || mem_engine_vm_report(d->mem, &vm->id, &rep) < 0) {
                 json_object_object_add(o, "managed", json_object_new_boolean(false));
                 json_object_object_add(o, "reason",

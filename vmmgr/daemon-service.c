@@ -215,10 +215,7 @@ static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceVm *ret
                 }
         }
 
-        row = (StateVm) { .id = vm->id, .spec = vm->spec, .registered_at_unix = vm->registered_at_unix,
-                          .mem_priority = vm->mem_priority };
-        snprintf(row.qmp_path, sizeof(row.qmp_path), "%s", vm->qmp_path);
-        snprintf(row.class_name, sizeof(row.class_name), "%s", vm->class_name);
+        daemon_vm_state_row(vm, &row);
         snprintf(detail, sizeof(detail), "{\"qmp\":\"%s\",\"class\":\"%s\",\"pid\":%d,\"vcpus\":%u}",
                  vm->qmp_path, vm->class_name, (int) vm->pid, vm->spec.vcpus);
         r = state_begin(d->db, &serr);
@@ -339,10 +336,7 @@ static int svc_credits_set_spec(void *ctx, const VmId *id, const ServiceSpecChan
                 return fail(err, r, NULL, "could not apply the spec: %s", strerror(-r));
         vm->spec = spec;
         snprintf(vm->class_name, sizeof(vm->class_name), "%s", class_name);
-        row = (StateVm) { .id = vm->id, .spec = spec, .registered_at_unix = vm->registered_at_unix,
-                          .mem_priority = vm->mem_priority };
-        snprintf(row.qmp_path, sizeof(row.qmp_path), "%s", vm->qmp_path);
-        snprintf(row.class_name, sizeof(row.class_name), "%s", class_name);
+        daemon_vm_state_row(vm, &row); /* vm->spec and class are the new ones by now */
         snprintf(detail, sizeof(detail),
                  "{\"class\":\"%s\",\"baseline_ppm\":%u,\"cap_usec\":%" PRId64 ",\"launch_usec\":%" PRId64
                  ",\"mode\":\"%s\"}",
@@ -494,38 +488,65 @@ static int svc_memory_get(void *ctx, const VmId *id, char **ret_json, ServiceErr
         return r < 0 ? fail(err, r, NULL, "cannot report memory: %s", strerror(-r)) : 0;
 }
 
-static int svc_memory_set_priority(void *ctx, const VmId *id, uint32_t priority, char **ret_json,
-                                   ServiceError *err) {
+/* Applies a memory change to the VM (and back, on the way out). */
+static int apply_memory(Daemon *d, Vm *vm, const ServiceMemorySet *m, ServiceError *err) {
+        int r = 0;
+
+        if (m->set & SERVICE_MEM_PRIORITY) {
+                r = daemon_vm_memory_set_priority(d, vm, m->priority);
+                if (r < 0)
+                        return fail(err, r, "priority", "cannot apply the priority: %s", strerror(-r));
+        }
+        if (m->set & SERVICE_MEM_GPU) {
+                MemPolDmemSpec spec = { .max = m->dmem_max, .soft = m->dmem_soft, .low = m->dmem_low,
+                                        .min = m->dmem_min };
+
+                r = daemon_vm_memory_set_gpu(d, vm, m->gpu_pci, &spec);
+                if (r < 0)
+                        return fail(err, r, "gpu", "cannot apply the GPU's limits: %s", strerror(-r));
+        }
+        return 0;
+}
+
+static int svc_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, char **ret_json,
+                          ServiceError *err) {
         Daemon *d = ctx;
         Vm *vm = need_vm(d, id, err);
-        uint32_t old;
+        ServiceMemorySet undo = { .set = m->set };
         StateVm row;
         StateError serr;
-        char detail[64];
+        char detail[160];
         int r;
 
         if (!vm)
                 return -ENOENT;
-        old = vm->mem_priority;
-        /* Stored first, so a priority the API confirmed survives a restart. */
-        row = (StateVm) { .id = vm->id, .spec = vm->spec, .registered_at_unix = vm->registered_at_unix,
-                          .mem_priority = priority };
-        snprintf(row.qmp_path, sizeof(row.qmp_path), "%s", vm->qmp_path);
-        snprintf(row.class_name, sizeof(row.class_name), "%s", vm->class_name);
-        snprintf(detail, sizeof(detail), "{\"priority\":%" PRIu32 ",\"was\":%" PRIu32 "}", priority, old);
+        undo.priority = vm->mem_priority;
+        snprintf(undo.gpu_pci, sizeof(undo.gpu_pci), "%s", vm->gpu_pci);
+        undo.dmem_max = vm->dmem.max;
+        undo.dmem_soft = vm->dmem.soft;
+        undo.dmem_low = vm->dmem.low;
+        undo.dmem_min = vm->dmem.min;
+        r = apply_memory(d, vm, m, err);
+        if (r < 0) {
+                (void) apply_memory(d, vm, &undo, &(ServiceError) { 0 });
+                return r;
+        }
+        /* Stored before the API answers: what it confirmed survives a restart. */
+        daemon_vm_state_row(vm, &row);
+        snprintf(detail, sizeof(detail), "{\"priority\":%" PRIu32 ",\"gpu\":\"%s\"}", vm->mem_priority,
+                 vm->gpu_pci);
         r = state_vm_put(d->db, &row, &serr);
         if (r < 0)
-                return fail(err, r, NULL, "could not commit: %s", serr.message);
-        r = commit_change(d, vm, NULL, "memory-priority", detail, err);
-        if (r == 0)
-                r = daemon_vm_memory_set_priority(d, vm, priority);
+                fail(err, r, NULL, "could not commit: %s", serr.message);
+        else
+                r = commit_change(d, vm, NULL, "memory", detail, err);
         if (r < 0) {
-                row.mem_priority = old;
+                (void) apply_memory(d, vm, &undo, &(ServiceError) { 0 });
+                daemon_vm_state_row(vm, &row);
                 (void) state_vm_put(d->db, &row, &serr);
-                (void) daemon_vm_memory_set_priority(d, vm, old);
-                return err->message[0] ? r : fail(err, r, "priority", "cannot apply the priority: %s", strerror(-r));
+                return r;
         }
-        r = daemon_vm_memory_json(ctx, vm, ret_json);
+        r = daemon_vm_memory_json(d, vm, ret_json);
         return r < 0 ? fail(err, r, NULL, "cannot report memory: %s", strerror(-r)) : 0;
 }
 
@@ -640,5 +661,5 @@ const ServiceOps daemon_service_ops = {
         .events = svc_events,
         .metrics = svc_metrics,
         .memory_get = svc_memory_get,
-        .memory_set_priority = svc_memory_set_priority,
+        .memory_set = svc_memory_set,
 };

@@ -61,6 +61,14 @@ int daemon_event(Daemon *d, const VmId *vm, const char *kind, const char *detail
 
 /* ---- VM connections --------------------------------------------------- */
 
+void daemon_vm_state_row(const Vm *vm, StateVm *ret) {
+        *ret = (StateVm) { .id = vm->id, .spec = vm->spec, .registered_at_unix = vm->registered_at_unix,
+                           .mem_priority = vm->mem_priority, .dmem = vm->dmem };
+        snprintf(ret->qmp_path, sizeof(ret->qmp_path), "%s", vm->qmp_path);
+        snprintf(ret->class_name, sizeof(ret->class_name), "%s", vm->class_name);
+        snprintf(ret->gpu_pci, sizeof(ret->gpu_pci), "%s", vm->gpu_pci);
+}
+
 void vm_free(Vm *vm) {
         if (!vm)
                 return;
@@ -310,9 +318,7 @@ int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, co
         if (r < 0)
                 goto fail_groups;
 
-        row = (StateVm) { .id = vm->id, .spec = vm->spec, .registered_at_unix = vm->registered_at_unix,
-                          .mem_priority = vm->mem_priority };
-        snprintf(row.class_name, sizeof(row.class_name), "%s", vm->class_name);
+        daemon_vm_state_row(vm, &row);
         snprintf(detail, sizeof(detail), "{\"model\":true,\"class\":\"%s\",\"pid\":%d,\"vcpus\":%u}",
                  vm->class_name, (int) pid, vm->spec.vcpus);
         credit_bank_snapshot(vm->bank, &s);
@@ -571,6 +577,8 @@ static int adopt_known_vms(Daemon *d) {
                 vm->spec = rows[i].spec;
                 vm->registered_at_unix = rows[i].registered_at_unix;
                 vm->mem_priority = rows[i].mem_priority;
+                snprintf(vm->gpu_pci, sizeof(vm->gpu_pci), "%s", rows[i].gpu_pci);
+                vm->dmem = rows[i].dmem;
                 snprintf(vm->run_state, sizeof(vm->run_state), "unknown");
                 r = state_ledger_get(d->db, &vm->id, &led, &err);
                 if (r == 0) {

@@ -56,6 +56,8 @@ typedef struct Vm {
          * manages cgroup v2 memory; the priority is the host ceiling's. */
         bool mem_managed;
         uint32_t mem_priority;
+        char gpu_pci[SERVICE_PCI_MAX]; /* "" without a GPU */
+        MemPolDmemSpec dmem;           /* its dmem limits */
 
         /* Kept while disconnected: the ledger as last known. */
         CreditLedger ledger;
@@ -127,6 +129,8 @@ void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why);
 int daemon_commit_ledgers(Daemon *d, bool all);
 int daemon_event(Daemon *d, const VmId *vm, const char *kind, const char *detail_json);
 void vm_free(Vm *vm);
+/* The VM's row in the state database, as it is now. */
+void daemon_vm_state_row(const Vm *vm, StateVm *ret);
 
 /* Memory (daemon-memory.c). */
 int daemon_memory_open(Daemon *d);
@@ -136,6 +140,9 @@ void daemon_vm_memory_start(Daemon *d, Vm *vm);
 void daemon_vm_memory_stop(Daemon *d, Vm *vm);
 void daemon_vm_memory_event(Daemon *d, Vm *vm, const QmpEvent *ev);
 int daemon_vm_memory_set_priority(Daemon *d, Vm *vm, uint32_t priority);
+/* The VM's GPU ("" or NULL: none) and its dmem limits, applied from the
+ * next look where memory is managed. */
+int daemon_vm_memory_set_gpu(Daemon *d, Vm *vm, const char *pci, const MemPolDmemSpec *spec);
 /* GET /v1/vms/{uuid}/memory: a JSON object as text; malloc'd. */
 int daemon_vm_memory_json(Daemon *d, Vm *vm, char **ret);
 void daemon_memory_metrics(Daemon *d, FILE *f);

@@ -101,6 +101,21 @@ typedef struct ServiceHistoryPoint {
         uint8_t state;          /* CreditState */
 } ServiceHistoryPoint;
 
+/* What PUT /v1/vms/{uuid}/memory changes. */
+enum {
+        SERVICE_MEM_PRIORITY = 1u << 0,
+        SERVICE_MEM_GPU = 1u << 1,
+};
+
+#define SERVICE_PCI_MAX 16 /* "0000:03:00.0" + NUL, and room */
+
+typedef struct ServiceMemorySet {
+        unsigned set;
+        uint32_t priority;           /* lower is reclaimed first */
+        char gpu_pci[SERVICE_PCI_MAX]; /* "" removes the GPU; else validated (is_pci_address) */
+        uint64_t dmem_max, dmem_soft, dmem_low, dmem_min; /* bytes; UINT64_MAX: no limit (max, soft) */
+} ServiceMemorySet;
+
 typedef struct ServiceOps {
         /* GET /v1/host: a JSON object as text (host-info keys); malloc'd. */
         int (*host_info)(void *ctx, char **ret_json, ServiceError *err);
@@ -124,10 +139,11 @@ typedef struct ServiceOps {
         /* GET /v1/vms/{uuid}/memory: a JSON object as text (limits, usage,
          * reclaim, headroom, balloon, per-role delays); malloc'd. */
         int (*memory_get)(void *ctx, const VmId *id, char **ret_json, ServiceError *err);
-        /* PUT /v1/vms/{uuid}/memory {"priority": N}: the host ceiling's
-         * order (lower is reclaimed first); then as memory_get. */
-        int (*memory_set_priority)(void *ctx, const VmId *id, uint32_t priority, char **ret_json,
-                                   ServiceError *err);
+        /* PUT /v1/vms/{uuid}/memory: the host ceiling's priority and/or
+         * the VM's GPU and its dmem limits; stored, applied, then as
+         * memory_get. */
+        int (*memory_set)(void *ctx, const VmId *id, const ServiceMemorySet *req, char **ret_json,
+                          ServiceError *err);
         /* GET /metrics: Prometheus text exposition; malloc'd. */
         int (*metrics)(void *ctx, char **ret_text, ServiceError *err);
 } ServiceOps;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/parse.h"
 #include "common/macros.h"
 
 typedef enum StmtId {
@@ -29,8 +30,9 @@ typedef enum StmtId {
         _ST_MAX,
 } StmtId;
 
-#define VM_COLUMNS \
-        "uuid, qmp_path, class, vcpus, baseline_ppm, cap_usec, launch_usec, mode, registered_at, mem_priority"
+#define VM_COLUMNS                                                                                       \
+        "uuid, qmp_path, class, vcpus, baseline_ppm, cap_usec, launch_usec, mode, registered_at, mem_priority, " \
+        "gpu_pci, dmem_max, dmem_soft, dmem_low, dmem_min"
 #define LEDGER_COLUMNS                                                                                      \
         "uuid, balance_usec, launch_usec, surplus_usec, charged_usec, earned_usec, spent_usec, "            \
         "forfeited_usec, overdraft_usec, debt_usec, adjusted_usec, earn_remainder, generation, "            \
@@ -44,11 +46,13 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_ROLLBACK] = "ROLLBACK",
         /* An upsert, not INSERT OR REPLACE: REPLACE deletes the row first,
          * and the delete would cascade to the VM's ledger. */
-        [ST_VM_PUT] = "INSERT INTO vms (" VM_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+        [ST_VM_PUT] = "INSERT INTO vms (" VM_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
                       "ON CONFLICT (uuid) DO UPDATE SET qmp_path = excluded.qmp_path, class = excluded.class, "
                       "vcpus = excluded.vcpus, baseline_ppm = excluded.baseline_ppm, "
                       "cap_usec = excluded.cap_usec, launch_usec = excluded.launch_usec, mode = excluded.mode, "
-                      "registered_at = excluded.registered_at, mem_priority = excluded.mem_priority",
+                      "registered_at = excluded.registered_at, mem_priority = excluded.mem_priority, "
+                      "gpu_pci = excluded.gpu_pci, dmem_max = excluded.dmem_max, dmem_soft = excluded.dmem_soft, "
+                      "dmem_low = excluded.dmem_low, dmem_min = excluded.dmem_min",
         [ST_VM_DELETE] = "DELETE FROM vms WHERE uuid = ?1",
         [ST_VM_GET] = "SELECT " VM_COLUMNS " FROM vms WHERE uuid = ?1",
         [ST_VM_LIST] = "SELECT " VM_COLUMNS " FROM vms ORDER BY registered_at, uuid",
@@ -108,9 +112,15 @@ static const char *const migrations[] = {
         "  kind TEXT NOT NULL,"
         "  detail_json TEXT NOT NULL DEFAULT '{}'"
         ");",
-        /* 2: the host-pressure memory priority (issue "Memory"). */
+        /* 2: memory (issue "Memory"): the host-pressure priority, the VM's
+         * GPU and its dmem limits (sizes as int64 bit patterns: -1 = max). */
         "ALTER TABLE vms ADD COLUMN mem_priority INTEGER NOT NULL DEFAULT 0 "
-        "CHECK (mem_priority BETWEEN 0 AND 4294967295);",
+        "CHECK (mem_priority BETWEEN 0 AND 4294967295);"
+        "ALTER TABLE vms ADD COLUMN gpu_pci TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE vms ADD COLUMN dmem_max INTEGER NOT NULL DEFAULT -1;"
+        "ALTER TABLE vms ADD COLUMN dmem_soft INTEGER NOT NULL DEFAULT -1;"
+        "ALTER TABLE vms ADD COLUMN dmem_low INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE vms ADD COLUMN dmem_min INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(ARRAY_SIZE(migrations) == STATE_SCHEMA_VERSION, "one migration per schema version");
@@ -501,6 +511,15 @@ static int read_vm(StateDb *db, sqlite3_stmt *s, StateVm *ret, StateError *err) 
         vm.spec.mode = (CreditMode) m;
         vm.registered_at_unix = (uint64_t) sqlite3_column_int64(s, 8);
         vm.mem_priority = (uint32_t) sqlite3_column_int64(s, 9);
+        copy_text(vm.gpu_pci, sizeof vm.gpu_pci, s, 10);
+        if (vm.gpu_pci[0] && !is_pci_address(vm.gpu_pci)) {
+                set_error(err, "%s: bad row in vms (uuid \"%s\", gpu_pci \"%s\")", db->path, id, vm.gpu_pci);
+                return -EBADMSG;
+        }
+        vm.dmem.max = (uint64_t) sqlite3_column_int64(s, 11);
+        vm.dmem.soft = (uint64_t) sqlite3_column_int64(s, 12);
+        vm.dmem.low = (uint64_t) sqlite3_column_int64(s, 13);
+        vm.dmem.min = (uint64_t) sqlite3_column_int64(s, 14);
         *ret = vm;
         return 0;
 }
@@ -522,6 +541,11 @@ int state_vm_put(StateDb *db, const StateVm *vm, StateError *err) {
         sqlite3_bind_text(s, 8, credit_mode_to_string(vm->spec.mode), -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 9, (sqlite3_int64) vm->registered_at_unix);
         sqlite3_bind_int64(s, 10, vm->mem_priority);
+        sqlite3_bind_text(s, 11, vm->gpu_pci, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 12, (sqlite3_int64) vm->dmem.max);
+        sqlite3_bind_int64(s, 13, (sqlite3_int64) vm->dmem.soft);
+        sqlite3_bind_int64(s, 14, (sqlite3_int64) vm->dmem.low);
+        sqlite3_bind_int64(s, 15, (sqlite3_int64) vm->dmem.min);
         r = exec_stmt(db, s, err, "storing a VM");
         if (r < 0 && err) {
                 char ctx[sizeof err->message];

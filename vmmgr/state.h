@@ -28,6 +28,7 @@
 
 #include "common/vmid.h"
 #include "policies/credits.h"
+#include "policies/memory.h"
 #include "vmmgr/service.h"
 
 #define STATE_SCHEMA_VERSION 2
@@ -47,6 +48,8 @@ typedef struct StateVm {
         CreditSpec spec;
         uint64_t registered_at_unix;
         uint32_t mem_priority; /* host-pressure order, lower reclaimed first */
+        char gpu_pci[SERVICE_PCI_MAX]; /* "" without a GPU */
+        MemPolDmemSpec dmem;           /* its dmem limits */
 } StateVm;
 
 typedef struct StateLedger {

@@ -57,6 +57,7 @@ typedef struct Fake {
         char last_reg_class[CREDIT_CLASS_NAME_MAX];
         ServiceSpecChange last_change;
         int64_t last_amount;
+        ServiceMemorySet last_mem;
 } Fake;
 
 static unsigned fake_calls(Fake *f) {
@@ -321,7 +322,21 @@ static int fake_metrics(void *ctx, char **ret, ServiceError *err) {
         return *ret ? 0 : -ENOMEM;
 }
 
+static int fake_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, char **ret, ServiceError *err) {
+        Fake *f = ctx;
+        int r = fake_enter(f, err);
+
+        if (r < 0)
+                return r;
+        if (!fake_find(f, id, err))
+                return -ENOENT;
+        f->last_mem = *m;
+        *ret = strdup("{\"managed\":false}");
+        return *ret ? 0 : -ENOMEM;
+}
+
 static const ServiceOps fake_ops = {
+        .memory_set = fake_memory_set,
         .host_info = fake_host_info,
         .vm_list = fake_vm_list,
         .vm_get = fake_vm_get,
@@ -763,7 +778,50 @@ static const BadCase bad_cases[] = {
         { "GET", "/v1/credits/transfer", NULL, 405, NULL },
         { "POST", "/metrics", "{}", 405, NULL },
         { "PUT", "/v1/events", NULL, 405, NULL },
+        /* memory */
+        { "PUT", "/v1/vms/" U1 "/memory", "{}", 400, NULL },
+        { "PUT", "/v1/vms/" U1 "/memory", "{\"priority\":-1}", 400, "priority" },
+        { "PUT", "/v1/vms/" U1 "/memory", "{\"priority\":4294967296}", 400, "priority" },
+        { "PUT", "/v1/vms/" U1 "/memory", "{\"size\":1}", 400, "size" },
+        { "PUT", "/v1/vms/" U1 "/memory", "{\"gpu\":7}", 400, "gpu" },
+        { "PUT", "/v1/vms/" U1 "/memory", "{\"gpu\":{\"pci\":\"../../etc\"}}", 400, "gpu.pci" },
+        { "PUT", "/v1/vms/" U1 "/memory", "{\"gpu\":{\"max\":1}}", 400, "gpu.pci" },
+        { "PUT", "/v1/vms/" U1 "/memory", "{\"gpu\":{\"pci\":\"0000:03:00.0\",\"vram\":1}}", 400, "gpu.vram" },
+        { "PUT", "/v1/vms/" U1 "/memory", "{\"gpu\":{\"pci\":\"0000:03:00.0\",\"low\":\"max\"}}", 400,
+          "gpu.low" },
+        { "PUT", "/v1/vms/" U1 "/memory", "{\"gpu\":{\"pci\":\"0000:03:00.0\",\"max\":\"lots\"}}", 400,
+          "gpu.max" },
+        { "PUT", "/v1/vms/" U1 "/memory",
+          "{\"gpu\":{\"pci\":\"0000:03:00.0\",\"max\":100,\"soft\":200}}", 400, "gpu" },
+        { "PUT", "/v1/vms/not-a-uuid/memory", "{\"priority\":1}", 400, "uuid" },
 };
+
+/* PUT /v1/vms/{uuid}/memory hands the service exactly what was asked. */
+static void test_memory_put(void **state) {
+        Server *s = *state;
+        struct json_object *o = NULL;
+        const ServiceMemorySet *m = &s->fake.last_mem;
+
+        register_vm(s, U1);
+        assert_int_equal(req(s, "PUT", "/v1/vms/" U1 "/memory",
+                             "{\"priority\":7,\"gpu\":{\"pci\":\"0000:03:00.0\",\"max\":\"max\","
+                             "\"soft\":2147483648,\"low\":1073741824,\"min\":268435456}}",
+                             &o),
+                         200);
+        json_object_put(o);
+        assert_int_equal(m->set, SERVICE_MEM_PRIORITY | SERVICE_MEM_GPU);
+        assert_int_equal(m->priority, 7);
+        assert_string_equal(m->gpu_pci, "0000:03:00.0");
+        assert_true(m->dmem_max == UINT64_MAX && m->dmem_soft == (UINT64_C(2) << 30) &&
+                    m->dmem_low == (UINT64_C(1) << 30) && m->dmem_min == (UINT64_C(256) << 20));
+        /* null removes the GPU; only what was given is set. */
+        assert_int_equal(req(s, "PUT", "/v1/vms/" U1 "/memory", "{\"gpu\":null}", &o), 200);
+        json_object_put(o);
+        assert_int_equal(m->set, SERVICE_MEM_GPU);
+        assert_string_equal(m->gpu_pci, "");
+        assert_int_equal(req(s, "PUT", "/v1/vms/" U3 "/memory", "{\"priority\":1}", &o), 404);
+        json_object_put(o);
+}
 
 static void test_bad_input(void **state) {
         Server *s = *state;
@@ -1372,6 +1430,7 @@ int main(void) {
                 cmocka_unit_test(test_routes_table),
                 cmocka_unit_test_setup_teardown(test_happy_paths, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_memory_put, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_allow_header, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_oversize, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_oversize_chunked, setup, teardown),

@@ -350,6 +350,11 @@ static void test_migrates_v1(void **state) {
         assert_int_equal(sqlite3_open(t->db, &raw), SQLITE_OK);
         assert_int_equal(sqlite3_exec(raw,
                                       "ALTER TABLE vms DROP COLUMN mem_priority;"
+                                      "ALTER TABLE vms DROP COLUMN gpu_pci;"
+                                      "ALTER TABLE vms DROP COLUMN dmem_max;"
+                                      "ALTER TABLE vms DROP COLUMN dmem_soft;"
+                                      "ALTER TABLE vms DROP COLUMN dmem_low;"
+                                      "ALTER TABLE vms DROP COLUMN dmem_min;"
                                       "UPDATE schema_version SET version = 1;"
                                       "INSERT INTO vms (uuid, qmp_path, class, vcpus, baseline_ppm, cap_usec, "
                                       "launch_usec, mode, registered_at) VALUES "
@@ -363,10 +368,16 @@ static void test_migrates_v1(void **state) {
         assert_int_equal(state_vm_get(db, &vm.id, &got, &err), 0);
         assert_string_equal(got.qmp_path, "/run/q.sock");
         assert_int_equal(got.mem_priority, 0);
+        assert_string_equal(got.gpu_pci, "");
+        assert_true(got.dmem.max == UINT64_MAX && got.dmem.soft == UINT64_MAX && got.dmem.low == 0);
         got.mem_priority = 4000000000u;
+        snprintf(got.gpu_pci, sizeof(got.gpu_pci), "0000:03:00.0");
+        got.dmem.low = UINT64_C(1) << 30;
         assert_int_equal(state_vm_put(db, &got, &err), 0);
         assert_int_equal(state_vm_get(db, &vm.id, &vm, &err), 0);
         assert_int_equal(vm.mem_priority, 4000000000u);
+        assert_string_equal(vm.gpu_pci, "0000:03:00.0");
+        assert_true(vm.dmem.low == UINT64_C(1) << 30 && vm.dmem.max == UINT64_MAX);
         state_close(db);
 }
 

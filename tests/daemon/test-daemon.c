@@ -223,6 +223,14 @@ static void test_contract(void **state) {
         assert_int_equal(json_object_get_int(json_object_object_get(o, "priority")), 7);
         json_object_put(o);
         expect_error("PUT", "/v1/vms/" UUID_A "/memory", "{\"priority\":-1}", 400, "priority");
+        /* A GPU and its dmem limits: kept (applied where memory is managed). */
+        assert_int_equal(call("PUT", "/v1/vms/" UUID_A "/memory",
+                              "{\"gpu\":{\"pci\":\"0000:03:00.0\",\"soft\":1073741824,\"low\":536870912}}", &o),
+                         200);
+        assert_string_equal(str(json_object_object_get(o, "gpu"), "pci"), "0000:03:00.0");
+        assert_int_equal(num(json_object_object_get(o, "gpu"), "low"), 536870912);
+        assert_string_equal(str(json_object_object_get(o, "gpu"), "max"), "max");
+        json_object_put(o);
         expect_error("PUT", "/v1/vms/" UUID_A "/memory", "{\"size\":1}", 400, "size");
         expect_error("GET", "/v1/vms/c0000000-0000-4000-8000-00000000000c/memory", NULL, 404, NULL);
         {
@@ -331,6 +339,7 @@ static void test_kill9_restart(void **state) {
 
                 assert_int_equal(call("GET", "/v1/vms/" UUID_A "/memory", NULL, &m), 200);
                 assert_int_equal(num(m, "priority"), 7);
+                assert_string_equal(str(json_object_object_get(m, "gpu"), "pci"), "0000:03:00.0");
                 json_object_put(m);
         }
         print_message("spent before kill -9: %.3f s; after restart: %.3f s; kernel usage counter %.3f s\n",

@@ -91,6 +91,21 @@ static void test_parse_fraction(void **state) {
         assert_int_equal(parse_fraction_ppm("0.5.1", &ppm), -EINVAL);
 }
 
+static void test_pci_address(void **state) {
+        assert_true(is_pci_address("0000:03:00.0"));
+        assert_true(is_pci_address("10de:ff:1f.7"));
+        assert_false(is_pci_address("0000:03:20.0"));  /* device 0x20 */
+        assert_false(is_pci_address("0000:03:00.8"));  /* function 8 */
+        assert_false(is_pci_address("0000:03:00.a"));
+        assert_false(is_pci_address("0000:03:00"));
+        assert_false(is_pci_address("0000:03:00.0/"));
+        assert_false(is_pci_address("0000:0G:00.0"));
+        assert_false(is_pci_address("0000:0A:00.0")); /* sysfs spells hex lowercase */
+        assert_false(is_pci_address("../../../etc"));
+        assert_false(is_pci_address(""));
+        assert_false(is_pci_address(NULL));
+}
+
 static void test_safe_name(void **state) {
         assert_true(is_safe_name("vmmgr.slice", 255));
         assert_true(is_safe_name("a-b_c.d", 255));
@@ -121,7 +136,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_u64),        cmocka_unit_test(test_parse_i64),
                 cmocka_unit_test(test_parse_u64_or_max), cmocka_unit_test(test_parse_fraction),
-                cmocka_unit_test(test_safe_name),        cmocka_unit_test(test_vm_id),
+                cmocka_unit_test(test_pci_address), cmocka_unit_test(test_safe_name),        cmocka_unit_test(test_vm_id),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
