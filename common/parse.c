@@ -123,6 +123,32 @@ size_t strip_trailing_newline(char *s, size_t len) {
         return len;
 }
 
+int parse_size(const char *s, uint64_t *ret) {
+        static const char suffixes[] = "KMGT";
+        size_t n = strspn(s, "0123456789");
+        unsigned shift = 0;
+        uint64_t v;
+        int r;
+
+        if (n == 0)
+                return -EINVAL;
+        if (s[n] != '\0') {
+                char c = (char) (s[n] & ~0x20); /* upper case */
+                const char *p = c ? strchr(suffixes, c) : NULL;
+
+                if (!p || s[n + 1] != '\0')
+                        return -EINVAL;
+                shift = 10 * (unsigned) (p - suffixes + 1);
+        }
+        r = parse_u64_n(s, n, &v);
+        if (r < 0)
+                return r;
+        if (shift && v > (UINT64_MAX >> shift))
+                return -ERANGE;
+        *ret = v << shift;
+        return 0;
+}
+
 bool is_pci_address(const char *s) {
         static const char shape[] = "hhhh:hh:hh.h";
         unsigned dev, fn;

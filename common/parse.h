@@ -34,3 +34,6 @@ bool is_safe_name(const char *s, size_t max);
 /* A PCI address as sysfs and dmem region names spell it: "0000:03:00.0"
  * (domain:bus:device.function, lowercase hex, device < 0x20, function < 8). */
 bool is_pci_address(const char *s);
+/* A size in bytes: "4096", or with a binary suffix K, M, G, T ("256M",
+ * "1g").  -EINVAL for anything else, -ERANGE beyond 2^64 - 1. */
+int parse_size(const char *s, uint64_t *ret);

@@ -202,11 +202,9 @@ int mempol_validate(const MemPolicy *p, const char **ret_field) {
 
 /* ---- config keys -------------------------------------------------------- */
 
-/* "4096", "256M", "1G", "2T" (binary), or "max" where allowed. */
-static int parse_size(const char *s, bool max_ok, uint64_t *ret) {
-        static const char suffixes[] = "KMGT";
-        size_t n = strspn(s, "0123456789");
-        unsigned shift = 0;
+/* A size (common/parse.h: "4096", "256M", "1G", "2T"), or "max" where
+ * allowed; at most MEMPOL_BYTES_LIMIT. */
+static int parse_size_or_max(const char *s, bool max_ok, uint64_t *ret) {
         uint64_t v;
         int r;
 
@@ -216,22 +214,12 @@ static int parse_size(const char *s, bool max_ok, uint64_t *ret) {
                 *ret = MEMPOL_MAX;
                 return 0;
         }
-        if (n == 0)
-                return -EINVAL;
-        if (s[n] != '\0') {
-                char c = (char) (s[n] & ~0x20); /* upper case */
-                const char *p = c ? strchr(suffixes, c) : NULL;
-
-                if (!p || s[n + 1] != '\0')
-                        return -EINVAL;
-                shift = 10 * (unsigned) (p - suffixes + 1);
-        }
-        r = parse_u64_n(s, n, &v);
+        r = parse_size(s, &v);
         if (r < 0)
                 return r;
-        if (v > (MEMPOL_BYTES_LIMIT >> shift))
+        if (v > MEMPOL_BYTES_LIMIT)
                 return -ERANGE;
-        *ret = v << shift;
+        *ret = v;
         return 0;
 }
 
@@ -342,7 +330,7 @@ static int set_value(MemPolicy *p, size_t k, const char *value) {
         switch (keys[k].kind) {
         case KEY_SIZE:
         case KEY_SIZE_OR_MAX:
-                r = parse_size(value, keys[k].kind == KEY_SIZE_OR_MAX, &u);
+                r = parse_size_or_max(value, keys[k].kind == KEY_SIZE_OR_MAX, &u);
                 if (r == 0)
                         memcpy(dst, &u, sizeof(u));
                 return r;

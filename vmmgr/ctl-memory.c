@@ -12,6 +12,8 @@
 static void usage(FILE *out) {
         fputs("Usage: vmmgrctl memory show UUID [--json]\n"
               "       vmmgrctl memory priority UUID N\n"
+              "       vmmgrctl memory gpu UUID PCI [--max SIZE] [--soft SIZE] [--low SIZE] [--min SIZE]\n"
+              "       vmmgrctl memory gpu UUID none\n"
               "\n"
               "Show a VM's memory as vmmgr manages it: RAM, the limits the kernel applied\n"
               "(memory.high always \"max\": vmmgr's own threads reclaim instead, so the vCPU\n"
@@ -23,6 +25,12 @@ static void usage(FILE *out) {
               "\n"
               "priority sets the VM's place under host memory pressure: lower numbers are\n"
               "reclaimed first, never below their protected floor (0..4294967295).\n"
+              "\n"
+              "gpu names the VM's GPU by its host PCI address (e.g. 0000:03:00.0; its dmem\n"
+              "regions are drm/PCI/...) with the VM's device-memory limits: --max (hard),\n"
+              "--soft (evicted first above it), --low and --min (protection); SIZE is bytes\n"
+              "or with K, M, G, T, and --max/--soft also take \"max\".  Stored with the VM;\n"
+              "\"none\" removes it.\n"
               "\n"
               "Options:\n"
               "      --socket PATH   vmmgrd's socket (default $VMMGR_SOCKET or /run/vmmgr/vmmgr.sock)\n"
@@ -71,6 +79,13 @@ static void print_memory(struct json_object *o) {
         struct json_object *l, *h, *rc, *b;
 
         printf("VM        %s (priority %" PRId64 ")\n", ctl_str(o, "vm"), ctl_int(o, "priority"));
+        if (!ctl_is_null(o, "gpu") && json_object_object_get(o, "gpu")) {
+                struct json_object *g = json_object_object_get(o, "gpu");
+
+                printf("GPU       %s: dmem max %s, soft %s, low %" PRId64 ", min %" PRId64 " bytes\n",
+                       ctl_str(g, "pci"), ctl_str(g, "max"), ctl_str(g, "soft"), ctl_int(g, "low"),
+                       ctl_int(g, "min"));
+        }
         if (!json_object_get_boolean(json_object_object_get(o, "managed"))) {
                 printf("memory    not managed: %s\n", ctl_str(o, "reason"));
                 print_delays(json_object_object_get(o, "delays"));
@@ -106,6 +121,63 @@ static void print_memory(struct json_object *o) {
         print_delays(json_object_object_get(o, "delays"));
 }
 
+/* SIZE or "max" (where allowed) into a JSON value. */
+static struct json_object *size_arg(const char *opt, const char *s, bool max_ok) {
+        uint64_t v;
+
+        if (max_ok && strcmp(s, "max") == 0)
+                return json_object_new_string("max");
+        if (parse_size(s, &v) < 0 || v > INT64_MAX) {
+                log_error("%s: \"%s\" is not a size (bytes, or with K, M, G, T%s)", opt, s,
+                          max_ok ? "; or max" : "");
+                return NULL;
+        }
+        return json_object_new_int64((int64_t) v);
+}
+
+static struct json_object *gpu_body(char **rest, int n) {
+        static const struct {
+                const char *opt, *key;
+                bool max_ok;
+        } opts[] = {
+                { "--max", "max", true }, { "--soft", "soft", true }, { "--low", "low", false }, { "--min", "min", false },
+        };
+        struct json_object *body = json_object_new_object(), *g;
+
+        if (n == 1 && strcmp(rest[0], "none") == 0) {
+                json_object_object_add(body, "gpu", NULL);
+                return body;
+        }
+        if (n < 1 || !is_pci_address(rest[0])) {
+                log_error("%s: not a PCI address like 0000:03:00.0 (lowercase hex), or none", n ? rest[0] : "(none)");
+                json_object_put(body);
+                return NULL;
+        }
+        g = json_object_new_object();
+        json_object_object_add(g, "pci", json_object_new_string(rest[0]));
+        json_object_object_add(body, "gpu", g);
+        for (int i = 1; i < n; i += 2) {
+                struct json_object *v = NULL;
+                size_t k;
+
+                for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
+                        if (strcmp(rest[i], opts[k].opt) == 0)
+                                break;
+                if (k == sizeof(opts) / sizeof(opts[0]) || i + 1 >= n) {
+                        log_error("%s: unknown option or missing value", rest[i]);
+                        json_object_put(body);
+                        return NULL;
+                }
+                v = size_arg(opts[k].opt, rest[i + 1], opts[k].max_ok);
+                if (!v) {
+                        json_object_put(body);
+                        return NULL;
+                }
+                json_object_object_add(g, opts[k].key, v);
+        }
+        return body;
+}
+
 int ctl_verb_memory(int argc, char **argv) {
         char *rest[16], path[160];
         struct json_object *reply = NULL, *body;
@@ -133,6 +205,12 @@ int ctl_verb_memory(int argc, char **argv) {
                 }
                 body = json_object_new_object();
                 json_object_object_add(body, "priority", json_object_new_int64((int64_t) prio));
+                r = ctl_call(&c, "PUT", path, body, &reply);
+                json_object_put(body);
+        } else if (strcmp(rest[0], "gpu") == 0 && n >= 3) {
+                body = gpu_body(rest + 2, n - 2);
+                if (!body)
+                        return CTL_EXIT_USAGE;
                 r = ctl_call(&c, "PUT", path, body, &reply);
                 json_object_put(body);
         } else {

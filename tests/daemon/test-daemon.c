@@ -249,6 +249,24 @@ static void test_contract(void **state) {
                 assert_int_equal(pclose(p), 0);
                 assert_non_null(strstr(out, "not managed"));
                 assert_non_null(strstr(out, "priority 7"));
+                assert_non_null(strstr(out, "GPU       0000:03:00.0"));
+                /* The GPU through vmmgrctl: sizes with units, and bad input refused. */
+                snprintf(cmd, sizeof(cmd),
+                         "%s/vmmgr/vmmgrctl memory gpu " UUID_A " 0000:03:00.0 --max max --soft 2G --low 1G "
+                         "--socket %s >/dev/null",
+                         b ? b : ".", F.socket);
+                assert_int_equal(system(cmd), 0);
+                snprintf(cmd, sizeof(cmd), "%s/vmmgr/vmmgrctl memory gpu " UUID_A " 0000:03:00.9 --socket %s 2>/dev/null",
+                         b ? b : ".", F.socket);
+                assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+                snprintf(cmd, sizeof(cmd),
+                         "%s/vmmgr/vmmgrctl memory gpu " UUID_A " 0000:03:00.0 --low lots --socket %s 2>/dev/null",
+                         b ? b : ".", F.socket);
+                assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+                assert_int_equal(call("GET", "/v1/vms/" UUID_A "/memory", NULL, &o), 200);
+                assert_int_equal(num(json_object_object_get(o, "gpu"), "low"), INT64_C(1) << 30);
+                assert_int_equal(num(json_object_object_get(o, "gpu"), "soft"), INT64_C(2) << 30);
+                json_object_put(o);
         }
 
         /* Bad input: each a 4xx with a body, and nothing changes. */

@@ -91,6 +91,25 @@ static void test_parse_fraction(void **state) {
         assert_int_equal(parse_fraction_ppm("0.5.1", &ppm), -EINVAL);
 }
 
+static void test_size(void **state) {
+        uint64_t v;
+
+        assert_int_equal(parse_size("4096", &v), 0);
+        assert_true(v == 4096);
+        assert_int_equal(parse_size("256M", &v), 0);
+        assert_true(v == UINT64_C(256) << 20);
+        assert_int_equal(parse_size("1g", &v), 0);
+        assert_true(v == UINT64_C(1) << 30);
+        assert_int_equal(parse_size("16777215T", &v), 0);
+        assert_int_equal(parse_size("16777216T", &v), -ERANGE);
+        assert_int_equal(parse_size("99999999999999999999", &v), -ERANGE);
+        assert_int_equal(parse_size("1.5G", &v), -EINVAL);
+        assert_int_equal(parse_size("1GB", &v), -EINVAL);
+        assert_int_equal(parse_size("-1", &v), -EINVAL);
+        assert_int_equal(parse_size("G", &v), -EINVAL);
+        assert_int_equal(parse_size("", &v), -EINVAL);
+}
+
 static void test_pci_address(void **state) {
         assert_true(is_pci_address("0000:03:00.0"));
         assert_true(is_pci_address("10de:ff:1f.7"));
@@ -136,7 +155,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_u64),        cmocka_unit_test(test_parse_i64),
                 cmocka_unit_test(test_parse_u64_or_max), cmocka_unit_test(test_parse_fraction),
-                cmocka_unit_test(test_pci_address), cmocka_unit_test(test_safe_name),        cmocka_unit_test(test_vm_id),
+                cmocka_unit_test(test_size), cmocka_unit_test(test_pci_address), cmocka_unit_test(test_safe_name),        cmocka_unit_test(test_vm_id),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
