@@ -187,6 +187,16 @@ static int apply_limits(MemEngine *e, MemVm *v) {
         return r;
 }
 
+static void lift_throttle(MemEngine *e, MemVm *v) {
+        CpuBandwidth bw = { .period_usec = e->opt.policy.throttle.period_usec, .quota_usec = CPU_QUOTA_MAX };
+
+        if (!v->throttle_applied)
+                return;
+        (void) kh_cpu_set_bandwidth(e->host, &v->id, CG_ROLE_EMULATOR, &bw, NULL);
+        (void) kh_cpu_set_bandwidth(e->host, &v->id, CG_ROLE_IO, &bw, NULL);
+        v->throttle_applied = false;
+}
+
 int mem_engine_vm_add(MemEngine *e, const VmId *vm, const MemPolVmSpec *spec, uint64_t now_usec) {
         MemVm *v, **n;
         int r;
@@ -215,6 +225,11 @@ int mem_engine_vm_add(MemEngine *e, const VmId *vm, const MemPolVmSpec *spec, ui
         e->vms = n;
         v->balloon_target = v->balloon_actual = v->limits.ram;
         v->next_look_usec = now_usec;
+        /* A throttle a previous vmmgrd left (it exited, or was killed,
+         * while the VM was over) would otherwise stay: the engine is the
+         * only writer of these groups' cpu.max, so it starts from none. */
+        v->throttle_applied = true;
+        lift_throttle(e, v);
         if (kh_mem_current_reader_open(e->host, vm, &v->current) < 0)
                 v->current = NULL; /* scheduled looks only */
         e->vms[e->n_vms++] = v;
@@ -261,15 +276,6 @@ int mem_engine_vm_set_dmem(MemEngine *e, const VmId *vm, const char *pci_addr, c
         return 0;
 }
 
-static void lift_throttle(MemEngine *e, MemVm *v) {
-        CpuBandwidth bw = { .period_usec = e->opt.policy.throttle.period_usec, .quota_usec = CPU_QUOTA_MAX };
-
-        if (!v->throttle_applied)
-                return;
-        (void) kh_cpu_set_bandwidth(e->host, &v->id, CG_ROLE_EMULATOR, &bw, NULL);
-        (void) kh_cpu_set_bandwidth(e->host, &v->id, CG_ROLE_IO, &bw, NULL);
-        v->throttle_applied = false;
-}
 
 void mem_engine_vm_remove(MemEngine *e, const VmId *vm) {
         size_t i;

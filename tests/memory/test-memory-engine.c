@@ -151,6 +151,16 @@ static void test_throttle_while_over(void **state) {
         mem_engine_vm_remove(e, &w.vm[0]);
         assert_false(limited(&w, 0, CG_ROLE_EMULATOR));
         assert_int_equal(mem_engine_vm_report(e, &w.vm[0], &rep), -ENOENT);
+        /* A throttle left behind (a vmmgrd killed while the VM was over)
+         * is lifted when a new engine takes the VM on. */
+        {
+                CpuBandwidth bw = { .period_usec = 100000, .quota_usec = 20000 };
+
+                assert_true(kh_cpu_set_bandwidth(w.host, &w.vm[0], CG_ROLE_IO, &bw, NULL) >= 0);
+                assert_true(limited(&w, 0, CG_ROLE_IO));
+                assert_int_equal(mem_engine_vm_add(e, &w.vm[0], &spec, km_now_usec(w.model)), 0);
+                assert_false(limited(&w, 0, CG_ROLE_IO));
+        }
         world_close(&w);
 }
 

@@ -28,7 +28,8 @@
  *              engine is ticked every 20 ms and looks at a VM when due.
  *
  * Both runs print the mean memory.current (the footprint), the vCPU
- * threads' stall and how much they touched.  Pass: the vmmgr run's vCPU
+ * threads' stall and how much they touched; the vmmgr run also checks
+ * that the emulator group was throttled while over and vcpus never.  Pass: the vmmgr run's vCPU
  * stall is at least 90 % lower, at a footprint no larger than the
  * high-only run's + 10 %.  Prints `figure: memory.stall.*` lines.
  * Exit: 0 pass, 1 fail, 77 skip.
@@ -85,7 +86,9 @@ typedef struct RunResult {
         uint64_t mean_current;
         uint64_t pool_busy_usec, pool_bytes;
         uint64_t high; /* memory.high, or the engine's high watermark */
-        bool throttled;
+        bool throttled;          /* at the end */
+        bool emulator_throttled; /* the emulator group's cpu.max was set at some look */
+        bool vcpus_throttled;    /* the vcpus group's ever was (must not be) */
 } RunResult;
 
 static uint64_t mono_usec(void) {
@@ -288,8 +291,21 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
                         sum_current += st.current;
                         looks++;
                 }
-                if (engine)
+                if (engine) {
                         (void) mem_engine_tick(engine, mono_usec());
+                        /* Thread-aware throttling: emulator/ slowed while
+                         * over, vcpus/ never. */
+                        for (int i = 0; i < N_VMS; i++) {
+                                CpuBandwidth bw;
+
+                                if (kh_cpu_get_bandwidth(h, &vms[i].p.id, CG_ROLE_EMULATOR, &bw) == 0 &&
+                                    bw.quota_usec != CPU_QUOTA_MAX)
+                                        res->emulator_throttled = true;
+                                if (kh_cpu_get_bandwidth(h, &vms[i].p.id, CG_ROLE_VCPUS, &bw) == 0 &&
+                                    bw.quota_usec != CPU_QUOTA_MAX)
+                                        res->vcpus_throttled = true;
+                        }
+                }
                 usleep(LOOK_USEC);
         }
         for (int i = 0; i < N_VMS; i++) {
@@ -361,8 +377,10 @@ static void print_run(const char *name, const RunResult *r) {
                name, (double) r->vcpu_stall_ns / 1e6, r->vcpu_stall_count, (double) r->mean_current / MIB,
                (double) r->high / MIB, r->touched_mib);
         if (r->pool_bytes)
-                printf("; vmmgr's threads reclaimed %" PRIu64 " MiB in %.1f ms", r->pool_bytes / MIB,
-                       (double) r->pool_busy_usec / 1e3);
+                printf("; vmmgr's threads reclaimed %" PRIu64 " MiB in %.1f ms; emulator throttled: %s, "
+                       "vCPUs throttled: %s",
+                       r->pool_bytes / MIB, (double) r->pool_busy_usec / 1e3, r->emulator_throttled ? "yes" : "no",
+                       r->vcpus_throttled ? "yes" : "no");
         putchar('\n');
 }
 
@@ -430,6 +448,12 @@ int main(void) {
         printf("figure: memory.stall.reduction_pct %.1f %%\n", reduction);
         if (high_only.vcpu_stall_ns == 0) {
                 fprintf(stderr, "FAIL: no direct-reclaim stall at all under memory.high: nothing compared\n");
+                failures++;
+        }
+        if (!vmmgr.emulator_throttled || vmmgr.vcpus_throttled) {
+                fprintf(stderr, "FAIL: while over its watermark a VM's emulator group must be throttled (%s) and "
+                                "its vcpus group never (%s)\n",
+                        vmmgr.emulator_throttled ? "was" : "was not", vmmgr.vcpus_throttled ? "was" : "was not");
                 failures++;
         }
         if (reduction < 90.0) {
