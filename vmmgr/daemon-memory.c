@@ -26,6 +26,16 @@
 #define MEMORY_TICK_USEC UINT64_C(100000)
 #define QMP_TIMEOUT_MS 5000
 
+/* QEMU's answer to a balloon target: only a refusal is news. */
+static void on_balloon_reply(Qmp *q, int r, const char *return_json, const QmpError *err, void *userdata) {
+        const char *vm = userdata;
+
+        if (r == -EREMOTEIO)
+                log_warning("VM %s: QEMU refused the balloon target: %s", vm, err && err->desc ? err->desc : "?");
+        else if (r < 0)
+                log_debug("VM %s: no answer to the balloon target: %s", vm, strerror(-r));
+}
+
 static int on_memory_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         Daemon *d = userdata;
         int r;
@@ -42,7 +52,9 @@ static int on_memory_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 if (!vm->qmp || !mem_engine_vm_balloon_request(d->mem, &vm->id, &target))
                         continue;
                 snprintf(args, sizeof(args), "{\"value\": %" PRIu64 "}", target);
-                r = qmp_execute(vm->qmp, "balloon", args, QMP_TIMEOUT_MS, NULL, NULL);
+                /* vm->id.str lives as long as the connection the reply
+                 * comes on (a disconnect frees both). */
+                r = qmp_execute(vm->qmp, "balloon", args, QMP_TIMEOUT_MS, on_balloon_reply, vm->id.str);
                 if (r < 0)
                         log_warning_errno(r, "VM %s: balloon to %" PRIu64 " MiB: %m", vm->id.str, target >> 20);
                 else
