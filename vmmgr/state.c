@@ -610,19 +610,21 @@ static int grow(void **array, size_t *cap, size_t n, size_t size) {
         return 0;
 }
 
-int state_vm_list(StateDb *db, StateVm **ret, size_t *ret_n, StateError *err) {
-        _cleanup_free_ StateVm *vms = NULL;
+/* Steps a prepared statement to its end, reading each row with `read` into
+ * a growing array of `size`-byte rows; on success the array goes to *ret
+ * (NULL when empty), on failure nothing is returned. */
+typedef int (*RowReader)(StateDb *db, sqlite3_stmt *s, void *row, StateError *err);
+
+static int list_rows(StateDb *db, sqlite3_stmt *s, size_t size, RowReader read, const char *what, void **ret,
+                     size_t *ret_n, StateError *err) {
+        _cleanup_free_ void *rows = NULL;
         size_t n = 0, cap = 0;
-        sqlite3_stmt *s;
         int r, rc;
 
-        r = stmt(db, ST_VM_LIST, &s, err);
-        if (r < 0)
-                return r;
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-                r = grow((void **) &vms, &cap, n, sizeof *vms);
+                r = grow(&rows, &cap, n, size);
                 if (r >= 0)
-                        r = read_vm(db, s, &vms[n], err);
+                        r = read(db, s, (char *) rows + n * size, err);
                 if (r < 0) {
                         stmt_done(s);
                         return r;
@@ -631,10 +633,24 @@ int state_vm_list(StateDb *db, StateVm **ret, size_t *ret_n, StateError *err) {
         }
         stmt_done(s);
         if (rc != SQLITE_DONE)
-                return sql_fail(db, rc, err, "listing VMs");
-        *ret = TAKE_PTR(vms);
+                return sql_fail(db, rc, err, what);
+        *ret = TAKE_PTR(rows);
         *ret_n = n;
         return 0;
+}
+
+static int read_vm_row(StateDb *db, sqlite3_stmt *s, void *row, StateError *err) {
+        return read_vm(db, s, row, err);
+}
+
+int state_vm_list(StateDb *db, StateVm **ret, size_t *ret_n, StateError *err) {
+        sqlite3_stmt *s = NULL;
+        int r;
+
+        r = stmt(db, ST_VM_LIST, &s, err);
+        if (r < 0)
+                return r;
+        return list_rows(db, s, sizeof(StateVm), read_vm_row, "listing VMs", (void **) ret, ret_n, err);
 }
 
 /* ---- ledgers --------------------------------------------------------------------------- */
@@ -728,31 +744,19 @@ int state_ledger_get(StateDb *db, const VmId *id, StateLedger *ret, StateError *
         return r;
 }
 
+static int read_ledger_row(StateDb *db, sqlite3_stmt *s, void *row, StateError *err) {
+        return read_ledger(db, s, row, err);
+}
+
 int state_ledger_list(StateDb *db, StateLedger **ret, size_t *ret_n, StateError *err) {
-        _cleanup_free_ StateLedger *recs = NULL;
-        size_t n = 0, cap = 0;
-        sqlite3_stmt *s;
-        int r, rc;
+        sqlite3_stmt *s = NULL;
+        int r;
 
         r = stmt(db, ST_LEDGER_LIST, &s, err);
         if (r < 0)
                 return r;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-                r = grow((void **) &recs, &cap, n, sizeof *recs);
-                if (r >= 0)
-                        r = read_ledger(db, s, &recs[n], err);
-                if (r < 0) {
-                        stmt_done(s);
-                        return r;
-                }
-                n++;
-        }
-        stmt_done(s);
-        if (rc != SQLITE_DONE)
-                return sql_fail(db, rc, err, "listing ledgers");
-        *ret = TAKE_PTR(recs);
-        *ret_n = n;
-        return 0;
+        return list_rows(db, s, sizeof(StateLedger), read_ledger_row, "listing ledgers", (void **) ret, ret_n,
+                         err);
 }
 
 /* ---- events ------------------------------------------------------------------------------ */
