@@ -60,6 +60,15 @@ static inline void fclosep(FILE **f) {
                 _tmp_;                                \
         })
 
+/* Formats a message into an error struct's `message` array (a char array
+ * member; `err` may be NULL).  One definition for ApiError, StateError,
+ * HttpError and the like, whose types differ but whose message does not. */
+#define set_error(err, ...)                                                            \
+        do {                                                                           \
+                if (err)                                                               \
+                        snprintf((err)->message, sizeof((err)->message), __VA_ARGS__); \
+        } while (0)
+
 /* errno after a failed libc call, never 0 (a caller gets a real error). */
 static inline int negative_errno(void) {
         return errno > 0 ? -errno : -EIO;

@@ -111,17 +111,6 @@ static char *mfree_body(char *p) {
         return NULL;
 }
 
-static void set_error(ApiError *err, const char *fmt, ...) _printf_(2, 3);
-static void set_error(ApiError *err, const char *fmt, ...) {
-        va_list ap;
-
-        if (!err)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-}
-
 /* ---- replies ---------------------------------------------------------------- */
 
 static void reply_text(ApiRequest *req, unsigned status, const char *content_type, char *text) {

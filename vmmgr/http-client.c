@@ -21,17 +21,6 @@ typedef struct Buffer {
         bool too_big;
 } Buffer;
 
-static void set_error(HttpError *err, const char *fmt, ...) _printf_(2, 3);
-static void set_error(HttpError *err, const char *fmt, ...) {
-        va_list ap;
-
-        if (!err)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-}
-
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata) {
         Buffer *b = userdata;
         size_t n = size * nmemb;

@@ -134,17 +134,6 @@ struct StateDb {
 
 /* ---- errors ------------------------------------------------------------------ */
 
-static void set_error(StateError *err, const char *fmt, ...) _printf_(2, 3);
-static void set_error(StateError *err, const char *fmt, ...) {
-        va_list ap;
-
-        if (!err)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-}
-
 static int errno_of(sqlite3 *db, int rc) {
         int sys = db ? sqlite3_system_errno(db) : 0;
 
