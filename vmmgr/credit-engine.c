@@ -137,10 +137,41 @@ static bool kernel_pool_deep(const CreditBank *b, uint64_t runtime) {
         return runtime >= (uint64_t) b->spec.vcpus * 2 * KERNEL_RELAXED_INTERVAL_USEC;
 }
 
-static int kernel_bank_sync(CreditBank *b) {
-        int64_t target, delta;
+/* Tries to bring the pool to `target` once: 1 done (or nothing to do),
+ * 0 the relative write lost a race (see below), < 0 an error. */
+static int kernel_bank_sync_once(CreditBank *b, int64_t target) {
+        int64_t delta;
         uint64_t runtime;
         int r;
+
+        r = kh_cpu_get_runtime(b->host, &b->vm, CG_ROLE_VCPUS, &runtime);
+        if (r < 0)
+                return r;
+        b->runtime_reads++;
+        delta = target - (int64_t) runtime;
+        b->kernel_runtime_usec = runtime;
+        b->kernel_runtime_known = true;
+        if (delta > -KERNEL_SYNC_MIN_USEC && delta < KERNEL_SYNC_MIN_USEC)
+                return 1;
+        /* Below the ledger but deep: the top-up waits (idle pools would
+         * otherwise be written every look, the bulk of the bank's cost).
+         * Above the ledger it never waits: that would be credit given. */
+        if (delta > 0 && kernel_pool_deep(b, runtime))
+                return 1;
+        /* Relative: what the VM consumes between our read and this write
+         * stays consumed (a plain set would hand it back). */
+        r = adjust_runtime(b, delta);
+        if (r == -EINVAL)
+                return 0;
+        if (r < 0)
+                return r;
+        b->kernel_runtime_usec = (uint64_t) ((int64_t) runtime + delta);
+        return 1;
+}
+
+static int kernel_bank_sync(CreditBank *b) {
+        int64_t target;
+        int r = 0;
 
         if (b->spec.mode == CREDIT_MODE_UNLIMITED)
                 return 0;
@@ -152,26 +183,13 @@ static int kernel_bank_sync(CreditBank *b) {
         if (b->kernel_runtime_known && b->last_used_usec == 0 && target >= (int64_t) b->kernel_runtime_usec &&
             kernel_pool_deep(b, b->kernel_runtime_usec))
                 return 0;
-        r = kh_cpu_get_runtime(b->host, &b->vm, CG_ROLE_VCPUS, &runtime);
-        if (r < 0)
-                return r;
-        b->runtime_reads++;
-        delta = target - (int64_t) runtime;
-        b->kernel_runtime_usec = runtime;
-        b->kernel_runtime_known = true;
-        if (delta > -KERNEL_SYNC_MIN_USEC && delta < KERNEL_SYNC_MIN_USEC)
-                return 0;
-        /* Below the ledger but deep: the top-up waits (idle pools would
-         * otherwise be written every look, the bulk of the bank's cost).
-         * Above the ledger it never waits: that would be credit given. */
-        if (delta > 0 && kernel_pool_deep(b, runtime))
-                return 0;
-        /* Relative: what the VM consumes between our read and this write
-         * stays consumed (a plain set would hand it back). */
-        r = adjust_runtime(b, delta);
-        if (r == 0)
-                b->kernel_runtime_usec = (uint64_t) ((int64_t) runtime + delta);
-        return r;
+        /* The kernel refuses a relative write that would leave the pool
+         * below 0 or above quota + burst.  Between our read and our write
+         * the VM may have spent what a "-N" takes, or a period refill may
+         * have added what a "+N" adds: then read again. */
+        for (int attempt = 0; attempt < 3 && r == 0; attempt++)
+                r = kernel_bank_sync_once(b, target);
+        return r < 0 ? r : r == 0 ? -EINVAL : 0;
 }
 
 static int enforce(CreditBank *b) {

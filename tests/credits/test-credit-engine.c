@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "common/macros.h"
 #include "kernel/kernel.h"
 #include "kernel/kmodel.h"
 #include "vmmgr/credit-engine.h"
@@ -202,6 +203,36 @@ static void test_kernel_bank_idle_accrual(void **state) {
         world_close(&w);
 }
 
+/* A relative runtime write the kernel refuses because the pool moved
+ * between vmmgr's read and its write (EINVAL: it would leave it below 0
+ * or above quota + burst) is read again and redone, not a failed look. */
+static void test_kernel_bank_write_race(void **state) {
+        World w;
+        CreditBank *b = NULL;
+        CreditSnapshot s;
+        uint64_t now, runtime;
+
+        world_open(&w, CG_MODE_UNIFIED, true);
+        now = km_now_usec(w.model);
+        assert_int_equal(credit_bank_new(w.host, &w.vm[0], &demo, CREDIT_BANK_KERNEL, NULL, NULL, UINT64_MAX, now, &b),
+                         0);
+        assert_int_equal(credit_bank_tick(b, now), 0);
+        /* Idle for a second: the ledger earned 0.2 s the pool did not. */
+        km_advance(w.model, SEC);
+        now = km_now_usec(w.model);
+        credit_bank_fail_next_write(b, EINVAL);
+        assert_int_equal(credit_bank_tick(b, now), 0);
+        credit_bank_snapshot(b, &s);
+        assert_int_equal(kh_cpu_get_runtime(w.host, &w.vm[0], CG_ROLE_VCPUS, &runtime), 0);
+        assert_true((int64_t) runtime == MIN(credit_ledger_available(&s.ledger), demo.cap_usec));
+        /* Another error is the look's error. */
+        km_advance(w.model, SEC);
+        credit_bank_fail_next_write(b, EIO);
+        assert_int_equal(credit_bank_tick(b, km_now_usec(w.model)), -EIO);
+        credit_bank_free(b);
+        world_close(&w);
+}
+
 static void transfer_scenario(CreditBankKind kind, bool patched) {
         World w;
         CreditBank *a = NULL, *b = NULL;
@@ -306,6 +337,7 @@ int main(void) {
                 cmocka_unit_test(test_emulated_v2_adaptive),
                 cmocka_unit_test(test_kernel_bank),
                 cmocka_unit_test(test_kernel_bank_idle_accrual),
+                cmocka_unit_test(test_kernel_bank_write_race),
                 cmocka_unit_test(test_transfer_kernel),
                 cmocka_unit_test(test_transfer_emulated),
                 cmocka_unit_test(test_resume_charges_gap),
