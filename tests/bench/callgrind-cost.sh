@@ -3,13 +3,16 @@
 # bench-credits-model --callgrind runs 1,000 VMs through a 30 s warm-up and
 # then N measured rounds inside cost_ticks_measured(); callgrind counts only
 # there (--toggle-collect), and Ir / (VMs x rounds) is the figure.
+# valgrind is a declared dependency (./run installs it): without it this
+# fails, it does not skip.
 # Usage: callgrind-cost.sh BENCH_BINARY [VMS [ROUNDS]]
 bench=$1
 vms=${2:-1000}
 rounds=${3:-10}
 if ! command -v valgrind >/dev/null 2>&1; then
-        echo "note: valgrind not installed; credits.cost.emulated_instructions_per_vm_tick not measured"
-        exit 77
+        echo "FAIL: valgrind not found in PATH (a declared dependency: ./run installs it);" \
+                "credits.cost.emulated_instructions_per_vm_tick not measured" >&2
+        exit 1
 fi
 out=$(mktemp -d) || exit 1
 trap 'rm -rf "$out"' EXIT
