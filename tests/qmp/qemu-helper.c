@@ -15,9 +15,9 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/macros.h"
 
 struct TestQemu {
@@ -30,21 +30,20 @@ struct TestQemu {
         char boot[PATH_MAX];
 };
 
-static uint64_t now_msec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
+/* -ENOENT only when QEMU is not installed: nothing configured and no
+ * qemu-system-x86_64 on $PATH.  A QEMU that VMMGR_QEMU names is one the
+ * run was told to use: when it cannot be run that is -ENOEXEC, a failure
+ * for the caller, never a skip. */
 static int find_qemu(char *buf, size_t size) {
         const char *env = getenv("VMMGR_QEMU"), *path = getenv("PATH");
         _cleanup_free_ char *copy = NULL;
         char *save = NULL;
 
         if (env && *env) {
-                if (access(env, X_OK) < 0)
-                        return -ENOENT;
+                if (access(env, X_OK) < 0) {
+                        fprintf(stderr, "VMMGR_QEMU=%s cannot be run: %m\n", env);
+                        return -ENOEXEC;
+                }
                 snprintf(buf, size, "%s", env);
                 return 0;
         }

@@ -33,7 +33,10 @@ typedef struct TestQemu TestQemu;
 
 /* Starts QEMU and waits until its pidfile and every QMP socket exist.
  * The binary is $VMMGR_QEMU, else qemu-system-x86_64 from $PATH.
- * Errors: -ENOENT when no QEMU binary is installed (report a skip), -ECHILD
+ * Errors: -ENOENT only when QEMU is not installed (VMMGR_QEMU unset and no
+ * qemu-system-x86_64 on $PATH): the one error to report as a skip.
+ * Everything else is a failure of a QEMU that is there: -ENOEXEC when
+ * VMMGR_QEMU names something that cannot be run (said on stderr), -ECHILD
  * when QEMU exited during start-up (its stderr is printed), -ETIMEDOUT,
  * other negative errno. */
 int test_qemu_start(const TestQemuOptions *opts, TestQemu **ret);
