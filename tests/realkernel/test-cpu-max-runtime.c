@@ -8,21 +8,30 @@
  * cpu controller enabled at the root):
  *
  *   patched kernel  set / add / subtract / reject, burst above quota,
- *                   immediate unthrottle on "+N" (median under 1 ms) and a
+ *                   unthrottle on "+N" well before the next period (its
+ *                   median is a figure, kernel.patched.inject_unthrottle_ms,
+ *                   that tests/realkernel/bench.sh holds to 1 ms) and a
  *                   credit-injection run whose extra CPU use matches the
  *                   injected runtime within 2 %
  *   stock kernel    no cpu.max.runtime: those checks skip; what vmmgr does
  *                   instead (raise the quota with a cpu.max write) is
  *                   measured, and so is the wait for the next period
  *
+ * Which kernel it is comes from the harness, not from the file it tests:
+ * VMMGR_EXPECT_CPU_MAX_RUNTIME=1 (patched) or 0 (stock), else
+ * VMMGR_TEST_KERNEL=patched|stock (kernel/vmtest sets it).  A patched
+ * kernel without cpu.max.runtime fails, and so does a stock one with it.
+ * With neither variable (a run by hand on some other kernel) the file's
+ * presence decides, and the test says so.
+ *
  * Prints TAP-style "ok N - name" lines, "# " notes and
  * "figure: NAME VALUE UNIT" lines.  The test takes the cgroup2 root as its
  * only argument (default: found in /proc/self/mountinfo) and works in a
  * group of its own beneath it, removed at the end.
- * Exit status: 0 pass, 1 fail, 77 skip (with the reason).
+ * Exit status: 0 pass, 1 fail, 2 bad usage, 77 skip (with the reason).
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* meson passes it; a bare "gcc test-cpu-max-runtime.c" does not */
+#define _GNU_SOURCE /* meson passes it; a bare "gcc -I. tests/realkernel/test-cpu-max-runtime.c" does not */
 #endif
 #include <assert.h>
 #include <errno.h>
@@ -45,12 +54,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+
 #define EXIT_SKIP 77
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define NSEC_PER_USEC 1000ull
 #define NSEC_PER_MSEC 1000000ull
-#define NSEC_PER_SEC 1000000000ull
+#define NSEC_PER_SEC CLOCK_NSEC_PER_SEC
 
 /* The throttled pattern every latency trial starts from: 5 ms per 100 ms.
  * A group that overran its runtime (by a tick, or by far more when a TCG
@@ -62,7 +73,6 @@
 #define LAT_INJECT_USEC 50000
 #define LAT_BURST_USEC 100000
 #define LAT_TRIALS 9
-#define LAT_LIMIT_MS 1.0
 #define LAT_MAX_TRIES (3 * LAT_TRIALS)
 /* A spinner silent for this long is throttled, not merely preempted. */
 #define THROTTLED_GAP_NS (5 * NSEC_PER_MSEC)
@@ -80,7 +90,8 @@
 static int n_tests, n_failed;
 static char root[PATH_MAX];  /* the cgroup2 mount */
 static char top[PATH_MAX];   /* our own group under it */
-static const char *flavour;  /* "patched" or "stock" */
+static const char *flavour;  /* "patched" or "stock": what the harness says */
+static bool expect_runtime;  /* the harness says: patched, cpu.max.runtime must exist */
 static bool have_runtime;    /* cpu.max.runtime exists */
 static int n_cpus;
 
@@ -98,11 +109,14 @@ static void skipped(const char *name, const char *why) {
         fflush(stdout);
 }
 
-static uint64_t now_ns(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
+/* A case that needs cpu.max.runtime, on a kernel without the file: a skip
+ * on the stock kernel, a failure on the patched one. */
+static void without_runtime(const char *name) {
+        if (expect_runtime) {
+                printf("# %s: cpu.max.runtime is missing on the patched kernel\n", name);
+                result(false, name);
+        } else
+                skipped(name, "no cpu.max.runtime (stock kernel)");
 }
 
 static void sleep_ns(uint64_t ns) {
@@ -322,9 +336,9 @@ static int spinner_start(Spinner *sp, const char *dir) {
                 pin_to(1);
                 if (read(go[0], &c, 1) != 1)
                         _exit(1);
-                prev = now_ns();
+                prev = now_nsec();
                 for (;;) {
-                        t = now_ns();
+                        t = now_nsec();
                         if (t - prev > RESUME_GAP_NS) {
                                 atomic_store(&s->gap_ns, t - prev);
                                 atomic_store(&s->resume_ns, t);
@@ -346,10 +360,10 @@ static int spinner_start(Spinner *sp, const char *dir) {
 
 /* Waits until the spinner has been silent for THROTTLED_GAP_NS. */
 static int wait_throttled(const Spinner *sp, uint64_t timeout_ns) {
-        uint64_t end = now_ns() + timeout_ns;
+        uint64_t end = now_nsec() + timeout_ns;
 
         for (;;) {
-                uint64_t t = now_ns(), last = atomic_load(&sp->s->last_ns);
+                uint64_t t = now_nsec(), last = atomic_load(&sp->s->last_ns);
 
                 if (last != 0 && t > last && t - last > THROTTLED_GAP_NS)
                         return 0;
@@ -365,10 +379,10 @@ static int wait_throttled(const Spinner *sp, uint64_t timeout_ns) {
  * may need to be woken up promptly. */
 static int wait_resume(const Spinner *sp, uint64_t n_before, uint64_t timeout_ns, uint64_t *ret_ns,
                        uint64_t *ret_gap_ns) {
-        uint64_t end = now_ns() + timeout_ns;
+        uint64_t end = now_nsec() + timeout_ns;
 
         while (atomic_load(&sp->s->n_resumes) == n_before) {
-                if (now_ns() > end)
+                if (now_nsec() > end)
                         return -ETIMEDOUT;
                 sleep_ns(100 * NSEC_PER_USEC);
         }
@@ -416,7 +430,7 @@ static void test_runtime_file(void) {
         int r;
 
         if (!have_runtime) {
-                skipped("cpu.max.runtime: set, add, subtract, reject", "no cpu.max.runtime (stock kernel)");
+                without_runtime("cpu.max.runtime: set, add, subtract, reject");
                 return;
         }
         r = cg_make("runtime-file", g, sizeof(g));
@@ -507,7 +521,7 @@ static int lat_trial(const char *g, Spinner *sp, Inject how, double *ret_ms) {
                 return r;
         }
         before = atomic_load(&sp->s->n_resumes);
-        t0 = now_ns();
+        t0 = now_nsec();
         switch (how) {
         case INJECT_RUNTIME:
                 r = cg_write(g, "cpu.max.runtime", "+" STR(LAT_INJECT_USEC));
@@ -636,30 +650,25 @@ static void test_unthrottle(void) {
                 printf("# cpu.max write -> spinner runs: median %.3f ms, max %.3f ms (%d trials)\n",
                        quota->median_ms, quota->max_ms, LAT_TRIALS);
                 printf("figure: kernel.%s.quota_write_unthrottle_ms %.3f ms\n", flavour, quota->median_ms);
-                if (!have_runtime)
+                if (!have_runtime && !expect_runtime)
                         printf("figure: kernel.stock.inject_unthrottle_ms %.3f ms\n", quota->median_ms);
         }
 
+        /* What this test judges is that the write acts at once rather than
+         * at the next period.  How fast is a figure: the 1 ms target is the
+         * bench's to judge (tests/realkernel/bench.sh), as it is, whatever
+         * the host's load; the cpu.max write's median, measured in the
+         * same trials, is printed next to it for context. */
+        snprintf(name, sizeof(name), "cpu.max.runtime \"+%d\" unthrottles well before the next period (< %d ms)",
+                 LAT_INJECT_USEC, LAT_PERIOD_USEC / 1000 / 10);
         if (!have_runtime) {
-                skipped("cpu.max.runtime \"+N\" unthrottles within 1 ms", "no cpu.max.runtime (stock kernel)");
+                without_runtime(name);
                 return;
         }
-        snprintf(name, sizeof(name), "cpu.max.runtime \"+%d\" unthrottles within 1 ms", LAT_INJECT_USEC);
-        /* A cpu.max write unthrottles at once by construction, and its
-         * trials ran interleaved with these: when the host is so busy
-         * that even those took over half a millisecond, the runtime
-         * write may take up to twice as long as they did. */
-        if (rt && rt->median_ms >= LAT_LIMIT_MS && quota->median_ms >= LAT_LIMIT_MS / 2 &&
-            rt->median_ms < 2 * quota->median_ms) {
-                printf("# the host is slow to wake vCPUs (cpu.max write: %.3f ms): compared with that\n",
-                       quota->median_ms);
-                snprintf(name, sizeof(name),
-                         "cpu.max.runtime \"+%d\" unthrottles about as fast as a cpu.max write", LAT_INJECT_USEC);
-                result(true, name);
-        } else
-                result(rt && rt->median_ms < LAT_LIMIT_MS, name);
+        result(rt && rt->median_ms < LAT_PERIOD_USEC / 1000.0 / 10, name);
         if (rt) {
-                printf("# cpu.max.runtime write -> spinner runs: median %.3f ms, max %.3f ms (%d trials)\n",
+                printf("# cpu.max.runtime write -> spinner runs: median %.3f ms, max %.3f ms (%d trials); "
+                       "the bench holds the median to 1 ms\n",
                        rt->median_ms, rt->max_ms, LAT_TRIALS);
                 printf("figure: kernel.patched.inject_unthrottle_ms %.3f ms\n", rt->median_ms);
         }
@@ -676,7 +685,7 @@ static void test_injection(void) {
         int r;
 
         if (!have_runtime) {
-                skipped(name, "no cpu.max.runtime (stock kernel)");
+                without_runtime(name);
                 return;
         }
         r = cg_make("inject", g, sizeof(g));
@@ -695,7 +704,7 @@ static void test_injection(void) {
         }
         sleep_ns(300 * NSEC_PER_MSEC); /* the 1 % pattern */
 
-        t0 = now_ns();
+        t0 = now_nsec();
         if ((r = cg_read_key(g, "cpu.stat", "usage_usec", &use0)) < 0 ||
             (r = cg_read_key(g, "cpu.stat", "nr_periods", &per0)) < 0 ||
             (r = cg_read_u64(g, "cpu.max.runtime", &pool0)) < 0 ||
@@ -706,7 +715,7 @@ static void test_injection(void) {
             (r = cg_read_key(g, "cpu.stat", "nr_periods", &per1)) < 0 ||
             (r = cg_read_u64(g, "cpu.max.runtime", &pool1)) < 0)
                 goto out;
-        t1 = now_ns();
+        t1 = now_nsec();
 
         /* What the group used beyond its quota of every period it went through. */
         extra_ms = ((double) (use1 - use0) - (double) INJ_QUOTA_USEC * (double) (per1 - per0)) / 1000.0;
@@ -731,13 +740,37 @@ out:
 
 /* ---- main -------------------------------------------------------------- */
 
+/* What the harness says this kernel is: 1 patched, 0 stock, -1 not said
+ * (*ret_from: the variable that said it), -EINVAL for a value that is
+ * neither. */
+static int expectation(const char **ret_from) {
+        const char *v = getenv("VMMGR_EXPECT_CPU_MAX_RUNTIME");
+
+        *ret_from = "VMMGR_EXPECT_CPU_MAX_RUNTIME";
+        if (v && *v)
+                return strcmp(v, "1") == 0 ? 1 : strcmp(v, "0") == 0 ? 0 : -EINVAL;
+        v = getenv("VMMGR_TEST_KERNEL");
+        *ret_from = "VMMGR_TEST_KERNEL";
+        if (v && *v)
+                return strcmp(v, "patched") == 0 ? 1 : strcmp(v, "stock") == 0 ? 0 : -EINVAL;
+        *ret_from = NULL;
+        return -1;
+}
+
 int main(int argc, char **argv) {
         char buf[256], path[PATH_MAX];
+        const char *expect_from;
         struct utsname u;
         struct stat st;
-        int r;
+        int expect, r;
 
         setvbuf(stdout, NULL, _IOLBF, 0);
+        expect = expectation(&expect_from);
+        if (expect == -EINVAL) {
+                printf("%s: %s must be %s\n", argv[0], expect_from,
+                       strcmp(expect_from, "VMMGR_TEST_KERNEL") == 0 ? "patched or stock" : "1 or 0");
+                return 2;
+        }
         n_cpus = (int) sysconf(_SC_NPROCESSORS_ONLN);
         if (geteuid() != 0) {
                 printf("SKIP: needs root\n");
@@ -771,10 +804,21 @@ int main(int argc, char **argv) {
         }
         path_of(path, sizeof(path), top, "cpu.max.runtime");
         have_runtime = stat(path, &st) == 0;
-        flavour = have_runtime ? "patched" : "stock";
+        expect_runtime = expect < 0 ? have_runtime : expect == 1;
+        flavour = expect_runtime ? "patched" : "stock";
         uname(&u);
         printf("# kernel %s, %d CPUs, cgroup2 at %s, cpu.max.runtime %s\n", u.release, n_cpus, root,
                have_runtime ? "present" : "absent");
+        if (expect < 0) {
+                printf("# neither VMMGR_EXPECT_CPU_MAX_RUNTIME nor VMMGR_TEST_KERNEL is set: taken as the %s "
+                       "kernel because cpu.max.runtime is %s\n",
+                       flavour, have_runtime ? "present" : "absent");
+        } else {
+                printf("# %s says: the %s kernel\n", expect_from, flavour);
+                result(have_runtime == expect_runtime,
+                       expect_runtime ? "cpu.max.runtime exists (patched kernel)"
+                                      : "no cpu.max.runtime (stock kernel)");
+        }
 
         test_runtime_file();
         test_unthrottle();
