@@ -2,22 +2,19 @@
 /*
  * qemu suite: binding a real QEMU's threads into a VM's role groups on
  * this host's cpu controller, in a subtree of our own that is removed at
- * the end.  Skips (77) without root, QEMU, or a writable cpu controller.
+ * the end.  Skips (77) without root, a writable cpu controller or an
+ * installed QEMU; a QEMU that is installed (or named by VMMGR_QEMU) and
+ * does not start, or does not answer QMP, fails the group.
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <cmocka.h>
-
+#include "common/clock.h"
+#include "tests/common/vtest.h"
 #include "kernel/kernel.h"
 #include "qmp/qmp.h"
 #include "tests/qmp/qemu-helper.h"
@@ -31,8 +28,11 @@ typedef struct Fixture {
         KHost *host;
         VmId id;
         char subtree[64];
+        char skip[128]; /* why every case skips; "" when they run */
 } Fixture;
 
+/* Fills f->skip for what this host does not offer; returns -1 for what
+ * is there and fails. */
 static int setup(void **state) {
         static const TestQemuOptions opts = { .smp = 2, .n_iothreads = 1, .uuid = UUID };
         KHostConfig cfg = { 0 };
@@ -44,28 +44,38 @@ static int setup(void **state) {
                 return -1;
         *state = f;
         if (geteuid() != 0) {
-                print_message("skip: needs root for cgroups\n");
+                snprintf(f->skip, sizeof(f->skip), "needs root for cgroups");
                 return 0;
         }
         snprintf(f->subtree, sizeof(f->subtree), "vmmgr-test-%d", (int) getpid());
         cfg.subtree = f->subtree;
-        if (kh_open(&cfg, &f->host) < 0 || !kh_manages(f->host, CG_CTRL_CPU) || kh_subtree_setup(f->host) < 0) {
-                print_message("skip: no writable cpu controller\n");
+        r = kh_open(&cfg, &f->host);
+        if (r == 0 && !kh_manages(f->host, CG_CTRL_CPU))
+                r = -EOPNOTSUPP;
+        if (r == 0)
+                r = kh_subtree_setup(f->host);
+        if (r < 0) {
+                snprintf(f->skip, sizeof(f->skip), "no writable cpu controller: %s", strerror(-r));
                 f->host = kh_free(f->host);
                 return 0;
         }
+        vm_id_parse(UUID, &f->id);
         r = test_qemu_start(&opts, &f->vm);
         if (r == -ENOENT) {
-                print_message("skip: no qemu-system-x86_64\n");
+                snprintf(f->skip, sizeof(f->skip), "QEMU is not installed (no qemu-system-x86_64 on PATH)");
                 return 0;
         }
-        if (r < 0)
-                return -1;
+        if (r < 0) {
+                fprintf(stderr, "QEMU did not start: %s\n", strerror(-r));
+                return -1; /* cmocka still runs the group teardown */
+        }
         r = qmp_connect_sync(test_qemu_qmp_path(f->vm, 0), 5000, &f->qmp, &reason);
-        free(reason);
-        if (r < 0)
+        if (r < 0) {
+                fprintf(stderr, "QMP connect: %s\n", reason ? reason : strerror(-r));
+                free(reason);
                 return -1;
-        vm_id_parse(UUID, &f->id);
+        }
+        free(reason);
         return 0;
 }
 
@@ -91,8 +101,8 @@ static int teardown(void **state) {
 
 #define NEED_QEMU(f)                                  \
         do {                                          \
-                if (!(f)->vm || !(f)->host)           \
-                        skip();                       \
+                if ((f)->skip[0])                     \
+                        vt_skip("%s", (f)->skip);     \
         } while (0)
 
 static bool comm_is(pid_t pid, pid_t tid, const char *prefix) {
@@ -172,10 +182,11 @@ static void test_foreign_thread_ignored(void **state) {
         VmThreadRoles roles = { 0 };
         VmBindStats st;
         QmpError err = { 0 };
-        pid_t pid = test_qemu_pid(f->vm ? f->vm : NULL), *tids = NULL;
+        pid_t pid, *tids = NULL;
         size_t n;
 
         NEED_QEMU(f);
+        pid = test_qemu_pid(f->vm);
         assert_int_equal(vm_thread_roles_query(f->qmp, 5000, &roles, &err), 0);
         /* A QEMU that claims our own thread is a vCPU must not get it moved. */
         roles.vcpus[1] = getpid();
@@ -185,12 +196,6 @@ static void test_foreign_thread_ignored(void **state) {
         assert_false(has(tids, n, getpid()));
         free(tids);
         vm_thread_roles_done(&roles);
-}
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
 }
 
 static void test_vcpu_quota(void **state) {
@@ -235,5 +240,5 @@ int main(void) {
                 cmocka_unit_test(test_foreign_thread_ignored),
                 cmocka_unit_test(test_vcpu_quota),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return vt_run_group_tests(tests, setup, teardown);
 }
