@@ -30,8 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cmocka.h>
-
+#include "tests/common/vtest.h"
 #include "common/macros.h"
 #include "vmmgr/api.h"
 #include "vmmgr/http-client.h"
@@ -1205,7 +1204,7 @@ static void test_peercred(void **state) {
         unsigned before;
 
         if (geteuid() != 0)
-                skip(); /* needs root to become another user */
+                vt_skip("needs root to connect as another user");
 
         /* The group's members must be able to reach the socket at all; the
          * check under test is the one after connect(). */
@@ -1446,5 +1445,5 @@ int main(void) {
         /* vmmgrd ignores SIGPIPE too: a client that hangs up mid-reply must
          * not kill the server. */
         signal(SIGPIPE, SIG_IGN);
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return vt_run_group_tests(tests, NULL, NULL);
 }
