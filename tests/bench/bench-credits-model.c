@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "kernel/kernel.h"
 #include "kernel/kmodel.h"
 #include "kernel/model-internal.h"
@@ -124,20 +125,6 @@ static uint64_t splitmix(uint64_t *s) {
 
 static uint64_t rnd_in(uint64_t *s, uint64_t lo, uint64_t hi) {
         return lo + splitmix(s) % (hi - lo + 1);
-}
-
-static double wall_now(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
-static double cpu_now(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
 static void die(const char *what, int r) {
@@ -634,13 +621,13 @@ typedef struct Partial {
 
 static void run_part(const Opts *o, Policy policy, size_t stride, size_t offset, size_t n, Partial *p) {
         Sim s;
-        double c0 = cpu_now();
+        double c0 = clock_now_sec(CLOCK_PROCESS_CPUTIME_ID);
         Vm *w;
 
         sim_setup(&s, n, policy, o->seed, stride, offset);
         sim_run(&s, (uint64_t) (o->hours * 3600.0 * 1e6));
         sim_measure(&s, &p->res, o->verbose);
-        p->cpu_s = cpu_now() - c0;
+        p->cpu_s = clock_now_sec(CLOCK_PROCESS_CPUTIME_ID) - c0;
         p->looks = s.looks;
         p->ff_periods = s.model->ff_periods;
         p->ff_jumps = s.model->ff_jumps;
@@ -657,7 +644,7 @@ static double run_policy(const Opts *o, Policy policy, size_t n_total, size_t su
         Partial parts[8];
         pid_t pids[8];
         int fds[8];
-        double w0 = wall_now(), wall, cpu = 0;
+        double w0 = now_sec(), wall, cpu = 0;
         Result all = { 0 };
         uint64_t looks = 0, ffp = 0, ffj = 0;
         double writes = 0, rwrites = 0, mean_num = 0;
@@ -707,7 +694,7 @@ static double run_policy(const Opts *o, Policy policy, size_t n_total, size_t su
                         exit(1);
                 }
         }
-        wall = wall_now() - w0;
+        wall = now_sec() - w0;
         for (int j = 0; j < jobs; j++) {
                 Result *r = &parts[j].res;
 
@@ -806,9 +793,9 @@ static double cost_run(size_t n, size_t rounds, Policy policy, uint64_t seed, ui
                 double c0;
 
                 advance_to(&s, now);
-                c0 = cpu_now();
+                c0 = clock_now_sec(CLOCK_PROCESS_CPUTIME_ID);
                 cost_ticks_measured(banks, n, now);
-                t += cpu_now() - c0;
+                t += clock_now_sec(CLOCK_PROCESS_CPUTIME_ID) - c0;
         }
         if (ret_ticks)
                 *ret_ticks = (uint64_t) n * rounds;
@@ -849,7 +836,7 @@ static double cost_run_scheduled(size_t n, uint64_t seconds, Policy policy, uint
                         }
 
                 advance_to(&s, now);
-                c0 = cpu_now();
+                c0 = clock_now_sec(CLOCK_PROCESS_CPUTIME_ID);
                 for (size_t i = 0; i < n; i++) {
                         int r;
 
@@ -861,7 +848,7 @@ static double cost_run_scheduled(size_t n, uint64_t seconds, Policy policy, uint
                         looks += measured;
                 }
                 if (measured)
-                        t += cpu_now() - c0;
+                        t += clock_now_sec(CLOCK_PROCESS_CPUTIME_ID) - c0;
         }
         for (size_t i = 0; i < n; i++) {
                 CreditSnapshot sn;
@@ -894,8 +881,8 @@ static void run_cost(const Opts *o) {
         kns = cost_run(1000, o->cost_rounds * 5, POLICY_KERNEL, o->seed, &ticks);
         printf("kernel bank, patched model: 1000 VMs: %.0f ns per credit_bank_tick (cpu.stat + cpu.max.runtime "
                "+ the occasional relative write).  Note: this is the model's file cost (no kernel here has "
-               "cpu.max.runtime); bench-credits-real estimates the real syscalls on this host.  At 1,000 VMs and "
-               "one look per VM per second it would be %.5f %% of a core\n",
+               "cpu.max.runtime); bench-credits-real extrapolates from the real syscalls on this host.  At 1,000 "
+               "VMs and one look per VM per second it would be %.5f %% of a core (extrapolated, not a figure)\n",
                kns, kns * 1000.0 / 1e9 * 100.0);
         printf("figure: credits.cost.kernel_model_ns_per_vm_tick %.0f ns\n", kns);
         {
@@ -959,21 +946,21 @@ int main(int argc, char **argv) {
         if (!any)
                 o.accuracy = o.cost = true;
         if (o.accuracy) {
-                double w0 = wall_now(), worst;
+                double w0 = now_sec(), worst;
 
                 worst = run_policy(&o, POLICY_EMULATED, o.vms, 1);
                 if (!o.only_emulated) {
                         worst = fmax(worst, run_policy(&o, POLICY_KERNEL, o.vms, 1));
                         printf("figure: credits.model.max_error_pct %.5f %%\n", worst);
                         /* both banks' runs over the whole population */
-                        printf("figure: credits.model.sim_seconds %.1f s\n", wall_now() - w0);
+                        printf("figure: credits.model.sim_seconds %.1f s\n", now_sec() - w0);
                         if (o.naive_stride > 0)
                                 run_policy(&o, POLICY_NAIVE, (o.vms + o.naive_stride - 1) / o.naive_stride,
                                            o.naive_stride);
                 }
                 if (o.only_emulated)
                         printf("figure: credits.model.max_error_pct %.5f %%\n", worst);
-                printf("figure: credits.model.all_banks_seconds %.1f s\n", wall_now() - w0);
+                printf("figure: credits.model.all_banks_seconds %.1f s\n", now_sec() - w0);
         }
         if (o.cost)
                 run_cost(&o);

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "kernel/backend.h"
 #include "kernel/kmodel.h"
 #include "kernel/model-internal.h"
@@ -622,21 +623,19 @@ int main(int argc, char **argv) {
         unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 10) : 400, first = argc > 2 ? strtoul(argv[2], NULL, 10) : 1;
         uint64_t ff_periods = 0, ff_jumps = 0, long_periods = 0, edge_periods = 0;
         unsigned long failed = 0;
-        struct timespec t0, t1;
+        double t0 = now_sec();
 
-        clock_gettime(CLOCK_MONOTONIC, &t0);
         for (unsigned long s = first; s < first + n; s++)
                 failed += run_scenario(s, &ff_periods, &ff_jumps) != 0;
         for (unsigned long s = first; s < first + n / 2; s++)
                 failed += run_edge(s, &edge_periods) != 0;
         failed += run_long(false, &long_periods) != 0;
         failed += run_long(true, &long_periods) != 0;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
         printf("%lu random scenarios (seeds %lu..%lu), %lu near the closed form's edges, 2 long ones: %lu differ; "
                "fast-forward covered %" PRIu64 " periods in %" PRIu64 " jumps (edge ones: %" PRIu64
                " periods, long ones: %" PRIu64 "); %.1f s\n",
                n, first, first + n - 1, n / 2, failed, ff_periods, ff_jumps, edge_periods, long_periods,
-               (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+               now_sec() - t0);
         if (ff_periods == 0 || long_periods == 0 || (n >= 10 && edge_periods == 0)) {
                 fprintf(stderr, "FAIL: fast-forward never engaged\n");
                 return 1;
