@@ -57,6 +57,12 @@ typedef struct Fake {
         ServiceSpecChange last_change;
         int64_t last_amount;
         ServiceMemorySet last_mem;
+        /* A registration's answer, given by the loop after the dispatch
+         * that asked (the service never answers from inside the call). */
+        bool reg_pending;
+        ServiceRegisterDone reg_done;
+        void *reg_userdata;
+        ServiceVm reg_vm;
 } Fake;
 
 static unsigned fake_calls(Fake *f) {
@@ -122,7 +128,7 @@ static int fake_vm_get(void *ctx, const VmId *id, ServiceVm *ret, ServiceError *
         return 0;
 }
 
-static int fake_vm_register(void *ctx, const ServiceRegister *req, ServiceVm *ret, ServiceError *err) {
+static int fake_vm_register_now(void *ctx, const ServiceRegister *req, ServiceVm *ret, ServiceError *err) {
         Fake *f = ctx;
         ServiceError ignore;
         FakeVm *v = NULL;
@@ -171,6 +177,26 @@ static int fake_vm_register(void *ctx, const ServiceRegister *req, ServiceVm *re
         v->cr.period_usec = 100000;
         *ret = v->vm;
         return 0;
+}
+
+static int fake_vm_register(void *ctx, const ServiceRegister *req, ServiceRegisterDone done, void *userdata,
+                            ServiceError *err) {
+        Fake *f = ctx;
+        int r = fake_vm_register_now(ctx, req, &f->reg_vm, err);
+
+        if (r < 0)
+                return r;
+        f->reg_pending = true;
+        f->reg_done = done;
+        f->reg_userdata = userdata;
+        return 0;
+}
+
+static void fake_answer_registration(Fake *f) {
+        if (!f->reg_pending)
+                return;
+        f->reg_pending = false;
+        f->reg_done(0, &f->reg_vm, NULL, f->reg_userdata);
 }
 
 static int fake_vm_unregister(void *ctx, const VmId *id, ServiceError *err) {
@@ -375,6 +401,7 @@ static void *loop(void *arg) {
                 if (p[1].revents)
                         break;
                 (void) api_dispatch(s->api);
+                fake_answer_registration(&s->fake);
         }
         return NULL;
 }
