@@ -560,6 +560,12 @@ static int mark_vfio(struct json_object *ret, void *out) {
         return 0;
 }
 
+int qmp_parse_pci_mark_vfio(const char *qom_list_json, QmpPciDevice *devices, size_t n) {
+        QmpPciList l = { .devices = devices, .n = n };
+
+        return parse_text(qom_list_json, mark_vfio, &l);
+}
+
 int qmp_query_pci(Qmp *q, int timeout_ms, QmpPciDevice **ret, size_t *ret_n, QmpError *ret_error) {
         struct json_object *args;
         QmpError qom_error = {};

@@ -321,6 +321,10 @@ typedef struct QmpPciDevice {
         bool is_vfio;
 } QmpPciDevice;
 int qmp_parse_pci(const char *return_json, QmpPciDevice **ret, size_t *ret_n);
+/* The asynchronous half of qmp_query_pci(): marks is_vfio on the devices
+ * whose qdev_id the reply of qom-list {"path": "/machine/peripheral"}
+ * names as a child<vfio-pci>. */
+int qmp_parse_pci_mark_vfio(const char *qom_list_json, QmpPciDevice *devices, size_t n);
 int qmp_query_pci(Qmp *q, int timeout_ms, QmpPciDevice **ret, size_t *ret_n,
                   QmpError *ret_error);
 void qmp_pci_devices_free(QmpPciDevice *devices, size_t n);

@@ -10,6 +10,13 @@
  *   3. the body: parsed with json-c (strict, depth-limited) and checked in
  *      full -- every key known, every type and range right -- before the
  *      service sees it, so a rejected request changes nothing.
+ *
+ * Before all of them, connections are counted (api.h, "Limits"): every
+ * connection libmicrohttpd accepts is tracked from its connection
+ * notification, and one that waits for its request can be closed to make
+ * room or when its time is up.  Closing is shutdown(2) on its socket: the
+ * descriptor stays libmicrohttpd's, which sees the hang-up on its next
+ * round and closes the connection itself.
  */
 #include "vmmgr/api.h"
 
@@ -31,6 +38,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -48,6 +57,11 @@
  * still gets its 413) -- but only up to this many times the cap; beyond it
  * the connection is closed. */
 #define DISCARD_FACTOR 16u
+/* libmicrohttpd's own limits (total, and per address on TLS) sit this far
+ * above ours: connections we shut down still count there until its next
+ * round closes them, and one round accepts up to 11 new ones. */
+#define CLOSING_SLACK 32u
+#define CONNECTIONS_MIN 4u
 
 const uint64_t api_latency_bounds_usec[API_LATENCY_BUCKETS] = {
         250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
@@ -58,10 +72,14 @@ struct Api {
         void *ops_ctx;
         struct MHD_Daemon *unix_daemon, *tls_daemon;
         int epoll_fd;
+        /* Readable (through epoll_fd) when a suspended request was resumed:
+         * libmicrohttpd in external mode needs an MHD_run() to notice. */
+        int wake_fd;
         char *unix_path;
         gid_t allowed_gid;
         uint16_t tcp_port;
-        size_t max_body;
+        size_t max_body, max_header;
+        unsigned connection_limit, per_peer_limit, timeout_sec;
         /* libmicrohttpd keeps pointers to the PEM texts. */
         char *tls_cert, *tls_key, *tls_ca;
         struct Listener *unix_listener, *tls_listener;
@@ -73,11 +91,35 @@ typedef enum Transport {
         TRANSPORT_TLS,
 } Transport;
 
+typedef struct Conn Conn;
+
 /* One per libmicrohttpd daemon: the access handler learns its transport. */
 typedef struct Listener {
         Api *api;
         Transport transport;
+        Conn *conns;               /* every connection libmicrohttpd holds */
+        Conn *wait_head, *wait_tail; /* those waiting for a request, oldest first */
+        unsigned live;             /* connections not shut down by us */
 } Listener;
+
+/* Who is on the other end: a uid (UNIX socket) or an address (TLS). */
+typedef struct Peer {
+        int family; /* AF_UNIX, AF_INET, AF_INET6; 0: unknown */
+        uid_t uid;
+        uint8_t addr[16];
+} Peer;
+
+/* One accepted connection (libmicrohttpd's socket context). */
+struct Conn {
+        Listener *l;
+        int fd;
+        Peer peer;
+        uint64_t since_usec; /* waiting for a request since: accepted, or the previous answer */
+        bool waiting;        /* in the wait list: may be closed for room or when late */
+        bool closing;        /* shut down by us; libmicrohttpd has yet to close it */
+        Conn *prev, *next;   /* Listener.conns */
+        Conn *wait_prev, *wait_next;
+};
 
 struct ApiRequest {
         Api *api;
@@ -95,6 +137,8 @@ struct ApiRequest {
         const char *content_type; /* static */
         char header_value[64]; /* Location (201) or Allow (405) */
         bool queued;
+        bool waiting; /* suspended until the service answers */
+        bool resumed; /* the service answered: queue the reply */
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -156,6 +200,8 @@ static unsigned service_status(int r) {
         case EINVAL:
         case ERANGE:
                 return 400;
+        case ETIMEDOUT:
+                return 504;
         default:
                 return 500;
         }
@@ -416,10 +462,27 @@ static bool parse_spec(ApiRequest *req, struct json_object *spec, CreditSpec *re
         return true;
 }
 
+/* The end of a registration (ServiceRegisterDone): the answer is queued
+ * when libmicrohttpd hands the resumed connection back to on_request. */
+static void on_registered(int r, const ServiceVm *vm, const ServiceError *err, void *userdata) {
+        ApiRequest *req = userdata;
+
+        if (r < 0) {
+                ServiceError e = *err;
+                (void) reply_service_error(req, r, &e);
+        } else {
+                snprintf(req->header_value, sizeof req->header_value, "/v1/vms/%s", vm->id.str);
+                (void) reply_json(req, 201, json_io_vm(vm));
+        }
+        req->waiting = false;
+        req->resumed = true;
+        MHD_resume_connection(req->conn);
+        (void) eventfd_write(req->api->wake_fd, 1);
+}
+
 static int h_vms_create(ApiRequest *req) {
         static const char *const keys[] = { "uuid", "qmp", "class", "spec", NULL };
         ServiceRegister reg = {};
-        ServiceVm vm = {};
         ServiceError err = {};
         struct json_object *spec;
         const char *qmp;
@@ -444,11 +507,14 @@ static int h_vms_create(ApiRequest *req) {
                 reg.has_spec = true;
         }
 
-        r = req->api->ops->vm_register(req->api->ops_ctx, &reg, &vm, &err);
+        /* The service answers once QEMU has (on_registered); meanwhile this
+         * connection is suspended and the loop serves everyone else. */
+        r = req->api->ops->vm_register(req->api->ops_ctx, &reg, on_registered, req, &err);
         if (r < 0)
                 return reply_service_error(req, r, &err);
-        snprintf(req->header_value, sizeof req->header_value, "/v1/vms/%s", vm.id.str);
-        return reply_json(req, 201, json_io_vm(&vm));
+        req->waiting = true;
+        MHD_suspend_connection(req->conn);
+        return 0;
 }
 
 static int h_vm_get(ApiRequest *req) {
@@ -1099,6 +1165,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 *upload_data_size = 0;
                 return MHD_YES;
         }
+        if (req->resumed) /* a suspended request's answer is ready */
+                return finish(req);
 
         if (*upload_data_size > 0) {
                 size_t n = *upload_data_size;
@@ -1139,6 +1207,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return finish(req);
 
         r = req->route->handler(req);
+        if (r >= 0 && req->waiting)
+                return MHD_YES;
         if (r < 0 || req->status == 0)
                 reply_error(req, 500, NULL, "internal error: %s", strerror(r < 0 ? -r : EIO));
         return finish(req);
@@ -1416,7 +1486,9 @@ static int watch(Api *api, struct MHD_Daemon *d) {
 static struct MHD_Daemon *start_daemon(Api *api, Listener *l, int fd, const ApiConfig *cfg) {
         unsigned limit = cfg->connection_limit ? cfg->connection_limit : 64;
         unsigned timeout = cfg->connection_timeout_sec ? cfg->connection_timeout_sec : 30;
-        unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+        /* Suspend/resume: a request that waits for QEMU (registration)
+         * is parked without holding the loop. */
+        unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
 
         if (l->transport == TRANSPORT_TLS)
                 return MHD_start_daemon(
@@ -1447,6 +1519,8 @@ Api *api_free(Api *api) {
                 (void) unlink(api->unix_path);
         if (api->epoll_fd >= 0)
                 close(api->epoll_fd);
+        if (api->wake_fd >= 0)
+                close(api->wake_fd);
         free(api->unix_listener);
         free(api->tls_listener);
         free(api->unix_path);
@@ -1473,8 +1547,15 @@ int api_new(const ApiConfig *cfg, const ServiceOps *ops, void *ops_ctx, Api **re
         api->ops_ctx = ops_ctx;
         api->allowed_gid = cfg->allowed_gid;
         api->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : API_BODY_MAX_DEFAULT;
+        api->wake_fd = -EBADF;
         api->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
         if (api->epoll_fd < 0)
+                return negative_errno();
+        api->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (api->wake_fd < 0)
+                return negative_errno();
+        if (epoll_ctl(api->epoll_fd, EPOLL_CTL_ADD, api->wake_fd,
+                      &(struct epoll_event) { .events = EPOLLIN, .data.ptr = NULL }) < 0)
                 return negative_errno();
 
         if (cfg->tcp_address) {
@@ -1555,8 +1636,10 @@ int api_get_timeout_ms(Api *api) {
 }
 
 int api_dispatch(Api *api) {
+        eventfd_t ignored;
         int r = 0;
 
+        (void) eventfd_read(api->wake_fd, &ignored); /* nonblocking: -EAGAIN when not woken */
         /* Both, whichever woke us: MHD_run() never blocks and is cheap when
          * idle, and a timeout may be due on either. */
         if (api->unix_daemon && MHD_run(api->unix_daemon) != MHD_YES)

@@ -14,8 +14,35 @@ void vm_thread_roles_done(VmThreadRoles *r) {
         *r = (VmThreadRoles) { 0 };
 }
 
-int vm_thread_roles_query(Qmp *q, int timeout_ms, VmThreadRoles *ret, QmpError *ret_error) {
+int vm_thread_roles_from_qmp(const QmpCpu *cpus, size_t ncpus, const QmpIothread *io, size_t nio,
+                             VmThreadRoles *ret) {
         VmThreadRoles roles = { 0 };
+
+        roles.vcpus = calloc(ncpus ? ncpus : 1, sizeof(pid_t));
+        roles.io = calloc(nio ? nio : 1, sizeof(pid_t));
+        if (!roles.vcpus || !roles.io) {
+                vm_thread_roles_done(&roles);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < ncpus; i++) {
+                if (cpus[i].thread_id <= 0 || cpus[i].thread_id > INT32_MAX) {
+                        vm_thread_roles_done(&roles);
+                        return -EBADMSG; /* not a thread id */
+                }
+                roles.vcpus[roles.n_vcpus++] = (pid_t) cpus[i].thread_id;
+        }
+        for (size_t i = 0; i < nio; i++) {
+                if (io[i].thread_id <= 0 || io[i].thread_id > INT32_MAX) {
+                        vm_thread_roles_done(&roles);
+                        return -EBADMSG;
+                }
+                roles.io[roles.n_io++] = (pid_t) io[i].thread_id;
+        }
+        *ret = roles;
+        return 0;
+}
+
+int vm_thread_roles_query(Qmp *q, int timeout_ms, VmThreadRoles *ret, QmpError *ret_error) {
         QmpCpu *cpus = NULL;
         QmpIothread *io = NULL;
         size_t ncpus = 0, nio = 0;
@@ -25,33 +52,8 @@ int vm_thread_roles_query(Qmp *q, int timeout_ms, VmThreadRoles *ret, QmpError *
         if (r < 0)
                 return r;
         r = qmp_query_iothreads(q, timeout_ms, &io, &nio, ret_error);
-        if (r < 0)
-                goto out;
-        roles.vcpus = calloc(ncpus ? ncpus : 1, sizeof(pid_t));
-        roles.io = calloc(nio ? nio : 1, sizeof(pid_t));
-        if (!roles.vcpus || !roles.io) {
-                r = -ENOMEM;
-                goto out;
-        }
-        for (size_t i = 0; i < ncpus; i++) {
-                if (cpus[i].thread_id <= 0 || cpus[i].thread_id > INT32_MAX) {
-                        r = -EBADMSG; /* not a thread id */
-                        goto out;
-                }
-                roles.vcpus[roles.n_vcpus++] = (pid_t) cpus[i].thread_id;
-        }
-        for (size_t i = 0; i < nio; i++) {
-                if (io[i].thread_id <= 0 || io[i].thread_id > INT32_MAX) {
-                        r = -EBADMSG;
-                        goto out;
-                }
-                roles.io[roles.n_io++] = (pid_t) io[i].thread_id;
-        }
-        *ret = roles;
-        roles = (VmThreadRoles) { 0 };
-        r = 0;
-out:
-        vm_thread_roles_done(&roles);
+        if (r == 0)
+                r = vm_thread_roles_from_qmp(cpus, ncpus, io, nio, ret);
         qmp_cpus_free(cpus, ncpus);
         qmp_iothreads_free(io, nio);
         return r;

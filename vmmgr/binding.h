@@ -27,7 +27,13 @@ typedef struct VmThreadRoles {
 
 void vm_thread_roles_done(VmThreadRoles *r);
 
-/* Asks QEMU for its vCPU and iothread thread ids. */
+/* The roles from query-cpus-fast and query-iothreads as parsed by libqmp
+ * (the asynchronous path).  -EBADMSG for an id that is not a thread id. */
+int vm_thread_roles_from_qmp(const QmpCpu *cpus, size_t ncpus, const QmpIothread *io, size_t nio,
+                             VmThreadRoles *ret);
+
+/* Asks QEMU for its vCPU and iothread thread ids (blocking: tools and
+ * tests only; vmmgrd asks asynchronously). */
 int vm_thread_roles_query(Qmp *q, int timeout_ms, VmThreadRoles *ret, QmpError *ret_error);
 
 typedef struct VmBindStats {

@@ -338,6 +338,11 @@ CreditBank *credit_bank_free(CreditBank *b) {
         return NULL;
 }
 
+void credit_bank_set_tick_usec(CreditBank *b, uint64_t tick_usec) {
+        if (tick_usec > 0)
+                b->params.tick_usec = tick_usec;
+}
+
 int credit_bank_set_spec(CreditBank *b, const CreditSpec *spec, uint64_t now_usec) {
         CreditSpec old = b->spec;
         CreditLedger saved;

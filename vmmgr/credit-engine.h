@@ -78,6 +78,10 @@ int credit_bank_tick(CreditBank *b, uint64_t now_usec);
 uint64_t credit_bank_next_tick_usec(const CreditBank *b);
 
 #define CREDIT_BANK_MAX_INTERVAL_USEC UINT64_C(1000000)
+/* The tick the bank is looked at (vmmgrd's [daemon] tick, also after a
+ * reload): the emulated bank sizes a landing quota to outlast one tick. */
+void credit_bank_set_tick_usec(CreditBank *b, uint64_t tick_usec);
+
 /* Operator changes; each first brings the ledger up to now. */
 int credit_bank_set_spec(CreditBank *b, const CreditSpec *spec, uint64_t now_usec);
 int credit_bank_inject(CreditBank *b, int64_t delta_usec, uint64_t now_usec);

@@ -49,7 +49,7 @@ static int on_memory_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 uint64_t target;
                 char args[64];
 
-                if (!vm->qmp || !mem_engine_vm_balloon_request(d->mem, &vm->id, &target))
+                if (vm->link != VM_LINK_BOUND || !mem_engine_vm_balloon_request(d->mem, &vm->id, &target))
                         continue;
                 snprintf(args, sizeof(args), "{\"value\": %" PRIu64 "}", target);
                 /* vm->id.str lives as long as the connection the reply
@@ -57,9 +57,11 @@ static int on_memory_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 r = qmp_execute(vm->qmp, "balloon", args, QMP_TIMEOUT_MS, on_balloon_reply, vm->id.str);
                 if (r < 0)
                         log_warning_errno(r, "VM %s: balloon to %" PRIu64 " MiB: %m", vm->id.str, target >> 20);
-                else
+                else {
+                        vm_link_kick(vm);
                         log_info("VM %s: asked the guest for a balloon target of %" PRIu64 " MiB", vm->id.str,
                                  target >> 20);
+                }
         }
         r = sd_event_source_set_time_relative(s, MEMORY_TICK_USEC);
         if (r < 0)
@@ -121,61 +123,28 @@ void daemon_memory_tick_now(Daemon *d) {
                 (void) mem_engine_tick(d->mem, daemon_now_mono_usec());
 }
 
-/* What the VM is, memory-wise, from QEMU: RAM, passthrough devices,
- * a balloon. */
-static int vm_memory_spec(Vm *vm, MemPolVmSpec *ret, uint64_t *ret_balloon_actual) {
-        QmpMemorySummary ms = { 0 };
-        QmpPciDevice *pci = NULL;
-        QmpError qerr = { 0 };
-        size_t n = 0;
-        int r;
-
-        *ret = (MemPolVmSpec) { .priority = vm->mem_priority };
-        r = qmp_query_memory_size_summary(vm->qmp, QMP_TIMEOUT_MS, &ms, &qerr);
-        qmp_error_done(&qerr);
-        if (r < 0)
-                return r;
-        ret->ram_bytes = ms.base_memory_bytes + (ms.has_plugged_memory ? ms.plugged_memory_bytes : 0);
-        r = qmp_query_pci(vm->qmp, QMP_TIMEOUT_MS, &pci, &n, &qerr);
-        qmp_error_done(&qerr);
-        if (r == 0) {
-                for (size_t i = 0; i < n; i++)
-                        ret->passthrough |= pci[i].is_vfio;
-                qmp_pci_devices_free(pci, n);
-        } else if (r != -EREMOTEIO)
-                return r; /* a machine without PCI answers with an error: no devices */
-        r = qmp_query_balloon(vm->qmp, QMP_TIMEOUT_MS, ret_balloon_actual, &qerr);
-        qmp_error_done(&qerr);
-        if (r == 0)
-                ret->balloon = true;
-        else if (r != -EREMOTEIO)
-                return r;
-        return 0;
-}
-
-void daemon_vm_memory_start(Daemon *d, Vm *vm) {
-        MemPolVmSpec spec;
-        uint64_t actual = 0;
+/* Starts managing the VM's memory with what its link learnt from QEMU
+ * (RAM, passthrough devices, a balloon: vm-link.c asks without waiting). */
+void daemon_vm_memory_start(Daemon *d, Vm *vm, const MemPolVmSpec *spec, uint64_t actual) {
         int r;
 
         if (!d->mem || !vm->qmp)
                 return;
-        r = vm_memory_spec(vm, &spec, &actual);
-        if (r == 0)
-                r = mem_engine_vm_add(d->mem, &vm->id, &spec, daemon_now_mono_usec());
+        r = mem_engine_vm_add(d->mem, &vm->id, spec, daemon_now_mono_usec());
         if (r == -EEXIST)
-                r = mem_engine_vm_set_spec(d->mem, &vm->id, &spec);
+                r = mem_engine_vm_set_spec(d->mem, &vm->id, spec);
         if (r < 0) {
                 log_warning_errno(r, "VM %s: memory left unmanaged: %m", vm->id.str);
                 return;
         }
-        if (spec.balloon)
+        if (spec->balloon)
                 mem_engine_vm_balloon_actual(d->mem, &vm->id, actual);
         vm->mem_managed = true;
         if (vm->gpu_pci[0] && (r = mem_engine_vm_set_dmem(d->mem, &vm->id, vm->gpu_pci, &vm->dmem)) < 0)
                 log_warning_errno(r, "VM %s: GPU %s: dmem limits not applied: %m", vm->id.str, vm->gpu_pci);
-        log_info("VM %s: memory %" PRIu64 " MiB RAM%s%s, priority %" PRIu32, vm->id.str, spec.ram_bytes >> 20,
-                 spec.passthrough ? ", passthrough (pinned)" : "", spec.balloon ? ", balloon" : "", spec.priority);
+        log_info("VM %s: memory %" PRIu64 " MiB RAM%s%s, priority %" PRIu32, vm->id.str, spec->ram_bytes >> 20,
+                 spec->passthrough ? ", passthrough (pinned)" : "", spec->balloon ? ", balloon" : "",
+                 spec->priority);
 }
 
 void daemon_vm_memory_stop(Daemon *d, Vm *vm) {

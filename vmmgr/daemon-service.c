@@ -19,6 +19,7 @@
 #include "common/macros.h"
 #include "vmmgr/daemon.h"
 #include "vmmgr/hostinfo.h"
+#include "vmmgr/json-io.h"
 
 static int fail(ServiceError *err, int r, const char *field, const char *fmt, ...) _printf_(4, 5);
 static int fail(ServiceError *err, int r, const char *field, const char *fmt, ...) {
@@ -48,7 +49,8 @@ static void fill_vm(const Vm *vm, ServiceVm *ret) {
         *ret = (ServiceVm) {
                 .id = vm->id,
                 .pid = vm->pid,
-                .connected = vm->qmp != NULL,
+                .connected = vm->link == VM_LINK_BOUND,
+                .link = vm_link_state_to_string(vm->link),
                 .n_vcpus = (uint32_t) vm->roles.n_vcpus,
                 .n_iothreads = (uint32_t) vm->roles.n_io,
                 .registered_at_unix = vm->registered_at_unix,
@@ -56,6 +58,7 @@ static void fill_vm(const Vm *vm, ServiceVm *ret) {
         snprintf(ret->qmp_path, sizeof(ret->qmp_path), "%s", vm->qmp_path);
         snprintf(ret->class_name, sizeof(ret->class_name), "%s", vm->class_name);
         snprintf(ret->run_state, sizeof(ret->run_state), "%s", vm->run_state);
+        snprintf(ret->link_error, sizeof(ret->link_error), "%s", vm->link == VM_LINK_BOUND ? "" : vm->link_error);
 }
 
 static void fill_credits(Daemon *d, Vm *vm, ServiceCredits *ret) {
@@ -80,8 +83,10 @@ static void fill_credits(Daemon *d, Vm *vm, ServiceCredits *ret) {
         }
 }
 
-/* Commits the ledgers of up to two VMs and one event, in one transaction. */
-static int commit_change(Daemon *d, Vm *a, Vm *b, const char *kind, const char *detail, ServiceError *err) {
+/* Commits, in one transaction: the VM row (when given), the ledgers of up
+ * to two VMs and one event.  Nothing is on disk unless all of it is. */
+static int commit_change(Daemon *d, const StateVm *row, Vm *a, Vm *b, const char *kind, struct json_object *detail,
+                         ServiceError *err) {
         StateLedger recs[2];
         StateError serr;
         size_t n = 0;
@@ -100,10 +105,13 @@ static int commit_change(Daemon *d, Vm *a, Vm *b, const char *kind, const char *
         r = state_begin(d->db, &serr);
         if (r < 0)
                 goto fail;
+        if (row && (r = state_vm_put(d->db, row, &serr)) < 0)
+                goto rollback;
         r = state_ledger_put_batch(d->db, recs, n, &serr);
         if (r < 0)
                 goto rollback;
-        r = state_event_add(d->db, daemon_now_unix_usec(), a ? a->id.str : "", kind, detail, NULL, &serr);
+        r = state_event_add(d->db, daemon_now_unix_usec(), a ? a->id.str : "", kind, json_io_plain(detail),
+                            NULL, &serr);
         if (r < 0)
                 goto rollback;
         r = state_commit(d->db, &serr);
@@ -167,14 +175,25 @@ static void release_vm(Daemon *d, Vm *vm) {
         vm_free(vm);
 }
 
-static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceVm *ret, ServiceError *err) {
+static void vm_list_remove(Daemon *d, Vm *vm) {
+        for (size_t i = 0; i < d->n_vms; i++)
+                if (d->vms[i] == vm) {
+                        memmove(&d->vms[i], &d->vms[i + 1], (d->n_vms - i - 1) * sizeof(Vm *));
+                        d->n_vms--;
+                        return;
+                }
+}
+
+/* Registration, first half: checks what can be checked at once, then
+ * starts the VM's link.  The VM is listed (as "connecting") so that a
+ * second registration of the same id or socket is refused; it is stored
+ * only once its link is up (daemon_registration_finish). */
+static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceRegisterDone done, void *userdata,
+                           ServiceError *err) {
         Daemon *d = ctx;
         const char *cname = req->class_name ? req->class_name : d->cfg.default_class;
         const CreditClass *cls = credit_class_find(&d->cfg.classes, cname);
-        StateVm row = { 0 };
-        StateError serr;
         Vm *vm, **nv;
-        char detail[512];
         int r;
 
         if (daemon_find_vm(d, &req->id))
@@ -188,6 +207,15 @@ static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceVm *ret
         vm = calloc(1, sizeof(Vm));
         if (!vm)
                 return fail(err, -ENOMEM, NULL, "out of memory");
+        vm->registering = calloc(1, sizeof(VmRegistration));
+        nv = reallocarray(d->vms, d->n_vms + 1, sizeof(Vm *));
+        if (!vm->registering || !nv) {
+                free(nv == d->vms ? NULL : nv);
+                vm_free(vm);
+                return fail(err, -ENOMEM, NULL, "out of memory");
+        }
+        d->vms = nv;
+        *vm->registering = (VmRegistration) { .done = done, .userdata = userdata };
         vm->daemon = d;
         vm->id = req->id;
         snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s", req->qmp_path);
@@ -197,27 +225,55 @@ static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceVm *ret
                 vm->spec = cls->spec;
                 snprintf(vm->class_name, sizeof(vm->class_name), "%s", cls->name);
         }
+        snprintf(vm->run_state, sizeof(vm->run_state), "unknown");
         vm->registered_at_unix = daemon_now_unix_usec() / USEC_PER_SEC;
         /* vCPUs come from QEMU (the earn rate is per real vCPU) unless the
          * request's spec names them. */
         if (!req->has_spec || req->spec.vcpus == 0)
                 vm->spec.vcpus = 0;
-        r = daemon_vm_connect(d, vm, true, err);
+        d->vms[d->n_vms++] = vm;
+        r = vm_link_start(d, vm, true);
         if (r < 0) {
+                fail(err, r == -ENOENT || r == -ECONNREFUSED ? -EINVAL : r, "qmp", "cannot talk QMP on %s: %s",
+                     vm->qmp_path, vm->link_error[0] ? vm->link_error : strerror(-r));
+                vm_list_remove(d, vm);
                 vm_free(vm);
-                return r;
+                return err->field ? (r == -ENOENT || r == -ECONNREFUSED ? -EINVAL : r) : r;
         }
-        {
-                const char *field = NULL;
-                if (credit_spec_validate(&vm->spec, &field) < 0) {
-                        release_vm(d, vm);
-                        return fail(err, -EINVAL, field, "invalid credit spec: %s", field);
-                }
-        }
+        return 0;
+}
 
+/* Registration, second half: the link is up (bind, bank) or failed.  A
+ * registration is stored, with its ledger and its event, in one
+ * transaction before the client hears of it; any failure leaves nothing. */
+void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, const char *reason) {
+        VmRegistration reg = *vm->registering;
+        _cleanup_json_ struct json_object *detail = NULL;
+        ServiceError err = { 0 };
+        StateVm row = { 0 };
+        StateError serr;
+        ServiceVm svm;
+
+        free(vm->registering);
+        vm->registering = NULL;
+        if (r < 0) {
+                fail(&err, (r == -ENOENT || r == -ECONNREFUSED) && field && strcmp(field, "qmp") == 0 ? -EINVAL : r,
+                     field, "%s", reason ? reason : strerror(-r));
+                r = r == -ENOENT || r == -ECONNREFUSED ? -EINVAL : r;
+                goto fail;
+        }
+        if (credit_spec_validate(&vm->spec, &err.field) < 0) {
+                r = fail(&err, -EINVAL, err.field, "invalid credit spec: %s", err.field);
+                goto fail;
+        }
         daemon_vm_state_row(vm, &row);
-        snprintf(detail, sizeof(detail), "{\"qmp\":\"%s\",\"class\":\"%s\",\"pid\":%d,\"vcpus\":%u}",
-                 vm->qmp_path, vm->class_name, (int) vm->pid, vm->spec.vcpus);
+        detail = json_object_new_object();
+        if (!detail || json_io_add_string(detail, "qmp", vm->qmp_path) < 0 ||
+            json_io_add_string(detail, "class", vm->class_name) < 0 || json_io_add_int(detail, "pid", vm->pid) < 0 ||
+            json_io_add_int(detail, "vcpus", vm->spec.vcpus) < 0) {
+                r = fail(&err, -ENOMEM, NULL, "out of memory");
+                goto fail;
+        }
         r = state_begin(d->db, &serr);
         if (r == 0)
                 r = state_vm_put(d->db, &row, &serr);
@@ -232,24 +288,24 @@ static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceVm *ret
                         vm->committed_generation = s.ledger.generation;
         }
         if (r == 0)
-                r = state_event_add(d->db, daemon_now_unix_usec(), vm->id.str, "register", detail, NULL, &serr);
+                r = state_event_add(d->db, daemon_now_unix_usec(), vm->id.str, "register", json_io_plain(detail),
+                                    NULL, &serr);
         if (r == 0)
                 r = state_commit(d->db, &serr);
-        if (r == 0) {
-                nv = reallocarray(d->vms, d->n_vms + 1, sizeof(Vm *));
-                if (!nv)
-                        r = -ENOMEM; /* committed but not tracked: the next start adopts it */
-                else {
-                        d->vms = nv;
-                        d->vms[d->n_vms++] = vm;
-                        fill_vm(vm, ret);
-                        return 0;
-                }
+        if (r < 0) {
+                if (state_in_transaction(d->db))
+                        state_rollback(d->db);
+                fail(&err, r, NULL, "could not register: %s", serr.message);
+                goto fail;
         }
-        if (state_in_transaction(d->db))
-                state_rollback(d->db);
+        vm->adopted_once = true;
+        fill_vm(vm, &svm);
+        reg.done(0, &svm, NULL, reg.userdata);
+        return;
+fail:
+        vm_list_remove(d, vm);
         release_vm(d, vm);
-        return fail(err, r, NULL, "could not register: %s", r == -ENOMEM ? "out of memory" : serr.message);
+        reg.done(r, NULL, &err, reg.userdata);
 }
 
 static int svc_vm_unregister(void *ctx, const VmId *id, ServiceError *err) {
@@ -272,12 +328,7 @@ static int svc_vm_unregister(void *ctx, const VmId *id, ServiceError *err) {
                         state_rollback(d->db);
                 return fail(err, r, NULL, "could not unregister: %s", serr.message);
         }
-        for (size_t i = 0; i < d->n_vms; i++)
-                if (d->vms[i] == vm) {
-                        memmove(&d->vms[i], &d->vms[i + 1], (d->n_vms - i - 1) * sizeof(Vm *));
-                        d->n_vms--;
-                        break;
-                }
+        vm_list_remove(d, vm);
         release_vm(d, vm);
         log_info("VM %s unregistered", id->str);
         return 0;
@@ -296,10 +347,11 @@ static int svc_credits_set_spec(void *ctx, const VmId *id, const ServiceSpecChan
         Daemon *d = ctx;
         Vm *vm = need_vm(d, id, err);
         CreditSpec spec, old;
-        char class_name[CREDIT_CLASS_NAME_MAX], old_class[CREDIT_CLASS_NAME_MAX], detail[256];
+        char class_name[CREDIT_CLASS_NAME_MAX], old_class[CREDIT_CLASS_NAME_MAX];
+        _cleanup_json_ struct json_object *detail = NULL;
         const char *field = NULL;
+        CreditSnapshot before;
         StateVm row = { 0 };
-        StateError serr;
         int r;
 
         if (!vm)
@@ -331,23 +383,32 @@ static int svc_credits_set_spec(void *ctx, const VmId *id, const ServiceSpecChan
         if (credit_spec_validate(&spec, &field) < 0)
                 return fail(err, -EINVAL, field, "invalid credit spec: %s", field);
 
+        /* What an undo must bring back: a lower cap clamps the balance. */
+        (void) credit_bank_tick(vm->bank, daemon_now_mono_usec());
+        credit_bank_snapshot(vm->bank, &before);
         r = credit_bank_set_spec(vm->bank, &spec, daemon_now_mono_usec());
         if (r < 0)
                 return fail(err, r, NULL, "could not apply the spec: %s", strerror(-r));
         vm->spec = spec;
         snprintf(vm->class_name, sizeof(vm->class_name), "%s", class_name);
         daemon_vm_state_row(vm, &row); /* vm->spec and class are the new ones by now */
-        snprintf(detail, sizeof(detail),
-                 "{\"class\":\"%s\",\"baseline_ppm\":%u,\"cap_usec\":%" PRId64 ",\"launch_usec\":%" PRId64
-                 ",\"mode\":\"%s\"}",
-                 class_name, spec.baseline_ppm, spec.cap_usec, spec.launch_usec, credit_mode_to_string(spec.mode));
-        r = state_vm_put(d->db, &row, &serr);
-        if (r == 0)
-                r = commit_change(d, vm, NULL, "spec", detail, err);
+        detail = json_object_new_object();
+        if (!detail || json_io_add_string(detail, "class", class_name) < 0 ||
+            json_io_add_int(detail, "baseline_ppm", spec.baseline_ppm) < 0 ||
+            json_io_add_int(detail, "cap_usec", spec.cap_usec) < 0 ||
+            json_io_add_int(detail, "launch_usec", spec.launch_usec) < 0 ||
+            json_io_add_string(detail, "mode", credit_mode_to_string(spec.mode)) < 0)
+                r = fail(err, -ENOMEM, NULL, "out of memory");
         else
-                fail(err, r, NULL, "could not commit: %s", serr.message);
+                r = commit_change(d, &row, vm, NULL, "spec", detail, err);
         if (r < 0) {
+                CreditSnapshot now;
+
                 (void) credit_bank_set_spec(vm->bank, &old, daemon_now_mono_usec());
+                credit_bank_snapshot(vm->bank, &now);
+                if (before.ledger.balance_usec > now.ledger.balance_usec)
+                        (void) credit_bank_inject(vm->bank, before.ledger.balance_usec - now.ledger.balance_usec,
+                                                  daemon_now_mono_usec());
                 vm->spec = old;
                 snprintf(vm->class_name, sizeof(vm->class_name), "%s", old_class);
                 return r;
@@ -359,7 +420,7 @@ static int svc_credits_set_spec(void *ctx, const VmId *id, const ServiceSpecChan
 static int svc_credits_inject(void *ctx, const VmId *id, int64_t amount, ServiceCredits *ret, ServiceError *err) {
         Daemon *d = ctx;
         Vm *vm = need_vm(d, id, err);
-        char detail[64];
+        _cleanup_json_ struct json_object *detail = json_object_new_object();
         int r;
 
         if (!vm)
@@ -373,8 +434,10 @@ static int svc_credits_inject(void *ctx, const VmId *id, int64_t amount, Service
                                                                      : "that would exceed the VM's cap");
         if (r < 0)
                 return fail(err, r, NULL, "could not inject: %s", strerror(-r));
-        snprintf(detail, sizeof(detail), "{\"amount_usec\":%" PRId64 "}", amount);
-        r = commit_change(d, vm, NULL, "inject", detail, err);
+        if (!detail || json_io_add_int(detail, "amount_usec", amount) < 0)
+                r = fail(err, -ENOMEM, NULL, "out of memory");
+        else
+                r = commit_change(d, NULL, vm, NULL, "inject", detail, err);
         if (r < 0) {
                 (void) credit_bank_inject(vm->bank, -amount, daemon_now_mono_usec());
                 return r;
@@ -385,8 +448,8 @@ static int svc_credits_inject(void *ctx, const VmId *id, int64_t amount, Service
 
 static int svc_credits_transfer(void *ctx, const VmId *from, const VmId *to, int64_t amount, ServiceError *err) {
         Daemon *d = ctx;
+        _cleanup_json_ struct json_object *detail = json_object_new_object();
         Vm *a, *b;
-        char detail[160];
         int r;
 
         a = need_vm(d, from, err);
@@ -404,8 +467,11 @@ static int svc_credits_transfer(void *ctx, const VmId *from, const VmId *to, int
                 return fail(err, r, "amount_usec", "the source has fewer credits, or the target's cap is lower");
         if (r < 0)
                 return fail(err, r, NULL, "could not transfer: %s", strerror(-r));
-        snprintf(detail, sizeof(detail), "{\"to\":\"%s\",\"amount_usec\":%" PRId64 "}", b->id.str, amount);
-        r = commit_change(d, a, b, "transfer", detail, err);
+        if (!detail || json_io_add_string(detail, "to", b->id.str) < 0 ||
+            json_io_add_int(detail, "amount_usec", amount) < 0)
+                r = fail(err, -ENOMEM, NULL, "out of memory");
+        else
+                r = commit_change(d, NULL, a, b, "transfer", detail, err);
         if (r < 0)
                 (void) credit_bank_transfer(b->bank, a->bank, amount, daemon_now_mono_usec());
         return r;
@@ -513,9 +579,8 @@ static int svc_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, 
         Daemon *d = ctx;
         Vm *vm = need_vm(d, id, err);
         ServiceMemorySet undo = { .set = m->set };
+        _cleanup_json_ struct json_object *detail = json_object_new_object();
         StateVm row;
-        StateError serr;
-        char detail[160];
         int r;
 
         if (!vm)
@@ -533,17 +598,13 @@ static int svc_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, 
         }
         /* Stored before the API answers: what it confirmed survives a restart. */
         daemon_vm_state_row(vm, &row);
-        snprintf(detail, sizeof(detail), "{\"priority\":%" PRIu32 ",\"gpu\":\"%s\"}", vm->mem_priority,
-                 vm->gpu_pci);
-        r = state_vm_put(d->db, &row, &serr);
-        if (r < 0)
-                fail(err, r, NULL, "could not commit: %s", serr.message);
+        if (!detail || json_io_add_int(detail, "priority", vm->mem_priority) < 0 ||
+            json_io_add_string(detail, "gpu", vm->gpu_pci) < 0)
+                r = fail(err, -ENOMEM, NULL, "out of memory");
         else
-                r = commit_change(d, vm, NULL, "memory", detail, err);
+                r = commit_change(d, &row, vm, NULL, "memory", detail, err);
         if (r < 0) {
                 (void) apply_memory(d, vm, &undo, &(ServiceError) { 0 });
-                daemon_vm_state_row(vm, &row);
-                (void) state_vm_put(d->db, &row, &serr);
                 return r;
         }
         r = daemon_vm_memory_json(d, vm, ret_json);

@@ -22,7 +22,6 @@
 #include "common/macros.h"
 #include "common/parse.h"
 
-#define QMP_TIMEOUT_MS 2000
 #define HOUSEKEEPING_USEC (5 * USEC_PER_SEC)
 
 uint64_t daemon_now_mono_usec(void) {
@@ -50,10 +49,10 @@ Vm *daemon_find_vm(Daemon *d, const VmId *id) {
         return NULL;
 }
 
-int daemon_event(Daemon *d, const VmId *vm, const char *kind, const char *detail_json) {
+int daemon_event(Daemon *d, const VmId *vm, const char *kind, struct json_object *detail) {
         StateError err;
-        int r = state_event_add(d->db, daemon_now_unix_usec(), vm ? vm->str : "", kind,
-                                detail_json ? detail_json : "{}", NULL, &err);
+        int r = state_event_add(d->db, daemon_now_unix_usec(), vm ? vm->str : "", kind, json_io_plain(detail), NULL,
+                                &err);
         if (r < 0)
                 log_warning_errno(r, "Failed to record event %s: %s", kind, err.message);
         return r;
@@ -74,8 +73,8 @@ void vm_free(Vm *vm) {
                 return;
         if (vm->daemon)
                 daemon_vm_memory_stop(vm->daemon, vm);
-        sd_event_source_disable_unref(vm->qmp_io);
-        qmp_free(vm->qmp);
+        vm_link_stop(vm);
+        free(vm->registering);
         credit_bank_free(vm->bank);
         vm_thread_roles_done(&vm->roles);
         free(vm->history);
@@ -110,7 +109,9 @@ static void vm_record_history(Vm *vm, uint64_t now_mono) {
         vm->history_last_usec = now_mono;
 }
 
-/* Keeps the ledger a disconnected VM had, then drops the live parts. */
+/* Keeps the ledger a disconnected VM had, then drops the live parts.
+ * The ledger is frozen from now until QEMU is back (docs/credits.md) and
+ * written at once: the commit covers VMs without a bank too. */
 void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why) {
         daemon_vm_memory_stop(d, vm);
         if (vm->bank) {
@@ -120,6 +121,8 @@ void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why) {
                 vm->ledger = s.ledger;
                 vm->usage_base_usec = s.usage_usec;
                 vm->ledger_time_unix_usec = daemon_now_unix_usec();
+                vm->ledger_frozen = true;
+                vm->ledger_dirty = true;
                 vm->bank = credit_bank_free(vm->bank);
         }
         vm->qmp_io = sd_event_source_disable_unref(vm->qmp_io);
@@ -130,142 +133,53 @@ void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why) {
         }
         vm->pid = 0;
         snprintf(vm->run_state, sizeof(vm->run_state), "unknown");
-        /* The QEMU is gone (or unreachable): its groups go once empty. */
-        if (kh_vm_remove(d->host, &vm->id) == 0)
+        /* The QEMU is gone (or unreachable): its groups go once empty.  New
+         * groups count usage from zero, so the old counter is no longer
+         * the base. */
+        if (kh_vm_remove(d->host, &vm->id) == 0) {
                 log_debug("Removed the groups of VM %s", vm->id.str);
+                vm->usage_base_usec = 0;
+        }
         (void) daemon_commit_ledgers(d, true);
 }
 
-/* Re-reads thread roles and re-binds (vCPU hotplug, new iothreads). */
-static int vm_refresh_roles(Daemon *d, Vm *vm) {
-        VmThreadRoles roles = { 0 };
-        QmpError qerr = { 0 };
-        VmBindStats st;
-        int r;
+/* Starts banking once the VM's threads are bound.  A fresh VM gets a new
+ * ledger.  An adopted one resumes its committed ledger: usage since the
+ * ledger's base is charged now.  Earnings for the time since the ledger's
+ * time are added only where QEMU ran meanwhile (vmmgrd itself was down):
+ * a VM whose QEMU was gone earns nothing for that time, like a stopped
+ * EC2 instance (docs/credits.md). */
+int daemon_vm_bank_start(Daemon *d, Vm *vm, bool fresh, uint64_t mono) {
+        EmulatedBankParams params;
+        uint64_t unix_now = daemon_now_unix_usec(), since = 0;
 
-        r = vm_thread_roles_query(vm->qmp, QMP_TIMEOUT_MS, &roles, &qerr);
-        qmp_error_done(&qerr);
-        if (r < 0)
-                return r;
-        r = vm_bind(d->host, &vm->id, vm->pid, &roles, &st);
-        if (r < 0) {
-                vm_thread_roles_done(&roles);
-                return r;
-        }
-        if (st.foreign > 0)
-                log_warning("VM %s: QEMU named %zu thread id(s) that are not its own; ignored", vm->id.str,
-                            st.foreign);
-        if (st.moved > 0)
-                log_debug("VM %s: %zu thread(s) placed", vm->id.str, st.moved);
-        vm_thread_roles_done(&vm->roles);
-        vm->roles = roles;
-        return 0;
+        emulated_bank_params_default(&params);
+        params.tick_usec = d->cfg.tick_usec;
+        if (fresh)
+                return credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, &params, NULL, UINT64_MAX, mono,
+                                       &vm->bank);
+        if (!vm->ledger_frozen && unix_now > vm->ledger_time_unix_usec)
+                since = unix_now - vm->ledger_time_unix_usec;
+        return credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, &params, &vm->ledger,
+                               vm->usage_base_usec, mono > since ? mono - since : 0, &vm->bank);
 }
 
-static void on_qmp_event(Qmp *q, const QmpEvent *ev, void *userdata) {
-        Vm *vm = userdata;
+/* What a link's outcome means outside a registration: an adoption event,
+ * once per coming back (a registration answers its client instead). */
+void daemon_vm_linked(Daemon *d, Vm *vm, int r, const char *field, const char *reason) {
+        _cleanup_json_ struct json_object *detail = NULL;
 
-        if (strcmp(ev->name, "STOP") == 0)
-                snprintf(vm->run_state, sizeof(vm->run_state), "paused");
-        else if (strcmp(ev->name, "RESUME") == 0)
-                snprintf(vm->run_state, sizeof(vm->run_state), "running");
-        else if (strcmp(ev->name, "SHUTDOWN") == 0)
-                snprintf(vm->run_state, sizeof(vm->run_state), "shutdown");
-        else if (strcmp(ev->name, "DEVICE_DELETED") == 0 || strcmp(ev->name, "CPU_ADDED") == 0)
-                vm->roles.n_vcpus = 0; /* refresh at the next housekeeping */
-        daemon_vm_memory_event(vm->daemon, vm, ev);
-}
-
-static int on_qmp_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Vm *vm = userdata;
-        int r = qmp_dispatch(vm->qmp, (short) revents);
-
-        if (r < 0) {
-                const char *why = qmp_get_close_reason(vm->qmp);
-                daemon_vm_disconnect(vm->daemon, vm, why ? why : strerror(-r));
-                return 0;
-        }
-        return sd_event_source_set_io_events(s, (uint32_t) qmp_get_events(vm->qmp));
-}
-
-/* Connects QMP, learns pid and roles, binds threads and starts the bank.
- * `fresh`: a new registration (a new ledger) rather than an adoption. */
-int daemon_vm_connect(Daemon *d, Vm *vm, bool fresh, ServiceError *err) {
-        _cleanup_free_ char *reason = NULL;
-        QmpStatus status = { 0 };
-        QmpError qerr = { 0 };
-        uint64_t mono = daemon_now_mono_usec(), unix_now = daemon_now_unix_usec();
-        int r;
-
-        r = qmp_connect_sync(vm->qmp_path, QMP_TIMEOUT_MS, &vm->qmp, &reason);
-        if (r < 0) {
-                snprintf(err->message, sizeof(err->message), "cannot talk QMP on %s: %s", vm->qmp_path,
-                         reason ? reason : strerror(-r));
-                err->field = "qmp";
-                vm->qmp = NULL;
-                return r == -ENOENT || r == -ECONNREFUSED ? -EINVAL : r;
-        }
-        r = vm_socket_peer_pid(qmp_get_fd(vm->qmp), &vm->pid);
-        if (r < 0)
-                goto fail_msg;
-        r = qmp_query_status(vm->qmp, QMP_TIMEOUT_MS, &status, &qerr);
-        if (r == 0)
-                snprintf(vm->run_state, sizeof(vm->run_state), "%s", status.status[0] ? status.status : "unknown");
-        qmp_error_done(&qerr);
-        if (r < 0)
-                goto fail_msg;
-        if (fresh) {
-                /* A QEMU started with -uuid must be the VM being registered:
-                 * anything else is the wrong socket. */
-                char quuid[QMP_UUID_STRLEN + 1];
-                r = qmp_query_uuid(vm->qmp, QMP_TIMEOUT_MS, quuid, &qerr);
-                qmp_error_done(&qerr);
-                if (r == 0 && strcmp(quuid, QMP_UUID_NONE) != 0 && strcmp(quuid, vm->id.str) != 0) {
-                        snprintf(err->message, sizeof(err->message),
-                                 "the QEMU on %s says its UUID is %s, not %s", vm->qmp_path, quuid, vm->id.str);
-                        err->field = "uuid";
-                        r = -EEXIST;
-                        goto fail;
-                }
-        }
-        r = vm_refresh_roles(d, vm);
-        if (r < 0)
-                goto fail_msg;
-        if (vm->spec.vcpus == 0)
-                vm->spec.vcpus = (uint32_t) MAX(vm->roles.n_vcpus, 1);
-
-        if (fresh) {
-                r = credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, NULL, NULL, UINT64_MAX, mono,
-                                    &vm->bank);
-        } else {
-                /* Resume from the committed ledger: the usage since its
-                 * base and the earnings since its time are charged now, so
-                 * a crash between commits loses and creates nothing. */
-                uint64_t since = unix_now > vm->ledger_time_unix_usec ? unix_now - vm->ledger_time_unix_usec : 0;
-                r = credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, NULL, &vm->ledger,
-                                    vm->usage_base_usec, mono > since ? mono - since : 0, &vm->bank);
+        if (vm->registering) {
+                daemon_registration_finish(d, vm, r, field, reason);
+                return;
         }
         if (r < 0)
-                goto fail_msg;
-        qmp_set_event_handler(vm->qmp, on_qmp_event, vm);
-        r = sd_event_add_io(d->loop, &vm->qmp_io, qmp_get_fd(vm->qmp), (uint32_t) qmp_get_events(vm->qmp),
-                            on_qmp_io, vm);
-        if (r < 0)
-                goto fail_msg;
-        log_info("VM %s %s: pid %d, %zu vCPU(s), %zu iothread(s), %s bank", vm->id.str,
-                 fresh ? "registered" : "adopted", (int) vm->pid, vm->roles.n_vcpus, vm->roles.n_io,
-                 credit_bank_kind_to_string(d->bank_kind));
-        daemon_vm_memory_start(d, vm);
-        return 0;
-
-fail_msg:
-        snprintf(err->message, sizeof(err->message), "cannot bind VM %s: %s", vm->id.str, strerror(-r));
-fail:
-        vm->bank = credit_bank_free(vm->bank);
-        vm->qmp_io = sd_event_source_disable_unref(vm->qmp_io);
-        qmp_free(vm->qmp);
-        vm->qmp = NULL;
-        return r;
+                return;
+        detail = json_object_new_object();
+        vm->ledger_frozen = false;
+        if (detail && json_io_add_string(detail, "reason", vm->adopted_once ? "reconnected" : "start") == 0)
+                (void) daemon_event(d, &vm->id, "adopt", detail);
+        vm->adopted_once = true;
 }
 
 /* ---- test and benchmark seam: VMs on the kernel model ------------------
@@ -281,10 +195,12 @@ int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, co
         CreditSnapshot s;
         StateLedger led;
         VmBindStats st;
-        char detail[256];
+        _cleanup_json_ struct json_object *detail = json_object_new_object();
         Vm *vm, **nv;
         int r;
 
+        if (!detail)
+                return -ENOMEM;
         if (!d->on_model)
                 return -EOPNOTSUPP;
         if (daemon_find_vm(d, id))
@@ -300,6 +216,7 @@ int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, co
         vm->spec.vcpus = 1;
         snprintf(vm->class_name, sizeof(vm->class_name), "%s", cls->name);
         snprintf(vm->run_state, sizeof(vm->run_state), "running");
+        vm->link = VM_LINK_BOUND;
         vm->registered_at_unix = daemon_now_unix_usec() / USEC_PER_SEC;
         vm->pid = pid;
         vm->roles.vcpus = malloc(sizeof(pid_t));
@@ -319,8 +236,12 @@ int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, co
                 goto fail_groups;
 
         daemon_vm_state_row(vm, &row);
-        snprintf(detail, sizeof(detail), "{\"model\":true,\"class\":\"%s\",\"pid\":%d,\"vcpus\":%u}",
-                 vm->class_name, (int) pid, vm->spec.vcpus);
+        if (json_object_object_add(detail, "model", json_object_new_boolean(true)) < 0 ||
+            json_io_add_string(detail, "class", vm->class_name) < 0 || json_io_add_int(detail, "pid", pid) < 0 ||
+            json_io_add_int(detail, "vcpus", vm->spec.vcpus) < 0) {
+                r = -ENOMEM;
+                goto fail_groups;
+        }
         credit_bank_snapshot(vm->bank, &s);
         led = (StateLedger) { .id = vm->id, .ledger = s.ledger, .usage_base_usec = s.usage_usec,
                               .tick_usec = daemon_now_unix_usec() };
@@ -330,7 +251,8 @@ int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, co
         if (r == 0)
                 r = state_ledger_put_batch(d->db, &led, 1, &serr);
         if (r == 0)
-                r = state_event_add(d->db, daemon_now_unix_usec(), vm->id.str, "register", detail, NULL, &serr);
+                r = state_event_add(d->db, daemon_now_unix_usec(), vm->id.str, "register", json_io_plain(detail),
+                                    NULL, &serr);
         if (r == 0)
                 r = state_commit(d->db, &serr);
         if (r < 0) {
@@ -364,19 +286,32 @@ fail_groups:
  * VM's, e.g. at shutdown). */
 int daemon_commit_ledgers(Daemon *d, bool all) {
         _cleanup_free_ StateLedger *recs = calloc(d->n_vms ? d->n_vms : 1, sizeof(StateLedger));
+        _cleanup_free_ Vm **whose = calloc(d->n_vms ? d->n_vms : 1, sizeof(Vm *));
         uint64_t unix_now = daemon_now_unix_usec(), mono = daemon_now_mono_usec();
         StateError err;
         size_t n = 0;
         int r;
 
-        if (!recs)
+        if (!recs || !whose)
                 return -ENOMEM;
         for (size_t i = 0; i < d->n_vms; i++) {
                 Vm *vm = d->vms[i];
                 CreditSnapshot s;
 
-                if (!vm->bank)
+                if (vm->registering)
+                        continue; /* stored by its registration */
+                if (!vm->bank) {
+                        /* The ledger kept since the VM's QEMU went away. */
+                        if (!vm->ledger_dirty)
+                                continue;
+                        recs[n] = (StateLedger) { .id = vm->id,
+                                                  .ledger = vm->ledger,
+                                                  .usage_base_usec = vm->usage_base_usec,
+                                                  .tick_usec = vm->ledger_time_unix_usec,
+                                                  .frozen = vm->ledger_frozen };
+                        whose[n++] = vm;
                         continue;
+                }
                 credit_bank_snapshot(vm->bank, &s);
                 if (!all && s.ledger.generation == vm->committed_generation)
                         continue;
@@ -387,7 +322,7 @@ int daemon_commit_ledgers(Daemon *d, bool all) {
                         /* The ledger is as of its last look, not now. */
                         .tick_usec = unix_now - (mono > s.last_tick_usec ? mono - s.last_tick_usec : 0),
                 };
-                n++;
+                whose[n++] = vm;
         }
         if (n == 0)
                 return 0;
@@ -397,11 +332,11 @@ int daemon_commit_ledgers(Daemon *d, bool all) {
                 return log_error_errno(r, "Failed to commit %zu ledger(s): %s", n, err.message);
         }
         d->stats.commits++;
-        for (size_t i = 0, k = 0; i < d->n_vms && k < n; i++)
-                if (d->vms[i]->bank && strcmp(d->vms[i]->id.str, recs[k].id.str) == 0) {
-                        d->vms[i]->committed_generation = recs[k].ledger.generation;
-                        k++;
-                }
+        for (size_t k = 0; k < n; k++) {
+                whose[k]->committed_generation = recs[k].ledger.generation;
+                if (!whose[k]->bank)
+                        whose[k]->ledger_dirty = false;
+        }
         return 0;
 }
 
@@ -461,25 +396,23 @@ static int on_commit(sd_event_source *s, uint64_t usec, void *userdata) {
         return rearm(s, d->cfg.commit_interval_usec);
 }
 
-/* Reconnects VMs whose QEMU came back, refreshes thread roles (threads
- * come and go: worker pools, hotplug), and removes empty groups of VMs
- * that are not registered (left by an unregister of a running VM). */
+/* Refreshes thread roles (threads come and go: worker pools, hotplug)
+ * of the VMs that are due -- after a QMP event that says threads changed,
+ * or at their spread-out safety poll -- without waiting on any QEMU, and
+ * removes empty groups of VMs that are not registered (left by an
+ * unregister of a running VM).  Reconnecting is the link's own timer. */
 static int on_housekeeping(sd_event_source *s, uint64_t usec, void *userdata) {
         Daemon *d = userdata;
+        uint64_t now = daemon_now_mono_usec();
         VmId *ids = NULL;
         size_t n = 0;
 
         for (size_t i = 0; i < d->n_vms; i++) {
                 Vm *vm = d->vms[i];
-                ServiceError err = { 0 };
 
-                if (!vm->qmp) {
-                        if (access(vm->qmp_path, F_OK) == 0 && daemon_vm_connect(d, vm, false, &err) == 0)
-                                (void) daemon_event(d, &vm->id, "adopt", "{\"reason\":\"reconnected\"}");
-                        continue;
-                }
-                if (vm_refresh_roles(d, vm) < 0)
-                        log_debug("VM %s: role refresh failed", vm->id.str);
+                if (vm->link == VM_LINK_BOUND && vm->qmp && vm->roles_refresh_at_usec <= now &&
+                    vm_link_refresh_roles(vm) < 0)
+                        log_debug("VM %s: role refresh not started", vm->id.str);
         }
         if (kh_vm_list(d->host, &ids, &n) == 0) {
                 for (size_t i = 0; i < n; i++)
@@ -519,6 +452,9 @@ static int on_quit(sd_event_source *s, const struct signalfd_siginfo *si, void *
         return sd_event_exit(d->loop, 0);
 }
 
+/* SIGHUP: classes and timings apply now, to every bank too; what needs a
+ * restart (where to listen, what to manage, [memory]) is named in the log
+ * when it changed, never silently dropped. */
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Daemon *d = userdata;
         VmmgrConfig next;
@@ -534,19 +470,43 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
         if (r == 0)
                 r = config_load_file(&next, d->config_path, msg, sizeof(msg));
         if (r < 0) {
-                log_error("Reload failed, keeping the running configuration: %s", msg);
-                if (r != -ENOMEM)
-                        config_done(&next);
-        } else {
-                /* Classes and timings apply now; where to listen and what
-                 * to manage need a restart. */
-                credit_class_table_done(&d->cfg.classes);
-                d->cfg.classes = next.classes;
-                d->cfg.tick_usec = next.tick_usec;
-                d->cfg.commit_interval_usec = next.commit_interval_usec;
-                snprintf(d->cfg.default_class, sizeof(d->cfg.default_class), "%s", next.default_class);
-                log_info("Reloaded %s: %zu credit classes", d->config_path, d->cfg.classes.n);
+                log_error("Reload failed, keeping the running configuration: %s",
+                          msg[0] ? msg : strerror(-r));
+                config_done(&next);
+                (void) sd_notify(0, "READY=1");
+                return 0;
         }
+        {
+                static const struct {
+                        const char *name;
+                        size_t offset, size;
+                } restart_only[] = {
+#define F(n, f) { n, offsetof(VmmgrConfig, f), sizeof(((VmmgrConfig *) NULL)->f) }
+                        F("state_dir", state_dir),         F("socket", socket_path),
+                        F("socket_group", socket_group),   F("subtree", subtree),
+                        F("controllers", controllers),     F("task_delayacct", task_delayacct),
+                        F("tls_listen", tls_listen),       F("tls_cert", tls_cert),
+                        F("tls_key", tls_key),             F("tls_client_ca", tls_client_ca),
+                        F("[memory]", memory),
+#undef F
+                };
+                for (size_t i = 0; i < ARRAY_SIZE(restart_only); i++)
+                        if (memcmp((const char *) &d->cfg + restart_only[i].offset,
+                                   (const char *) &next + restart_only[i].offset, restart_only[i].size) != 0)
+                                log_warning("Reload: %s changed in %s; it takes effect when vmmgrd restarts",
+                                            restart_only[i].name, d->config_path);
+        }
+        credit_class_table_done(&d->cfg.classes);
+        d->cfg.classes = next.classes;
+        next.classes = (CreditClassTable) { 0 };
+        d->cfg.tick_usec = next.tick_usec;
+        d->cfg.commit_interval_usec = next.commit_interval_usec;
+        snprintf(d->cfg.default_class, sizeof(d->cfg.default_class), "%s", next.default_class);
+        for (size_t i = 0; i < d->n_vms; i++)
+                if (d->vms[i]->bank)
+                        credit_bank_set_tick_usec(d->vms[i]->bank, d->cfg.tick_usec);
+        config_done(&next);
+        log_info("Reloaded %s: %zu credit classes", d->config_path, d->cfg.classes.n);
         (void) sd_notify(0, "READY=1");
         return 0;
 }
@@ -565,7 +525,6 @@ static int adopt_known_vms(Daemon *d) {
         for (size_t i = 0; i < n; i++) {
                 Vm *vm = calloc(1, sizeof(Vm));
                 StateLedger led;
-                ServiceError serr = { 0 };
                 Vm **nv;
 
                 if (!vm)
@@ -585,6 +544,7 @@ static int adopt_known_vms(Daemon *d) {
                         vm->ledger = led.ledger;
                         vm->usage_base_usec = led.usage_base_usec;
                         vm->ledger_time_unix_usec = led.tick_usec;
+                        vm->ledger_frozen = led.frozen;
                         vm->committed_generation = led.ledger.generation;
                 } else
                         credit_ledger_init(&vm->ledger, &vm->spec);
@@ -595,11 +555,10 @@ static int adopt_known_vms(Daemon *d) {
                 }
                 d->vms = nv;
                 d->vms[d->n_vms++] = vm;
-                /* PIDs and thread ids are re-discovered, never trusted from disk. */
-                if (daemon_vm_connect(d, vm, false, &serr) == 0)
-                        (void) daemon_event(d, &vm->id, "adopt", "{\"reason\":\"start\"}");
-                else
-                        log_warning("VM %s not adopted now (retrying): %s", vm->id.str, serr.message);
+                /* PIDs and thread ids are re-discovered, never trusted from
+                 * disk; the link reports back when QEMU has answered. */
+                if (vm_link_start(d, vm, false) < 0)
+                        log_warning("VM %s not adopted now (retrying): %s", vm->id.str, vm->link_error);
         }
         return 0;
 }
@@ -790,6 +749,11 @@ int daemon_run(Daemon *d) {
 Daemon *daemon_free(Daemon *d) {
         if (!d)
                 return NULL;
+        /* Registrations still waiting for QEMU are answered before the API
+         * goes (their clients are suspended in it). */
+        for (size_t i = d->n_vms; i > 0; i--)
+                if (i <= d->n_vms && d->vms[i - 1]->registering)
+                        daemon_registration_finish(d, d->vms[i - 1], -ECANCELED, NULL, "vmmgrd is stopping");
         for (size_t i = 0; i < d->n_vms; i++)
                 vm_free(d->vms[i]);
         free(d->vms);

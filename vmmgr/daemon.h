@@ -23,11 +23,30 @@
 #include "vmmgr/binding.h"
 #include "vmmgr/config.h"
 #include "vmmgr/credit-engine.h"
+#include "vmmgr/json-io.h"
 #include "vmmgr/memory-engine.h"
 #include "vmmgr/service.h"
 #include "vmmgr/state.h"
 
 typedef struct Daemon Daemon;
+typedef struct VmConnect VmConnect;
+typedef struct VmRolesQuery VmRolesQuery;
+
+/* The VM's QMP link (vm-link.c). */
+typedef enum VmLinkState {
+        VM_LINK_DOWN,       /* no QEMU answers on the socket (retried every 2 s) */
+        VM_LINK_CONNECTING, /* connected; greeting and queries in flight */
+        VM_LINK_BOUND,      /* threads bound, bank running */
+        VM_LINK_STALLED,    /* QEMU stopped answering (retried with back-off) */
+} VmLinkState;
+
+const char *vm_link_state_to_string(VmLinkState s);
+
+/* A registration waiting for its link: the API's answer. */
+typedef struct VmRegistration {
+        ServiceRegisterDone done;
+        void *userdata;
+} VmRegistration;
 
 /* One registered VM. */
 typedef struct Vm {
@@ -41,6 +60,17 @@ typedef struct Vm {
         /* Live while QEMU is connected. */
         Qmp *qmp;
         sd_event_source *qmp_io;
+        /* The link (vm-link.c): its state, why it is not bound, its timer
+         * (QMP deadlines while connected, the retry while not). */
+        VmLinkState link;
+        char link_error[256];
+        sd_event_source *link_timer;
+        uint64_t link_backoff_usec, link_retry_at_usec, link_started_usec;
+        VmConnect *connecting;        /* the connect sequence in flight */
+        VmRolesQuery *roles_query;    /* a roles refresh in flight */
+        uint64_t roles_refresh_at_usec; /* the next safety poll; 0: at the next housekeeping */
+        VmRegistration *registering;  /* a registration waiting for the link */
+        bool adopted_once;
         pid_t pid;
         VmThreadRoles roles;
         char run_state[32];
@@ -59,10 +89,12 @@ typedef struct Vm {
         char gpu_pci[SERVICE_PCI_MAX]; /* "" without a GPU */
         MemPolDmemSpec dmem;           /* its dmem limits */
 
-        /* Kept while disconnected: the ledger as last known. */
+        /* Kept while disconnected: the ledger as last known; frozen
+         * while QEMU is gone (no earnings); dirty until written. */
         CreditLedger ledger;
         uint64_t usage_base_usec;
         uint64_t ledger_time_unix_usec;
+        bool ledger_frozen, ledger_dirty;
 } Vm;
 
 #define VM_HISTORY_POINTS 600 /* 10 minutes at one a second */
@@ -124,10 +156,30 @@ extern const ServiceOps daemon_service_ops;
 Vm *daemon_find_vm(Daemon *d, const VmId *id);
 uint64_t daemon_now_mono_usec(void);
 uint64_t daemon_now_unix_usec(void);
-int daemon_vm_connect(Daemon *d, Vm *vm, bool fresh, ServiceError *err);
 void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why);
+/* Starts the VM's credit bank once its threads are bound. */
+int daemon_vm_bank_start(Daemon *d, Vm *vm, bool fresh, uint64_t now_mono_usec);
+/* The link came up (r == 0) or failed (field and reason say why). */
+void daemon_vm_linked(Daemon *d, Vm *vm, int r, const char *field, const char *reason);
+/* Ends a registration that waits for its link (daemon-service.c). */
+void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, const char *reason);
+
+/* The link (vm-link.c).  vm_link_start() connects without waiting and
+ * returns 0, or an error when even connect() failed (a retry is then
+ * scheduled unless `fresh`); daemon_vm_linked() reports the outcome. */
+int vm_link_start(Daemon *d, Vm *vm, bool fresh);
+/* Drops a link that failed and schedules the retry. */
+void vm_link_close(Daemon *d, Vm *vm, const char *why, bool stalled);
+/* Drops everything of the link, with no retry (unregister, exit). */
+void vm_link_stop(Vm *vm);
+/* After queueing a command on vm->qmp outside vm-link.c: lets the loop
+ * write it and enforce its deadline. */
+void vm_link_kick(Vm *vm);
+/* Asks QEMU for its threads again and rebinds, without waiting. */
+int vm_link_refresh_roles(Vm *vm);
 int daemon_commit_ledgers(Daemon *d, bool all);
-int daemon_event(Daemon *d, const VmId *vm, const char *kind, const char *detail_json);
+/* Records an event; detail (borrowed, NULL: {}) is built with json-c. */
+int daemon_event(Daemon *d, const VmId *vm, const char *kind, struct json_object *detail);
 void vm_free(Vm *vm);
 /* The VM's row in the state database, as it is now. */
 void daemon_vm_state_row(const Vm *vm, StateVm *ret);
@@ -136,7 +188,7 @@ void daemon_vm_state_row(const Vm *vm, StateVm *ret);
 int daemon_memory_open(Daemon *d);
 void daemon_memory_close(Daemon *d);
 void daemon_memory_tick_now(Daemon *d);
-void daemon_vm_memory_start(Daemon *d, Vm *vm);
+void daemon_vm_memory_start(Daemon *d, Vm *vm, const MemPolVmSpec *spec, uint64_t balloon_actual_bytes);
 void daemon_vm_memory_stop(Daemon *d, Vm *vm);
 void daemon_vm_memory_event(Daemon *d, Vm *vm, const QmpEvent *ev);
 int daemon_vm_memory_set_priority(Daemon *d, Vm *vm, uint32_t priority);

@@ -85,6 +85,8 @@ struct json_object *json_io_vm(const ServiceVm *vm) {
         else
                 ok = ok && json_object_object_add(o, "pid", NULL) == 0;
         ok = ok && add(o, "connected", json_object_new_boolean(vm->connected));
+        ok = ok && add(o, "link", json_object_new_string(vm->link ? vm->link : (vm->connected ? "bound" : "down")));
+        ok = ok && add_str_or_null(o, "link_error", vm->link_error);
         ok = ok && add(o, "run_state", json_object_new_string(vm->run_state[0] ? vm->run_state : "unknown"));
         ok = ok && add(o, "vcpus", json_object_new_int64(vm->n_vcpus));
         ok = ok && add(o, "iothreads", json_object_new_int64(vm->n_iothreads));
@@ -240,4 +242,32 @@ char *json_io_to_text(struct json_object *o) {
         buf[len] = '\n';
         buf[len + 1] = '\0';
         return buf;
+}
+
+int json_io_add_string(struct json_object *o, const char *key, const char *value) {
+        struct json_object *v = json_object_new_string(value ? value : "");
+
+        if (!v || json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int json_io_add_int(struct json_object *o, const char *key, int64_t value) {
+        struct json_object *v = json_object_new_int64(value);
+
+        if (!v || json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+const char *json_io_plain(struct json_object *o) {
+        if (!o)
+                return "{}";
+        const char *t = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+
+        return t ? t : "{}";
 }

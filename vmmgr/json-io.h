@@ -29,3 +29,16 @@ int json_io_format_time(char *buf, size_t size, uint64_t t, bool usec);
 /* Text of an object for the wire: compact, no escaped slashes, a trailing
  * newline; malloc'd (NULL on out-of-memory). */
 char *json_io_to_text(struct json_object *o);
+
+/* Building small objects (event details) with json-c, so text from
+ * outside (a QMP path, a class name) can never forge a key: each returns
+ * 0 or -ENOMEM. */
+int json_io_add_string(struct json_object *o, const char *key, const char *value);
+int json_io_add_int(struct json_object *o, const char *key, int64_t value);
+/* o's compact text, owned by o; "{}" for NULL. */
+const char *json_io_plain(struct json_object *o);
+
+static inline void json_io_putp(struct json_object **o) {
+        json_object_put(*o);
+}
+#define _cleanup_json_ __attribute__((cleanup(json_io_putp)))

@@ -13,6 +13,7 @@
  *   -EBUSY    conflicting state              -> 409
  *   -EINVAL   bad value (ServiceError.field) -> 400
  *   -ERANGE   out of range (e.g. not enough credits, above the cap) -> 400
+ *   -ETIMEDOUT QEMU did not answer in time (registration) -> 504
  *   anything else                            -> 500
  * Every operation that changes state returns only after its database
  * transaction committed.
@@ -41,6 +42,8 @@ typedef struct ServiceVm {
         char class_name[CREDIT_CLASS_NAME_MAX]; /* "" when the spec was given directly */
         pid_t pid;                              /* 0 while not connected */
         bool connected;                         /* QMP connection up */
+        const char *link;                       /* "bound", "connecting", "stalled" or "down" (static) */
+        char link_error[256];                   /* why it is not bound; "" when bound */
         char run_state[32];                     /* QEMU's status: "running", "paused", ... or "unknown" */
         uint32_t n_vcpus, n_iothreads;
         uint64_t registered_at_unix;
@@ -66,6 +69,9 @@ typedef struct ServiceRegister {
         bool has_spec;          /* spec overrides given */
         CreditSpec spec;        /* complete spec when has_spec (vcpus 0: from QEMU) */
 } ServiceRegister;
+
+/* The end of a registration: r == 0 and *vm, or r < 0 and *err. */
+typedef void (*ServiceRegisterDone)(int r, const ServiceVm *vm, const ServiceError *err, void *userdata);
 
 /* A partial spec change: only fields with their bit set change. */
 enum {
@@ -121,7 +127,13 @@ typedef struct ServiceOps {
         int (*host_info)(void *ctx, char **ret_json, ServiceError *err);
         int (*vm_list)(void *ctx, ServiceVm **ret, size_t *ret_n, ServiceError *err);
         int (*vm_get)(void *ctx, const VmId *id, ServiceVm *ret, ServiceError *err);
-        int (*vm_register)(void *ctx, const ServiceRegister *req, ServiceVm *ret, ServiceError *err);
+        /* Registration waits for QEMU's answers, never inside the call:
+         * it returns 0 and calls done exactly once later (from the loop,
+         * never from inside vm_register), or returns < 0 with *err at once
+         * (done is then never called).  A service that stops ends every
+         * waiting registration (-ECANCELED) before the API is freed. */
+        int (*vm_register)(void *ctx, const ServiceRegister *req, ServiceRegisterDone done, void *userdata,
+                           ServiceError *err);
         int (*vm_unregister)(void *ctx, const VmId *id, ServiceError *err);
         int (*credits_get)(void *ctx, const VmId *id, ServiceCredits *ret, ServiceError *err);
         int (*credits_set_spec)(void *ctx, const VmId *id, const ServiceSpecChange *change,

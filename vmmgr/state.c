@@ -36,7 +36,7 @@ typedef enum StmtId {
 #define LEDGER_COLUMNS                                                                                      \
         "uuid, balance_usec, launch_usec, surplus_usec, charged_usec, earned_usec, spent_usec, "            \
         "forfeited_usec, overdraft_usec, debt_usec, adjusted_usec, earn_remainder, generation, "            \
-        "usage_base_usec, tick_usec"
+        "usage_base_usec, tick_usec, frozen"
 
 static const char *const stmt_sql[_ST_MAX] = {
         /* IMMEDIATE: take the write lock now rather than fail to upgrade a
@@ -57,7 +57,7 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_VM_GET] = "SELECT " VM_COLUMNS " FROM vms WHERE uuid = ?1",
         [ST_VM_LIST] = "SELECT " VM_COLUMNS " FROM vms ORDER BY registered_at, uuid",
         [ST_LEDGER_PUT] = "INSERT INTO ledger (" LEDGER_COLUMNS ") VALUES "
-                          "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
+                          "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
                           "ON CONFLICT (uuid) DO UPDATE SET balance_usec = excluded.balance_usec, "
                           "launch_usec = excluded.launch_usec, surplus_usec = excluded.surplus_usec, "
                           "charged_usec = excluded.charged_usec, earned_usec = excluded.earned_usec, "
@@ -65,7 +65,7 @@ static const char *const stmt_sql[_ST_MAX] = {
                           "overdraft_usec = excluded.overdraft_usec, debt_usec = excluded.debt_usec, "
                           "adjusted_usec = excluded.adjusted_usec, earn_remainder = excluded.earn_remainder, "
                           "generation = excluded.generation, usage_base_usec = excluded.usage_base_usec, "
-                          "tick_usec = excluded.tick_usec",
+                          "tick_usec = excluded.tick_usec, frozen = excluded.frozen",
         [ST_LEDGER_GET] = "SELECT " LEDGER_COLUMNS " FROM ledger WHERE uuid = ?1",
         [ST_LEDGER_LIST] = "SELECT " LEDGER_COLUMNS " FROM ledger ORDER BY uuid",
         [ST_EVENT_ADD] = "INSERT INTO events (time_usec, vm, kind, detail_json) VALUES (?1, ?2, ?3, ?4)",
@@ -121,6 +121,9 @@ static const char *const migrations[] = {
         "ALTER TABLE vms ADD COLUMN dmem_soft INTEGER NOT NULL DEFAULT -1;"
         "ALTER TABLE vms ADD COLUMN dmem_low INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE vms ADD COLUMN dmem_min INTEGER NOT NULL DEFAULT 0;",
+        /* 3: a ledger frozen while the VM's QEMU is gone earns nothing
+         * until it is back (docs/credits.md). */
+        "ALTER TABLE ledger ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0 CHECK (frozen IN (0, 1));",
 };
 
 _Static_assert(ARRAY_SIZE(migrations) == STATE_SCHEMA_VERSION, "one migration per schema version");
@@ -668,6 +671,7 @@ static int read_ledger(StateDb *db, sqlite3_stmt *s, StateLedger *ret, StateErro
         l->generation = (uint64_t) sqlite3_column_int64(s, 12);
         rec.usage_base_usec = (uint64_t) sqlite3_column_int64(s, 13);
         rec.tick_usec = (uint64_t) sqlite3_column_int64(s, 14);
+        rec.frozen = sqlite3_column_int64(s, 15) != 0;
         *ret = rec;
         return 0;
 }
@@ -691,6 +695,7 @@ static int ledger_put(StateDb *db, sqlite3_stmt *s, const StateLedger *rec, Stat
         sqlite3_bind_int64(s, 13, (sqlite3_int64) l->generation);
         sqlite3_bind_int64(s, 14, (sqlite3_int64) rec->usage_base_usec);
         sqlite3_bind_int64(s, 15, (sqlite3_int64) rec->tick_usec);
+        sqlite3_bind_int(s, 16, rec->frozen ? 1 : 0);
         r = exec_stmt(db, s, err, "storing a ledger");
         if (r == -ENOENT)
                 set_error(err, "%s: ledger of VM %s, which is not registered", db->path, rec->id.str);

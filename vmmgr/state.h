@@ -31,7 +31,7 @@
 #include "policies/memory.h"
 #include "vmmgr/service.h"
 
-#define STATE_SCHEMA_VERSION 2
+#define STATE_SCHEMA_VERSION 3
 #define STATE_EVENTS_KEEP_DEFAULT 10000u
 #define STATE_DB_NAME "vmmgr.db"
 
@@ -57,6 +57,7 @@ typedef struct StateLedger {
         CreditLedger ledger;     /* generation included */
         uint64_t usage_base_usec; /* the usage counter value spending was counted up to */
         uint64_t tick_usec;       /* when (unix usec) */
+        bool frozen;              /* QEMU was gone at tick_usec: no earnings since */
 } StateLedger;
 
 /* Opens (creating "dir" with mode 0700 and the database if missing),

@@ -114,13 +114,16 @@ static void test_vms_and_ledgers(void **state) {
         assert_memory_equal(&l.ledger, &recs[0].ledger, sizeof l.ledger);
         assert_int_equal(l.usage_base_usec, 777);
         assert_int_equal(l.tick_usec, 1714564800000000);
-        /* Update in place. */
+        assert_false(l.frozen);
+        /* Update in place; a frozen ledger (QEMU gone) stays frozen on disk. */
         recs[0].ledger.balance_usec = 4242;
         recs[0].ledger.generation = 14;
+        recs[0].frozen = true;
         assert_int_equal(state_ledger_put_batch(db, recs, 1, &err), 0);
         assert_int_equal(state_ledger_get(db, &a.id, &l, &err), 0);
         assert_int_equal(l.ledger.balance_usec, 4242);
         assert_int_equal(l.ledger.generation, 14);
+        assert_true(l.frozen);
 
         /* Updating the VM keeps its ledger (an upsert, not a replace). */
         a.spec.baseline_ppm = 300000;
@@ -355,6 +358,7 @@ static void test_migrates_v1(void **state) {
                                       "ALTER TABLE vms DROP COLUMN dmem_soft;"
                                       "ALTER TABLE vms DROP COLUMN dmem_low;"
                                       "ALTER TABLE vms DROP COLUMN dmem_min;"
+                                      "ALTER TABLE ledger DROP COLUMN frozen;"
                                       "UPDATE schema_version SET version = 1;"
                                       "INSERT INTO vms (uuid, qmp_path, class, vcpus, baseline_ppm, cap_usec, "
                                       "launch_usec, mode, registered_at) VALUES "
