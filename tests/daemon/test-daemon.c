@@ -168,6 +168,32 @@ static const char *str(struct json_object *o, const char *k) {
         return json_object_get_string(v);
 }
 
+/* After a start, vmmgrd answers at once and adopts its VMs as their QEMU
+ * answer: waits until every VM's link is "bound" (docs/api.md). */
+static void wait_all_bound(void) {
+        uint64_t deadline = now_msec() + 10000;
+
+        for (;;) {
+                struct json_object *list = NULL, *vms;
+                size_t bound = 0, n;
+
+                assert_int_equal(call("GET", "/v1/vms", NULL, &list), 200);
+                vms = json_object_object_get(list, "vms");
+                assert_true(json_object_is_type(vms, json_type_array));
+                n = json_object_array_length(vms);
+                for (size_t i = 0; i < n; i++) {
+                        const char *link = str(json_object_array_get_idx(vms, i), "link");
+                        bound += link && strcmp(link, "bound") == 0;
+                }
+                json_object_put(list);
+                if (bound == n)
+                        return;
+                if (now_msec() > deadline)
+                        fail_msg("%zu of %zu VMs bound 10 s after vmmgrd started", bound, n);
+                usleep(20000);
+        }
+}
+
 /* A 4xx with the error body the API promises. */
 static void expect_error(const char *method, const char *path, const char *body, long want, const char *field) {
         struct json_object *o = NULL;
@@ -376,6 +402,7 @@ static void test_kill9_restart(void **state) {
         assert_true(stop_daemon(SIGKILL) >= 0);
         usleep(800000); /* the VM runs on without the daemon */
         assert_int_equal(start_daemon(), 0);
+        wait_all_bound();
         assert_int_equal(call("GET", "/v1/vms/" UUID_A "/credits", NULL, &after), 200);
         spent1 = num(after, "spent_usec");
         usage1 = num(after, "usage_usec");
@@ -487,6 +514,7 @@ static void test_sigterm_keeps_vm(void **state) {
         assert_int_equal(after.period_usec, before.period_usec);
         assert_true(after.quota_usec * 4 >= before.quota_usec * 3 && after.quota_usec * 3 <= before.quota_usec * 4);
         assert_int_equal(start_daemon(), 0);
+        wait_all_bound();
 }
 
 int main(void) {
