@@ -15,11 +15,11 @@
  * on purpose, so there is no refusal figure.
  *
  * Prints requests/s (only requests answered as they should be), p50/p99
- * latency and errors as figure lines; exits 1 on any error.
+ * latency and errors as figure lines; exits 1 on any error, and when
+ * vmmgrd does not start, or does not stop cleanly on SIGTERM.
  * Exit 77 without root, a writable cpu controller or QEMU installed.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -33,6 +33,7 @@
 
 #include "common/clock.h"
 #include "kernel/kernel.h"
+#include "tests/common/vmmgrd-launch.h"
 #include "tests/qmp/qemu-helper.h"
 #include "vmmgr/http-client.h"
 
@@ -155,15 +156,14 @@ static int post(const char *path, const char *body, long want) {
 }
 
 int main(void) {
-        char dir[] = "/tmp/vmmgr-load-XXXXXX", state[128], subtree[64], vmmgrd[512], body[512], cmd[160];
-        const char *b = getenv("VMMGR_BUILD_ROOT");
+        char dir[] = "/tmp/vmmgr-load-XXXXXX", state[128], log[128], subtree[64], body[512], cmd[160];
         TestQemu *vm = NULL;
         Worker w[CLIENTS];
         pthread_t th[CLIENTS];
         double *lat = NULL, t0, dt;
         int errors = 0, as_expected = 0, ok = 0, r;
         int64_t adjusted0, adjusted1, balance, cap, fill, injected = 0;
-        pid_t daemon = -1;
+        pid_t daemon = 0;
         KHost *h = NULL;
 
         snprintf(subtree, sizeof(subtree), "vmmgr-bench-%d", (int) getpid());
@@ -190,17 +190,11 @@ int main(void) {
         }
         snprintf(sock, sizeof(sock), "%s/api.sock", dir);
         snprintf(state, sizeof(state), "%s/state", dir);
-        snprintf(vmmgrd, sizeof(vmmgrd), "%s/vmmgr/vmmgrd", b ? b : ".");
-        daemon = fork();
-        if (daemon == 0) {
-                int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-                dup2(fd, 2);
-                execl(vmmgrd, vmmgrd, "--foreground", "--state-dir", state, "--socket", sock, "--subtree", subtree,
-                      "--remove-subtree-on-exit", (char *) NULL);
-                _exit(127);
-        }
-        for (int i = 0; i < 100 && access(sock, F_OK) < 0; i++)
-                usleep(50000);
+        snprintf(log, sizeof(log), "%s/vmmgrd.log", dir);
+        if (test_vmmgrd_start(&(TestVmmgrdOptions) { .socket = sock, .state_dir = state, .subtree = subtree,
+                                                      .remove_subtree_on_exit = true, .log = log },
+                              &daemon) < 0)
+                goto out; /* the launcher said why, with vmmgrd's log */
         snprintf(body, sizeof(body), "{\"uuid\":\"%s\",\"qmp\":\"%s\",\"class\":\"t3.micro\"}", UUID,
                  test_qemu_qmp_path(vm, 0));
         if (post("/v1/vms", body, 201) < 0)
@@ -260,10 +254,13 @@ int main(void) {
 out:
         free(lat);
         test_qemu_stop(vm);
-        usleep(300000);
         if (daemon > 0) {
-                kill(daemon, SIGTERM);
-                waitpid(daemon, NULL, 0);
+                int st = test_vmmgrd_stop(&daemon, SIGTERM, log);
+
+                if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                        fprintf(stderr, "vmmgrd did not stop cleanly on SIGTERM (wait status %d)\n", st);
+                        ok = 0;
+                }
         }
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
         (void) !system(cmd);
