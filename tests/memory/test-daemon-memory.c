@@ -21,13 +21,16 @@
  *     the RAM); the guest here runs no balloon driver, so nothing shrinks
  *     and QEMU's side is only the command not failing the connection;
  *   - unregistering and stopping leave nothing behind.
- * Exit: 0 pass, 1 fail, 77 skip (not root, no cgroup v2 memory, no QEMU).
+ * vmmgrd is started by tests/common/vmmgrd-launch.h: one that never says
+ * it is ready or does not answer fails the test at once, with its log.
+ * Exit: 0 pass, 1 fail, 77 skip (not root, no cgroup v2 memory, QEMU not
+ * installed; a QEMU that VMMGR_QEMU names or that is installed and does
+ * not start is a failure).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +43,7 @@
 #include "tests/qmp/qemu-helper.h"
 #include "vmmgr/http-client.h"
 #include "tests/common/check.h"
+#include "tests/common/vmmgrd-launch.h"
 
 #define UUID "d0000000-0000-4000-8000-00000000000d"
 #define MIB (UINT64_C(1) << 20)
@@ -73,41 +77,28 @@ static int64_t num(struct json_object *o, const char *k) {
         return json_object_get_int64(get(o, k));
 }
 
-static pid_t start_vmmgrd(const char *dir, const char *subtree) {
-        char self[PATH_MAX], vmmgrd[PATH_MAX + 32], state[512], config[512];
+/* vmmgrd with the host ceiling at 5 %, up and answering; 0 or a negative
+ * errno, explained on stderr by the launcher. */
+static int start_vmmgrd(const char *dir, const char *subtree, pid_t *ret_pid) {
+        char state[512], config[512];
         FILE *f;
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        pid_t pid;
 
-        if (n < 0)
-                return -1;
-        self[n] = '\0';
-        /* build/tests/memory/test-daemon-memory -> build/vmmgr/vmmgrd */
-        snprintf(vmmgrd, sizeof(vmmgrd), "%s/../../vmmgr/vmmgrd", dirname(self));
         snprintf(state, sizeof(state), "%s/state", dir);
         snprintf(config, sizeof(config), "%s/vmmgrd.conf", dir);
         f = fopen(config, "we");
         if (!f)
-                return -1;
+                return negative_errno();
         fputs("[memory]\nhost_ceiling_pct = 5%\n", f);
-        fclose(f);
-        pid = fork();
-        if (pid == 0) {
-                execl(vmmgrd, vmmgrd, "--foreground", "--config", config, "--state-dir", state, "--socket", sock,
-                      "--subtree", subtree, "--remove-subtree-on-exit", (char *) NULL);
-                _exit(127);
-        }
-        for (int i = 0; pid > 0 && i < 200; i++) {
-                struct json_object *o = NULL;
-
-                if (call("GET", "/v1/host", NULL, &o) == 200) {
-                        json_object_put(o);
-                        return pid;
-                }
-                json_object_put(o);
-                usleep(100000);
-        }
-        return pid;
+        if (fclose(f) != 0)
+                return -EIO;
+        /* TCG inside the test kernel's TCG: give it time to come up. */
+        return test_vmmgrd_start(&(TestVmmgrdOptions) { .socket = sock,
+                                                        .state_dir = state,
+                                                        .subtree = subtree,
+                                                        .config = config,
+                                                        .remove_subtree_on_exit = true,
+                                                        .timeout_ms = 60000 },
+                                 ret_pid);
 }
 
 int main(void) {
@@ -149,8 +140,10 @@ int main(void) {
         CHECK(r == 0, "QEMU: %s", strerror(-r));
         if (r < 0)
                 goto out;
-        daemon = start_vmmgrd(dir, subtree);
-        CHECK(daemon > 0, "vmmgrd did not start");
+        r = start_vmmgrd(dir, subtree, &daemon);
+        CHECK(r == 0, "vmmgrd did not come up: %s", strerror(-r));
+        if (r < 0)
+                goto out;
         snprintf(body, sizeof(body), "{\"uuid\":\"%s\",\"qmp\":\"%s\",\"class\":\"demo\"}", UUID,
                  test_qemu_qmp_path(qemu, 0));
         r = (int) call("POST", "/v1/vms", body, NULL);
@@ -211,8 +204,8 @@ int main(void) {
 out:
         test_qemu_stop(qemu);
         if (daemon > 0) {
-                kill(daemon, SIGTERM);
-                waitpid(daemon, NULL, 0);
+                r = test_vmmgrd_stop(&daemon, SIGTERM, NULL);
+                CHECK(r >= 0 && WIFEXITED(r) && WEXITSTATUS(r) == 0, "vmmgrd did not stop cleanly on SIGTERM");
         }
         {
                 char cmd[256];
