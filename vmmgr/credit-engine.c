@@ -366,6 +366,13 @@ int credit_bank_set_spec(CreditBank *b, const CreditSpec *spec, uint64_t now_use
         return r;
 }
 
+int credit_bank_restore(CreditBank *b, const CreditSpec *spec, const CreditLedger *ledger) {
+        b->spec = *spec;
+        b->ledger = *ledger;
+        b->ledger.generation++; /* it changed again: written at the next commit */
+        return enforce(b);
+}
+
 int credit_bank_inject(CreditBank *b, int64_t delta_usec, uint64_t now_usec) {
         CreditLedger saved;
         int r;
@@ -476,6 +483,7 @@ void credit_bank_snapshot(const CreditBank *b, CreditSnapshot *ret) {
                 .runtime_writes = b->runtime_writes,
                 .runtime_reads = b->runtime_reads,
                 .last_tick_usec = b->last_tick_usec,
+                .tick_usec = b->params.tick_usec,
         };
 }
 

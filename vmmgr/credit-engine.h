@@ -54,6 +54,7 @@ typedef struct CreditSnapshot {
         uint64_t runtime_writes;       /* kernel bank: runtime corrections made */
         uint64_t runtime_reads;        /* kernel bank: cpu.max.runtime reads */
         uint64_t last_tick_usec;
+        uint64_t tick_usec;            /* the tick the bank plans its limits for */
 } CreditSnapshot;
 
 /* Starts banking for a VM whose groups exist.  `ledger` resumes a saved
@@ -84,6 +85,10 @@ void credit_bank_set_tick_usec(CreditBank *b, uint64_t tick_usec);
 
 /* Operator changes; each first brings the ledger up to now. */
 int credit_bank_set_spec(CreditBank *b, const CreditSpec *spec, uint64_t now_usec);
+/* Undoes a set_spec whose change could not be stored: the old spec and
+ * the ledger as snapshotted right before it (with no look in between,
+ * so the next look accounts from the same point). */
+int credit_bank_restore(CreditBank *b, const CreditSpec *spec, const CreditLedger *ledger);
 int credit_bank_inject(CreditBank *b, int64_t delta_usec, uint64_t now_usec);
 /* Moves credits between two VMs: either both change or neither does. */
 int credit_bank_transfer(CreditBank *from, CreditBank *to, int64_t amount_usec, uint64_t now_usec);

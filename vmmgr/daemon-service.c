@@ -123,7 +123,8 @@ static int commit_change(Daemon *d, const StateVm *row, Vm *a, Vm *b, const char
 rollback:
         state_rollback(d->db);
 fail:
-        return fail(err, r, NULL, "could not commit: %s", serr.message);
+        /* The request was valid; the store failed it: a server error. */
+        return fail(err, r == -ENOMEM ? r : -EIO, NULL, "could not commit: %s", serr.message);
 }
 
 /* ---- operations ---------------------------------------------------------- */
@@ -352,6 +353,7 @@ static int svc_credits_set_spec(void *ctx, const VmId *id, const ServiceSpecChan
         const char *field = NULL;
         CreditSnapshot before;
         StateVm row = { 0 };
+        uint64_t now;
         int r;
 
         if (!vm)
@@ -383,10 +385,12 @@ static int svc_credits_set_spec(void *ctx, const VmId *id, const ServiceSpecChan
         if (credit_spec_validate(&spec, &field) < 0)
                 return fail(err, -EINVAL, field, "invalid credit spec: %s", field);
 
-        /* What an undo must bring back: a lower cap clamps the balance. */
-        (void) credit_bank_tick(vm->bank, daemon_now_mono_usec());
+        /* What an undo must bring back (a lower cap clamps the balance):
+         * the ledger as of now, which set_spec accounts up to again. */
+        now = daemon_now_mono_usec();
+        (void) credit_bank_tick(vm->bank, now);
         credit_bank_snapshot(vm->bank, &before);
-        r = credit_bank_set_spec(vm->bank, &spec, daemon_now_mono_usec());
+        r = credit_bank_set_spec(vm->bank, &spec, now);
         if (r < 0)
                 return fail(err, r, NULL, "could not apply the spec: %s", strerror(-r));
         vm->spec = spec;
@@ -402,13 +406,9 @@ static int svc_credits_set_spec(void *ctx, const VmId *id, const ServiceSpecChan
         else
                 r = commit_change(d, &row, vm, NULL, "spec", detail, err);
         if (r < 0) {
-                CreditSnapshot now;
-
-                (void) credit_bank_set_spec(vm->bank, &old, daemon_now_mono_usec());
-                credit_bank_snapshot(vm->bank, &now);
-                if (before.ledger.balance_usec > now.ledger.balance_usec)
-                        (void) credit_bank_inject(vm->bank, before.ledger.balance_usec - now.ledger.balance_usec,
-                                                  daemon_now_mono_usec());
+                /* Back to the old spec and the ledger as it was: credits a
+                 * lower cap clamped come back, nothing counts as forfeited. */
+                (void) credit_bank_restore(vm->bank, &old, &before.ledger);
                 vm->spec = old;
                 snprintf(vm->class_name, sizeof(vm->class_name), "%s", old_class);
                 return r;

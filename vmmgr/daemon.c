@@ -230,8 +230,7 @@ int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, co
         r = vm_bind(d->host, &vm->id, pid, &vm->roles, &st);
         if (r < 0)
                 goto fail_groups;
-        r = credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, NULL, NULL, UINT64_MAX,
-                            daemon_now_mono_usec(), &vm->bank);
+        r = daemon_vm_bank_start(d, vm, true, daemon_now_mono_usec());
         if (r < 0)
                 goto fail_groups;
 
@@ -456,7 +455,10 @@ static int on_quit(sd_event_source *s, const struct signalfd_siginfo *si, void *
  * restart (where to listen, what to manage, [memory]) is named in the log
  * when it changed, never silently dropped. */
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        Daemon *d = userdata;
+        return daemon_reload(userdata);
+}
+
+int daemon_reload(Daemon *d) {
         VmmgrConfig next;
         char msg[512] = "";
         int r;
@@ -650,6 +652,8 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         hcfg.subtree = d->cfg.subtree;
         hcfg.controllers = d->cfg.controllers;
         d->on_model = opts->model != NULL;
+        d->model_peer_pid = opts->model_peer_pid;
+        d->model_peer_pid_userdata = opts->model_peer_pid_userdata;
         r = opts->model ? kh_open_model(opts->model, &hcfg, &d->host) : kh_open(&hcfg, &d->host);
         if (r < 0) {
                 log_error_errno(r, "Failed to open the host's cgroup hierarchies: %m");
@@ -674,7 +678,7 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
                 log_error_errno(r, "%s", serr.message);
                 goto fail;
         }
-        r = sd_event_default(&d->loop);
+        r = sd_event_new(&d->loop);
         if (r < 0)
                 goto fail;
         r = daemon_memory_open(d);

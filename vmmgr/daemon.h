@@ -127,6 +127,8 @@ struct Daemon {
         bool quitting;
         bool remove_subtree_on_exit;
         bool on_model; /* opened on a kernel model (test seam) */
+        int (*model_peer_pid)(const char *qmp_path, pid_t *ret, void *userdata);
+        void *model_peer_pid_userdata;
 };
 
 typedef struct DaemonOptions {
@@ -140,6 +142,11 @@ typedef struct DaemonOptions {
          * opened on this kernel model (kh_open_model) instead of the real
          * cgroup hierarchies; the database and the API work as usual. */
         KModel *model;
+        /* With a model only: who is on the other end of a VM's QMP socket
+         * (scripted QMP peers stand in for QEMU processes the model
+         * simulates).  NULL: SO_PEERCRED. */
+        int (*model_peer_pid)(const char *qmp_path, pid_t *ret, void *userdata);
+        void *model_peer_pid_userdata;
 } DaemonOptions;
 
 /* Loads config, opens the host, the database and the API, re-adopts the
@@ -148,6 +155,9 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret);
 /* Runs until SIGTERM/SIGINT; flushes state on the way out. */
 int daemon_run(Daemon *d);
 Daemon *daemon_free(Daemon *d);
+/* SIGHUP: reloads the config file (classes, timings); a file that fails
+ * to load changes nothing.  Returns 0 either way (the daemon goes on). */
+int daemon_reload(Daemon *d);
 
 /* The ServiceOps the API calls (daemon-service.c). */
 extern const ServiceOps daemon_service_ops;

@@ -185,7 +185,9 @@ static void link_schedule_retry(Vm *vm, bool stalled) {
 
 static void reply_done(VmConnect *c, int r, const char *what, const QmpError *err) {
         c->pending--;
-        if (r == -EREMOTEIO)
+        if (r == -ETIMEDOUT)
+                connect_fail(c, r, "qmp", "QEMU did not answer %s within %d ms", what, LINK_CMD_TIMEOUT_MS);
+        else if (r == -EREMOTEIO)
                 connect_fail(c, r, "qmp", "QEMU refused %s: %s", what, err && err->desc ? err->desc : "error");
         else if (r < 0)
                 connect_fail(c, r, "qmp", "%s: %s", what, strerror(-r));
@@ -398,7 +400,9 @@ static void link_finish_connect(Daemon *d, Vm *vm) {
         int r = c->error;
 
         if (r == 0) {
-                r = vm_socket_peer_pid(qmp_get_fd(vm->qmp), &vm->pid);
+                r = d->on_model && d->model_peer_pid
+                            ? d->model_peer_pid(vm->qmp_path, &vm->pid, d->model_peer_pid_userdata)
+                            : vm_socket_peer_pid(qmp_get_fd(vm->qmp), &vm->pid);
                 if (r < 0)
                         connect_fail(c, r, "qmp", "cannot tell the QEMU process on %s: %s", vm->qmp_path,
                                      strerror(-r));
