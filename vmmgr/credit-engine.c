@@ -2,6 +2,7 @@
 #include "vmmgr/credit-engine.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,17 @@
 #define KERNEL_RELAXED_INTERVAL_USEC UINT64_C(5000000)
 /* A tick's usage counts as "above baseline" past this margin (ppm). */
 #define STATE_MARGIN_PPM UINT64_C(20000)
+/* Operator-visible states (docs/credits.md) come from what the VM did over
+ * the last seconds, not from one look: usage and throttled time are
+ * averaged with this time constant, and a new state must hold this long
+ * before it is shown (a VM near its baseline does not flip every look). */
+#define STATE_TAU_USEC (2 * USEC_PER_SEC)
+#define STATE_DWELL_USEC (2 * USEC_PER_SEC)
+/* Bursting: above the baseline by 10 % of it plus 1 % of a CPU.  Held:
+ * limited at the baseline and throttled more than 2 % of the time. */
+#define STATE_BURST_MARGIN_PPM UINT64_C(100000)
+#define STATE_BURST_FLOOR_PPM UINT64_C(10000)
+#define STATE_HELD_THROTTLED_PPM 20000.0
 
 struct CreditBank {
         KHost *host;
@@ -33,7 +45,13 @@ struct CreditBank {
         EmulatedBankParams params;
         CreditLedger ledger;
         CreditEnforcement enf;
-        CreditState state;
+        CreditState state;       /* shown: changes only after STATE_DWELL_USEC */
+        CreditState candidate;   /* what the averages say now */
+        uint64_t candidate_since_usec;
+        double rate_avg_ppm;      /* usage, CPU ppm, averaged over STATE_TAU_USEC */
+        double throttled_avg_ppm; /* throttled wall time, ppm, likewise */
+        bool state_known;
+        unsigned notices;         /* CREDIT_NOTICE_* since the last take */
         uint64_t last_tick_usec;
         uint64_t last_usage_usec;
         uint64_t last_nr_throttled;
@@ -222,10 +240,52 @@ static bool limited_at_or_below_baseline(const CreditBank *b) {
         return b->enf.quota_usec * USEC_PER_SEC / b->enf.period_usec <= base + base * STATE_MARGIN_PPM / 1000000;
 }
 
+/* The shown state, from averages over the last seconds with a dwell
+ * time, and the notices operators look for (credit-engine.h). */
+static void update_state(CreditBank *b, uint64_t used, uint64_t throttled, uint64_t dt, uint64_t now) {
+        double a = 1.0 - exp(-(double) dt / (double) STATE_TAU_USEC);
+        uint64_t base = (uint64_t) credit_earn_per_sec(&b->spec);
+        uint64_t burst_above = base + base * STATE_BURST_MARGIN_PPM / 1000000 + STATE_BURST_FLOOR_PPM;
+        CreditState c;
+
+        if (!b->state_known) {
+                b->rate_avg_ppm = (double) used * 1e6 / (double) dt;
+                b->throttled_avg_ppm = (double) throttled * 1e6 / (double) dt;
+        } else {
+                b->rate_avg_ppm += a * ((double) used * 1e6 / (double) dt - b->rate_avg_ppm);
+                b->throttled_avg_ppm += a * ((double) throttled * 1e6 / (double) dt - b->throttled_avg_ppm);
+        }
+        if (limited_at_or_below_baseline(b) && b->throttled_avg_ppm > STATE_HELD_THROTTLED_PPM)
+                c = CREDIT_STATE_THROTTLED;
+        else if (b->rate_avg_ppm > (double) burst_above)
+                c = CREDIT_STATE_BURSTING;
+        else
+                c = CREDIT_STATE_BASELINE;
+        if (!b->state_known) {
+                b->state = b->candidate = c;
+                b->candidate_since_usec = now;
+                b->state_known = true;
+                return;
+        }
+        if (c != b->candidate) {
+                b->candidate = c;
+                b->candidate_since_usec = now;
+        }
+        if (b->candidate != b->state && now - b->candidate_since_usec >= STATE_DWELL_USEC) {
+                if (b->candidate == CREDIT_STATE_THROTTLED)
+                        b->notices |= CREDIT_NOTICE_EXHAUSTED;
+                else if (b->candidate == CREDIT_STATE_BURSTING && b->state == CREDIT_STATE_THROTTLED)
+                        b->notices |= CREDIT_NOTICE_BURSTING_AGAIN;
+                b->notices |= CREDIT_NOTICE_STATE;
+                b->state = b->candidate;
+        }
+}
+
 /* Brings the ledger up to now: earnings for the elapsed wall time, the
  * group's usage since the last look. */
 static int account(CreditBank *b, uint64_t now_usec) {
-        uint64_t used, rate_ppm, base_ppm, dt;
+        uint64_t used, dt, throttled0;
+        int64_t launch0, charged0;
         bool throttled_more;
         CpuStat st;
         int r;
@@ -244,27 +304,26 @@ static int account(CreditBank *b, uint64_t now_usec) {
         /* A counter that went backwards means the group was recreated:
          * everything it shows is new. */
         used = st.usage_usec >= b->last_usage_usec ? st.usage_usec - b->last_usage_usec : st.usage_usec;
+        launch0 = b->ledger.launch_usec;
+        charged0 = b->ledger.charged_usec;
         credit_ledger_accrue(&b->ledger, &b->spec, dt);
         credit_ledger_spend(&b->ledger, &b->spec, used);
+        if (launch0 > 0 && b->ledger.launch_usec <= 0)
+                b->notices |= CREDIT_NOTICE_LAUNCH_SPENT;
+        if (b->ledger.charged_usec > charged0)
+                b->notices |= CREDIT_NOTICE_SURPLUS_CHARGED;
         throttled_more = (st.have & CPU_STAT_PERIODS) && st.nr_throttled > b->last_nr_throttled;
+        throttled0 = b->throttled_usec;
+        b->throttled_usec = st.throttled_usec;
         b->last_usage_usec = st.usage_usec;
         b->last_used_usec = used;
         b->last_nr_throttled = st.nr_throttled;
-        b->throttled_usec = st.throttled_usec;
         b->last_tick_usec = now_usec;
 
-        if (dt > 0) {
-                /* From the limit first, usage second: a tick sees whole CFS
-                 * periods, so usage alone jitters around the baseline. */
-                rate_ppm = used * 1000000 / dt;
-                base_ppm = (uint64_t) credit_earn_per_sec(&b->spec);
-                if (limited_at_or_below_baseline(b))
-                        b->state = throttled_more ? CREDIT_STATE_THROTTLED : CREDIT_STATE_BASELINE;
-                else if (rate_ppm > base_ppm + base_ppm * STATE_MARGIN_PPM / 1000000 + STATE_MARGIN_PPM / 10)
-                        b->state = CREDIT_STATE_BURSTING;
-                else
-                        b->state = CREDIT_STATE_BASELINE;
-        }
+        if (dt > 0)
+                update_state(b, used, st.throttled_usec >= throttled0 ? st.throttled_usec - throttled0 : 0, dt,
+                             now_usec);
+        (void) throttled_more;
         return 0;
 }
 
@@ -310,7 +369,6 @@ int credit_bank_new(KHost *h, const VmId *vm, const CreditSpec *spec, CreditBank
                 goto fail;
         b->last_usage_usec = usage_base == UINT64_MAX ? st.usage_usec : usage_base;
         b->last_nr_throttled = st.nr_throttled;
-        b->throttled_usec = st.throttled_usec;
         b->last_tick_usec = now_usec;
         /* Adopt what is applied: an unchanged limit is not rewritten. */
         r = kh_cpu_get_bandwidth(h, vm, CG_ROLE_VCPUS, &bw);
@@ -485,6 +543,13 @@ void credit_bank_snapshot(const CreditBank *b, CreditSnapshot *ret) {
                 .last_tick_usec = b->last_tick_usec,
                 .tick_usec = b->params.tick_usec,
         };
+}
+
+unsigned credit_bank_take_notices(CreditBank *b) {
+        unsigned n = b->notices;
+
+        b->notices = 0;
+        return n;
 }
 
 const VmId *credit_bank_vm(const CreditBank *b) {

@@ -31,11 +31,23 @@ typedef enum CreditBankKind {
 
 const char *credit_bank_kind_to_string(CreditBankKind k);
 
+/* What the VM does with its credits, as operators see it (docs/credits.md):
+ * from its usage and throttled time averaged over about 2 s, and shown
+ * only once a new state has held for 2 s. */
 typedef enum CreditState {
         CREDIT_STATE_BASELINE,  /* at or below baseline, not held back */
-        CREDIT_STATE_BURSTING,  /* running above baseline on credits */
-        CREDIT_STATE_THROTTLED, /* held at (or below) baseline by the limit */
+        CREDIT_STATE_BURSTING,  /* above baseline (by 10 % of it + 1 % of a CPU) on credits or surplus */
+        CREDIT_STATE_THROTTLED, /* held at its baseline: limited there and throttled > 2 % of the time */
 } CreditState;
+
+/* Things that happened to a bank since its notices were last taken. */
+enum {
+        CREDIT_NOTICE_STATE = 1u << 0,          /* the shown state changed */
+        CREDIT_NOTICE_LAUNCH_SPENT = 1u << 1,   /* the launch credits ran out */
+        CREDIT_NOTICE_EXHAUSTED = 1u << 2,      /* credits exhausted, held at baseline */
+        CREDIT_NOTICE_BURSTING_AGAIN = 1u << 3, /* bursting after being held */
+        CREDIT_NOTICE_SURPLUS_CHARGED = 1u << 4, /* unlimited mode: surplus past its limit was charged */
+};
 
 const char *credit_state_to_string(CreditState s);
 
@@ -95,6 +107,8 @@ int credit_bank_transfer(CreditBank *from, CreditBank *to, int64_t amount_usec, 
 
 void credit_bank_snapshot(const CreditBank *b, CreditSnapshot *ret);
 const VmId *credit_bank_vm(const CreditBank *b);
+/* CREDIT_NOTICE_* bits gathered by looks since the last call; clears them. */
+unsigned credit_bank_take_notices(CreditBank *b);
 
 /* Test seam: fail the next kernel write of this bank with `error` (once).
  * Lets tests prove a transfer leaves both VMs as they were when the second

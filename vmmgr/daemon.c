@@ -23,6 +23,8 @@
 #include "common/parse.h"
 
 #define HOUSEKEEPING_USEC (5 * USEC_PER_SEC)
+#define TICK_WARNING_INTERVAL_USEC (60 * USEC_PER_SEC)
+#define SURPLUS_NOTICE_QUIET_USEC (60 * USEC_PER_SEC)
 
 uint64_t daemon_now_mono_usec(void) {
         struct timespec ts;
@@ -352,6 +354,54 @@ static int rearm(sd_event_source *s, uint64_t interval_usec) {
         return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
+/* What operators look for in the event history (docs/credits.md): the
+ * shown state's changes and the moments that explain them.  A surplus
+ * charged for a while is one event when the charging starts. */
+static void vm_record_notices(Daemon *d, Vm *vm, uint64_t now) {
+        static const struct {
+                unsigned bit;
+                const char *kind, *message;
+        } notes[] = {
+                { CREDIT_NOTICE_LAUNCH_SPENT, "launch-spent", "launch credits spent" },
+                { CREDIT_NOTICE_EXHAUSTED, "exhausted", "credits exhausted, held at baseline" },
+                { CREDIT_NOTICE_BURSTING_AGAIN, "bursting-again", "bursting again" },
+                { CREDIT_NOTICE_SURPLUS_CHARGED, "surplus-charged", "surplus charged" },
+        };
+        unsigned n = credit_bank_take_notices(vm->bank);
+        CreditSnapshot s;
+
+        if (n == 0)
+                return;
+        credit_bank_snapshot(vm->bank, &s);
+        if (n & CREDIT_NOTICE_SURPLUS_CHARGED) {
+                bool fresh = now >= vm->surplus_noticed_usec + SURPLUS_NOTICE_QUIET_USEC;
+                vm->surplus_noticed_usec = now;
+                if (!fresh)
+                        n &= ~CREDIT_NOTICE_SURPLUS_CHARGED;
+        }
+        if (n & CREDIT_NOTICE_STATE) {
+                _cleanup_json_ struct json_object *o = json_object_new_object();
+                if (o && json_io_add_string(o, "from", credit_state_to_string(vm->shown_state)) == 0 &&
+                    json_io_add_string(o, "to", credit_state_to_string(s.state)) == 0)
+                        (void) daemon_event(d, &vm->id, "state", o);
+                log_info("VM %s: %s -> %s", vm->id.str, credit_state_to_string(vm->shown_state),
+                         credit_state_to_string(s.state));
+                vm->shown_state = s.state;
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(notes); i++) {
+                _cleanup_json_ struct json_object *o = NULL;
+
+                if (!(n & notes[i].bit))
+                        continue;
+                o = json_object_new_object();
+                if (o && json_io_add_string(o, "message", notes[i].message) == 0 &&
+                    json_io_add_int(o, "balance_usec", s.ledger.balance_usec) == 0 &&
+                    json_io_add_int(o, "launch_usec", s.ledger.launch_usec) == 0)
+                        (void) daemon_event(d, &vm->id, notes[i].kind, o);
+                log_info("VM %s: %s", vm->id.str, notes[i].message);
+        }
+}
+
 /* One credit tick: every bank that is due (or whose history wants a
  * sample) gets a look. */
 void daemon_tick_now(Daemon *d) {
@@ -367,14 +417,18 @@ void daemon_tick_now(Daemon *d) {
                         continue;
                 r = credit_bank_tick(vm->bank, now);
                 d->stats.bank_ticks++;
-                if (r == 0)
+                if (r == 0) {
                         vm_record_history(vm, now);
-                if (r < 0) {
+                        vm_record_notices(d, vm, now);
+                } else {
                         d->stats.tick_errors++;
                         if (r == -ENOENT) /* the group is gone: QEMU exited */
-                                daemon_vm_disconnect(d, vm, "its cgroup disappeared");
-                        else
+                                vm_link_close(d, vm, "its cgroup disappeared", false);
+                        else if (now >= vm->tick_warned_usec + TICK_WARNING_INTERVAL_USEC) {
+                                /* Once a minute at most: this can repeat every tick. */
                                 log_warning_errno(r, "VM %s: credit tick failed: %m", vm->id.str);
+                                vm->tick_warned_usec = now;
+                        }
                 }
         }
         d->stats.ticks++;
@@ -569,8 +623,14 @@ static int open_api(Daemon *d) {
         ApiConfig cfg = {
                 .unix_path = d->cfg.socket_path,
                 .allowed_gid = API_GID_ROOT_ONLY,
+                .connection_limit = d->cfg.api_max_connections,
+                .per_peer_limit = d->cfg.api_max_connections_per_peer,
+                .connection_timeout_sec = d->cfg.api_timeout_sec,
+                .max_header_bytes = d->cfg.api_max_header_bytes,
+                .max_body_bytes = d->cfg.api_max_body_bytes,
         };
         ApiError err = { 0 };
+        ApiLimits lim;
         int r, t;
 
         if (d->cfg.socket_group[0]) {
@@ -605,6 +665,13 @@ static int open_api(Daemon *d) {
         r = api_new(&cfg, &daemon_service_ops, d, &d->api, &err);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the API: %s", err.message);
+        api_get_limits(d->api, &lim);
+        if (lim.connection_limit < cfg.connection_limit)
+                log_warning("API: max_connections lowered from %u to %u to fit RLIMIT_NOFILE (raise LimitNOFILE=)",
+                            cfg.connection_limit, lim.connection_limit);
+        log_info("API limits: %u connections per listener, %u per peer, %us for a request, headers %zu bytes, "
+                 "body %zu bytes",
+                 lim.connection_limit, lim.per_peer_limit, lim.timeout_sec, lim.max_header_bytes, lim.max_body_bytes);
         r = sd_event_add_io(d->loop, &d->api_io, api_get_fd(d->api), EPOLLIN, on_api_io, d);
         if (r < 0)
                 return r;

@@ -76,6 +76,9 @@ typedef struct Vm {
         char run_state[32];
         CreditBank *bank;
         uint64_t committed_generation; /* ledger generation last written to the db */
+        CreditState shown_state;        /* as last recorded in the event history */
+        uint64_t surplus_noticed_usec;  /* last look that saw a surplus charged */
+        uint64_t tick_warned_usec;      /* last "credit tick failed" warning */
 
         /* Credit history: a ring of samples taken at bank looks, at most one a second. */
         ServiceHistoryPoint *history;

@@ -155,6 +155,88 @@ static void spin_scenario(CgMode mode, bool patched, CreditBankKind kind) {
         world_close(&w);
 }
 
+/* Runs `dur` ticking every TICK; counts shown-state changes and gathers
+ * the notices. */
+static unsigned run_watch(World *w, CreditBank *b, uint64_t dur, unsigned *notices) {
+        CreditSnapshot s;
+        CreditState last;
+        unsigned changes = 0;
+
+        credit_bank_snapshot(b, &s);
+        last = s.state;
+        for (uint64_t t = 0; t < dur; t += TICK) {
+                km_advance(w->model, TICK);
+                assert_int_equal(credit_bank_tick(b, km_now_usec(w->model)), 0);
+                *notices |= credit_bank_take_notices(b);
+                credit_bank_snapshot(b, &s);
+                if (s.state != last && getenv("VT_DEBUG")) printf("t=%.1f %s -> %s\n", km_now_usec(w->model) / 1e6, credit_state_to_string(last), credit_state_to_string(s.state));
+                changes += s.state != last;
+                last = s.state;
+        }
+        return changes;
+}
+
+/* What operators see (docs/credits.md): a spinning VM bursts on its launch
+ * credits, is held at baseline once they and its bank are spent (one
+ * change, no flapping), bursts again when given credits; a VM steady at
+ * its baseline stays "baseline"; each moment is a notice. */
+static void states_scenario(CgMode mode, bool patched, CreditBankKind kind) {
+        World w;
+        CreditBank *b = NULL;
+        CreditSnapshot s;
+        unsigned notices = 0, changes;
+
+        world_open(&w, mode, patched);
+        assert_int_equal(credit_bank_new(w.host, &w.vm[0], &demo, kind, NULL, NULL, UINT64_MAX,
+                                         km_now_usec(w.model), &b),
+                         0);
+        assert_int_equal(km_thread_set_demand(w.model, w.tid[0], 1000000), 0);
+        (void) run_watch(&w, b, 2 * SEC, &notices); /* the first look decides the first state */
+        credit_bank_snapshot(b, &s);
+        assert_int_equal(s.state, CREDIT_STATE_BURSTING);
+        /* Launch credits (3 s) and the bank run dry near 3.75 s: held. */
+        changes = run_watch(&w, b, 18 * SEC, &notices);
+        credit_bank_snapshot(b, &s);
+        printf("%s: spinning 20 s: %u state change(s), notices 0x%x\n", credit_bank_kind_to_string(kind), changes,
+               notices);
+        assert_int_equal(s.state, CREDIT_STATE_THROTTLED);
+        assert_int_equal(changes, 1);
+        assert_true(notices & CREDIT_NOTICE_LAUNCH_SPENT);
+        assert_true(notices & CREDIT_NOTICE_EXHAUSTED);
+        assert_false(notices & CREDIT_NOTICE_BURSTING_AGAIN);
+
+        /* Given 5 CPU-s, it bursts again. */
+        notices = 0;
+        assert_int_equal(credit_bank_inject(b, 5 * (int64_t) SEC, km_now_usec(w.model)), 0);
+        changes = run_watch(&w, b, 3 * SEC, &notices);
+        credit_bank_snapshot(b, &s);
+        assert_int_equal(s.state, CREDIT_STATE_BURSTING);
+        assert_true(notices & CREDIT_NOTICE_BURSTING_AGAIN);
+
+        /* Steady at its baseline once the bank is spent: "baseline", stable. */
+        run_watch(&w, b, 10 * SEC, &notices);
+        assert_int_equal(km_thread_set_demand(w.model, w.tid[0], 200000), 0);
+        /* Leaving "throttled" takes the averages ~8 s (from 80 % of the
+         * time throttled down past 2 %, tau 2 s) plus the 2 s dwell. */
+        run_watch(&w, b, 15 * SEC, &notices);
+        changes = run_watch(&w, b, 20 * SEC, &notices);
+        credit_bank_snapshot(b, &s);
+        printf("%s: at baseline 20 s: %u state change(s), state %s\n", credit_bank_kind_to_string(kind), changes,
+               credit_state_to_string(s.state));
+        assert_int_equal(changes, 0);
+        assert_int_equal(s.state, CREDIT_STATE_BASELINE);
+        credit_bank_free(b);
+        world_close(&w);
+}
+
+static void test_states_emulated(void **state) {
+        states_scenario(CG_MODE_UNIFIED, false, CREDIT_BANK_EMULATED);
+}
+
+static void test_states_kernel(void **state) {
+        states_scenario(CG_MODE_UNIFIED, true, CREDIT_BANK_KERNEL);
+}
+
 static void test_emulated_v2(void **state) {
         spin_scenario(CG_MODE_UNIFIED, false, CREDIT_BANK_EMULATED);
 }
@@ -333,6 +415,8 @@ static void test_resume_charges_gap(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_emulated_v2),
+                cmocka_unit_test(test_states_emulated),
+                cmocka_unit_test(test_states_kernel),
                 cmocka_unit_test(test_emulated_v1),
                 cmocka_unit_test(test_emulated_v2_adaptive),
                 cmocka_unit_test(test_kernel_bank),
