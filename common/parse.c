@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * common/parse.c - strict number, size and duration parsers (parse.h): the
+ * whole text or an error, never a silent prefix.
+ */
 #include "common/parse.h"
 
 #include <errno.h>

@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * common/vmid.c - VM ids: a lowercase RFC 4122 UUID, validated before it
+ * can become part of a path or a name.
+ */
 #include "common/vmid.h"
 
 #include <errno.h>

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * kernel/cgfs.c - cgroupfs file access beneath a mount: every path opened
+ * with openat2(RESOLVE_BENEATH), one value per write, short writes are
+ * errors.
+ */
 #include "kernel/cgfs.h"
 
 #include <dirent.h>

@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * policies/credits.c - the credit ledger and the emulated bank's decisions:
+ * integer arithmetic on a snapshot, no I/O and no clock.
+ */
 #include "policies/credits.h"
 
 #include <errno.h>

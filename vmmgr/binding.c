@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/binding.c - puts a VM's threads in their groups by role (vCPUs,
+ * iothreads, the emulator's other threads) from what QEMU reports.
+ */
 #include "vmmgr/binding.h"
 
 #include <errno.h>

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/credit-engine.c - a VM's credit bank: the ledger brought to now at
+ * each look, enforced in the kernel (cpu.max.runtime) or with cpu.max
+ * (emulated), and the state operators see.
+ */
 #include "vmmgr/credit-engine.h"
 
 #include <errno.h>

@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/hostinfo.c - what this host offers vmmgr (cgroup mode, controllers,
+ * cpu.max.runtime, burst above quota, memory management), as JSON.
+ */
 #include "vmmgr/hostinfo.h"
 
 #include <inttypes.h>

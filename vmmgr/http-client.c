@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/http-client.c - vmmgrctl's HTTP client for vmmgrd's API on the
+ * UNIX socket (libcurl), with deadlines and bounded replies.
+ */
 #include "vmmgr/http-client.h"
 
 #include <curl/curl.h>

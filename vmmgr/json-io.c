@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/json-io.c - the API's objects rendered with json-c (json-io.h).
+ */
 #include "vmmgr/json-io.h"
 
 #include <errno.h>

@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/state.c - vmmgrd's state in SQLite: VMs, ledgers, events; bound
+ * parameters only, migrations by schema version, one transaction per change.
+ */
 #include "vmmgr/state.h"
 
 #include <errno.h>
