@@ -1055,6 +1055,235 @@ static unsigned check_tls_peer(struct MHD_Connection *conn, char *msg, size_t si
         return 0;
 }
 
+/* ---- connections: limits, per peer, time ------------------------------------------------ */
+
+static void peer_of(const Listener *l, struct MHD_Connection *conn, int fd, Peer *ret) {
+        const union MHD_ConnectionInfo *ci;
+
+        *ret = (Peer) {};
+        if (l->transport == TRANSPORT_UNIX) {
+                struct ucred uc;
+                socklen_t len = sizeof uc;
+
+                /* Credentials that cannot be read: all such connections
+                 * are one peer (family 0). */
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
+                        ret->family = AF_UNIX;
+                        ret->uid = uc.uid;
+                }
+                return;
+        }
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (!ci || !ci->client_addr)
+                return;
+        if (ci->client_addr->sa_family == AF_INET) {
+                ret->family = AF_INET;
+                memcpy(ret->addr, &((const struct sockaddr_in *) ci->client_addr)->sin_addr, 4);
+        } else if (ci->client_addr->sa_family == AF_INET6) {
+                const struct in6_addr *a = &((const struct sockaddr_in6 *) ci->client_addr)->sin6_addr;
+
+                /* An IPv4 client of a dual-stack socket is that IPv4 address. */
+                if (IN6_IS_ADDR_V4MAPPED(a)) {
+                        ret->family = AF_INET;
+                        memcpy(ret->addr, a->s6_addr + 12, 4);
+                } else {
+                        ret->family = AF_INET6;
+                        memcpy(ret->addr, a->s6_addr, 16);
+                }
+        }
+}
+
+static bool peer_equal(const Peer *a, const Peer *b) {
+        return a->family == b->family && a->uid == b->uid && memcmp(a->addr, b->addr, sizeof a->addr) == 0;
+}
+
+static void wait_list_add(Listener *l, Conn *c) {
+        c->wait_prev = l->wait_tail;
+        c->wait_next = NULL;
+        if (l->wait_tail)
+                l->wait_tail->wait_next = c;
+        else
+                l->wait_head = c;
+        l->wait_tail = c;
+        c->waiting = true;
+}
+
+static void wait_list_remove(Listener *l, Conn *c) {
+        if (!c->waiting)
+                return;
+        if (c->wait_prev)
+                c->wait_prev->wait_next = c->wait_next;
+        else
+                l->wait_head = c->wait_next;
+        if (c->wait_next)
+                c->wait_next->wait_prev = c->wait_prev;
+        else
+                l->wait_tail = c->wait_prev;
+        c->wait_prev = c->wait_next = NULL;
+        c->waiting = false;
+}
+
+/* Ends a connection without an answer: its peer sees EOF, libmicrohttpd
+ * sees the hang-up and closes it (and tells conn_closed()). */
+static void conn_shut(Listener *l, Conn *c) {
+        if (c->closing)
+                return;
+        wait_list_remove(l, c);
+        c->closing = true;
+        l->live--;
+        (void) shutdown(c->fd, SHUT_RDWR);
+}
+
+/* The oldest connection waiting for its request; of `peer` only, unless NULL. */
+static Conn *oldest_waiting(const Listener *l, const Peer *peer) {
+        for (Conn *c = l->wait_head; c; c = c->wait_next)
+                if (!peer || peer_equal(&c->peer, peer))
+                        return c;
+        return NULL;
+}
+
+static unsigned peer_count(const Listener *l, const Peer *peer) {
+        unsigned n = 0;
+
+        for (const Conn *c = l->conns; c; c = c->next)
+                if (!c->closing && peer_equal(&c->peer, peer))
+                        n++;
+        return n;
+}
+
+/* Room for a new connection: over the peer's limit, its own oldest waiting
+ * connection goes; over the total, the oldest waiting one.  False when
+ * nothing waits (every connection is being answered). */
+static bool make_room(Listener *l, const Peer *peer) {
+        Api *api = l->api;
+        Conn *old;
+
+        if (peer_count(l, peer) >= api->per_peer_limit) {
+                old = oldest_waiting(l, peer);
+                if (!old)
+                        return false;
+                conn_shut(l, old);
+                api->stats.closed_for_room++;
+        }
+        if (l->live >= api->connection_limit) {
+                old = oldest_waiting(l, NULL);
+                if (!old)
+                        return false;
+                conn_shut(l, old);
+                api->stats.closed_for_room++;
+        }
+        return true;
+}
+
+static void conn_started(Listener *l, struct MHD_Connection *conn, void **socket_context) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        bool room;
+        Conn *c;
+
+        if (!ci)
+                return; /* cannot happen: libmicrohttpd has just accepted it */
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                /* Untracked is unlimited: better no connection at all. */
+                (void) shutdown(ci->connect_fd, SHUT_RDWR);
+                return;
+        }
+        c->l = l;
+        c->fd = ci->connect_fd;
+        c->since_usec = now_usec();
+        peer_of(l, conn, c->fd, &c->peer);
+        /* Room first, so the counts are of the others. */
+        room = make_room(l, &c->peer);
+        c->next = l->conns;
+        if (l->conns)
+                l->conns->prev = c;
+        l->conns = c;
+        *socket_context = c;
+        l->live++;
+        if (!room) {
+                l->api->stats.refused++;
+                conn_shut(l, c);
+                return;
+        }
+        wait_list_add(l, c);
+}
+
+static void conn_closed(Listener *l, void **socket_context) {
+        Conn *c = *socket_context;
+
+        if (!c)
+                return;
+        *socket_context = NULL;
+        wait_list_remove(l, c);
+        if (!c->closing)
+                l->live--;
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                l->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        free(c);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+        Listener *l = cls;
+
+        if (code == MHD_CONNECTION_NOTIFY_STARTED)
+                conn_started(l, conn, socket_context);
+        else
+                conn_closed(l, socket_context);
+}
+
+static Conn *conn_of(struct MHD_Connection *conn) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+        return ci ? ci->socket_context : NULL;
+}
+
+/* The whole request is in (or answered early): no longer closed for room
+ * or lateness; libmicrohttpd's idle timeout still applies. */
+static void conn_busy(struct MHD_Connection *conn) {
+        Conn *c = conn_of(conn);
+
+        if (c)
+                wait_list_remove(c->l, c);
+}
+
+/* Answered, and kept open for the next request: waiting again. */
+static void conn_idle(struct MHD_Connection *conn) {
+        Conn *c = conn_of(conn);
+
+        if (!c || c->closing)
+                return;
+        wait_list_remove(c->l, c);
+        c->since_usec = now_usec();
+        wait_list_add(c->l, c);
+}
+
+/* Shuts the connections whose time for a whole request is up. */
+static void close_late(Listener *l, uint64_t now) {
+        uint64_t limit = (uint64_t) l->api->timeout_sec * USEC_PER_SEC;
+
+        while (l->wait_head && now - l->wait_head->since_usec >= limit) {
+                conn_shut(l, l->wait_head);
+                l->api->stats.closed_late++;
+        }
+}
+
+/* Milliseconds until the oldest waiting connection is late; -1: none waits. */
+static int late_in_ms(const Listener *l, uint64_t now) {
+        uint64_t due;
+
+        if (!l || !l->wait_head)
+                return -1;
+        due = l->wait_head->since_usec + (uint64_t) l->api->timeout_sec * USEC_PER_SEC;
+        if (due <= now)
+                return 0;
+        return (int) MIN((due - now + 999) / 1000, (uint64_t) INT_MAX);
+}
+
 /* ---- libmicrohttpd callbacks ----------------------------------------------------------- */
 
 static void queue_reply(ApiRequest *req) {
@@ -1077,6 +1306,7 @@ static void queue_reply(ApiRequest *req) {
 }
 
 static enum MHD_Result finish(ApiRequest *req) {
+        conn_busy(req->conn);
         queue_reply(req);
         return req->queued ? MHD_YES : MHD_NO;
 }
@@ -1129,11 +1359,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
         (void) version;
         if (!req) {
+                Conn *c = conn_of(conn);
                 char msg[160];
                 unsigned denied;
                 const char *cl;
                 uint64_t n;
 
+                if (c && c->closing)
+                        return MHD_NO; /* shut down for room or lateness: no answer */
                 req = calloc(1, sizeof *req);
                 if (!req)
                         return MHD_NO;
@@ -1195,6 +1428,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
 
         /* The whole request is in. */
+        conn_busy(conn);
         if (req->too_big) {
                 reply_error(req, 413, NULL, "body over %zu bytes", api->max_body);
                 return finish(req);
@@ -1222,8 +1456,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         uint64_t latency;
         size_t b = 0;
 
-        (void) conn;
-        (void) toe;
+        /* Kept open for the next request: its time starts again. */
+        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                conn_idle(conn);
         if (!req)
                 return;
         *req_cls = NULL;
@@ -1261,6 +1496,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 void api_get_stats(const Api *api, ApiStats *ret) {
         *ret = api->stats;
+        ret->connections_open = (api->unix_listener ? api->unix_listener->live : 0) +
+                                (api->tls_listener ? api->tls_listener->live : 0);
 }
 
 int api_stats_to_prometheus(const ApiStats *s, char **ret) {
@@ -1295,6 +1532,17 @@ int api_stats_to_prometheus(const ApiStats *s, char **ret) {
                 "vmmgr_http_request_duration_seconds_sum %.6f\n"
                 "vmmgr_http_request_duration_seconds_count %" PRIu64 "\n",
                 cum, (double) s->latency_sum_usec / 1e6, s->requests);
+        fprintf(f,
+                "# HELP vmmgr_http_connections API connections open now.\n"
+                "# TYPE vmmgr_http_connections gauge\n"
+                "vmmgr_http_connections %" PRIu64 "\n"
+                "# HELP vmmgr_http_connections_closed_total API connections closed without an answer: "
+                "for room (a limit), refused (over a limit, none waiting) or late (no whole request in time).\n"
+                "# TYPE vmmgr_http_connections_closed_total counter\n"
+                "vmmgr_http_connections_closed_total{reason=\"room\"} %" PRIu64 "\n"
+                "vmmgr_http_connections_closed_total{reason=\"refused\"} %" PRIu64 "\n"
+                "vmmgr_http_connections_closed_total{reason=\"late\"} %" PRIu64 "\n",
+                s->connections_open, s->closed_for_room, s->refused, s->closed_late);
         if (fflush(f) != 0 || ferror(f))
                 return -ENOMEM;
         fclose(TAKE_PTR(f));
@@ -1483,28 +1731,82 @@ static int watch(Api *api, struct MHD_Daemon *d) {
         return 0;
 }
 
-static struct MHD_Daemon *start_daemon(Api *api, Listener *l, int fd, const ApiConfig *cfg) {
-        unsigned limit = cfg->connection_limit ? cfg->connection_limit : 64;
-        unsigned timeout = cfg->connection_timeout_sec ? cfg->connection_timeout_sec : 30;
+/* libmicrohttpd's own limits back ours up (CLOSING_SLACK above them):
+ * total connections, connections per address (TLS; on the UNIX socket
+ * every peer has the same address, so the per-uid count is ours alone),
+ * the idle timeout, and the connection's memory pool, which bounds the
+ * request line and headers -- libmicrohttpd answers 431 (414 for the
+ * request line alone) as soon as they outgrow it. */
+static struct MHD_Daemon *start_daemon(Api *api, Listener *l, int fd) {
         /* Suspend/resume: a request that waits for QEMU (registration)
          * is parked without holding the loop. */
         unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+        struct MHD_OptionItem common[] = {
+                { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) on_mhd_log, NULL },
+                { MHD_OPTION_LISTEN_SOCKET, fd, NULL },
+                { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) on_completed, l },
+                { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) on_connection, l },
+                { MHD_OPTION_CONNECTION_LIMIT, (intptr_t) (api->connection_limit + CLOSING_SLACK), NULL },
+                { MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t) api->timeout_sec, NULL },
+                { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) api->max_header, NULL },
+                { MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL },
+                { MHD_OPTION_END, 0, NULL },
+        };
 
         if (l->transport == TRANSPORT_TLS)
-                return MHD_start_daemon(
-                        flags | MHD_USE_TLS, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-                        NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
-                        MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-                        MHD_OPTION_STRICT_FOR_CLIENT, (int) 1, MHD_OPTION_HTTPS_MEM_CERT, api->tls_cert,
-                        MHD_OPTION_HTTPS_MEM_KEY, api->tls_key, MHD_OPTION_HTTPS_MEM_TRUST, api->tls_ca,
-                        MHD_OPTION_END);
-        return MHD_start_daemon(flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                                MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
-                                MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-                                MHD_OPTION_STRICT_FOR_CLIENT, (int) 1, MHD_OPTION_END);
+                return MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, on_request, l, MHD_OPTION_ARRAY, common,
+                                        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                        (unsigned) (api->per_peer_limit + CLOSING_SLACK), MHD_OPTION_HTTPS_MEM_CERT,
+                                        api->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, api->tls_key,
+                                        MHD_OPTION_HTTPS_MEM_TRUST, api->tls_ca, MHD_OPTION_END);
+        return MHD_start_daemon(flags, 0, NULL, NULL, on_request, l, MHD_OPTION_ARRAY, common, MHD_OPTION_END);
 }
 
 /* ---- the object ----------------------------------------------------------------------- */
+
+/* Each connection is a descriptor, and libmicrohttpd may hold CLOSING_SLACK
+ * more per listener while it closes those we shut down.  The API takes at
+ * most half of RLIMIT_NOFILE's soft limit (vmmgrd raises it at start): the
+ * other half is the caller's -- QMP sockets, cgroup files, the database. */
+static unsigned fit_fd_limit(unsigned limit, unsigned listeners) {
+        struct rlimit rl;
+        rlim_t share;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                return limit;
+        share = rl.rlim_cur / 2 / listeners;
+        if (share < CLOSING_SLACK + CONNECTIONS_MIN)
+                return CONNECTIONS_MIN;
+        return (unsigned) MIN((rlim_t) limit, share - CLOSING_SLACK);
+}
+
+static int set_limits(Api *api, const ApiConfig *cfg, ApiError *err) {
+        unsigned listeners = (cfg->unix_path ? 1u : 0u) + (cfg->tcp_address ? 1u : 0u);
+
+        api->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : API_BODY_MAX_DEFAULT;
+        api->max_header = cfg->max_header_bytes ? cfg->max_header_bytes : API_HEADER_MAX_DEFAULT;
+        if (api->max_header < API_HEADER_MAX_MIN) {
+                set_error(err, "max_header_bytes must be at least %u", API_HEADER_MAX_MIN);
+                return -EINVAL;
+        }
+        api->connection_limit = cfg->connection_limit ? cfg->connection_limit : API_CONNECTIONS_DEFAULT;
+        api->connection_limit = MAX(api->connection_limit, CONNECTIONS_MIN);
+        api->connection_limit = fit_fd_limit(api->connection_limit, MAX(listeners, 1u));
+        api->per_peer_limit = cfg->per_peer_limit ? cfg->per_peer_limit : API_PER_PEER_DEFAULT;
+        api->per_peer_limit = MIN(api->per_peer_limit, api->connection_limit);
+        api->timeout_sec = cfg->connection_timeout_sec ? cfg->connection_timeout_sec : API_TIMEOUT_SEC_DEFAULT;
+        return 0;
+}
+
+void api_get_limits(const Api *api, ApiLimits *ret) {
+        *ret = (ApiLimits) {
+                .connection_limit = api->connection_limit,
+                .per_peer_limit = api->per_peer_limit,
+                .timeout_sec = api->timeout_sec,
+                .max_header_bytes = api->max_header,
+                .max_body_bytes = api->max_body,
+        };
+}
 
 Api *api_free(Api *api) {
         if (!api)
@@ -1546,7 +1848,9 @@ int api_new(const ApiConfig *cfg, const ServiceOps *ops, void *ops_ctx, Api **re
         api->ops = ops;
         api->ops_ctx = ops_ctx;
         api->allowed_gid = cfg->allowed_gid;
-        api->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : API_BODY_MAX_DEFAULT;
+        r = set_limits(api, cfg, err);
+        if (r < 0)
+                return r;
         api->wake_fd = -EBADF;
         api->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
         if (api->epoll_fd < 0)
@@ -1576,7 +1880,7 @@ int api_new(const ApiConfig *cfg, const ServiceOps *ops, void *ops_ctx, Api **re
                         return r;
                 /* libmicrohttpd owns the listen socket from here on, also when
                  * it fails to start (it closes it). */
-                api->unix_daemon = start_daemon(api, api->unix_listener, fd, cfg);
+                api->unix_daemon = start_daemon(api, api->unix_listener, fd);
                 if (!api->unix_daemon) {
                         (void) unlink(cfg->unix_path);
                         set_error(err, "cannot start the HTTP server on %s", cfg->unix_path);
@@ -1595,7 +1899,7 @@ int api_new(const ApiConfig *cfg, const ServiceOps *ops, void *ops_ctx, Api **re
                 r = tcp_listen(cfg->tcp_address, cfg->tcp_port, &fd, &api->tcp_port, err);
                 if (r < 0)
                         return r;
-                api->tls_daemon = start_daemon(api, api->tls_listener, fd, cfg);
+                api->tls_daemon = start_daemon(api, api->tls_listener, fd);
                 if (!api->tls_daemon) {
                         set_error(err, "cannot start the HTTPS server on %s port %u", cfg->tcp_address,
                                   (unsigned) api->tcp_port);
@@ -1620,7 +1924,16 @@ uint16_t api_get_tcp_port(const Api *api) {
 
 int api_get_timeout_ms(Api *api) {
         struct MHD_Daemon *ds[] = { api->unix_daemon, api->tls_daemon };
+        Listener *ls[] = { api->unix_listener, api->tls_listener };
+        uint64_t now = now_usec();
         int best = -1;
+
+        for (size_t i = 0; i < ARRAY_SIZE(ls); i++) {
+                int t = late_in_ms(ls[i], now);
+
+                if (t >= 0 && (best < 0 || t < best))
+                        best = t;
+        }
 
         for (size_t i = 0; i < ARRAY_SIZE(ds); i++) {
                 MHD_UNSIGNED_LONG_LONG ms;
@@ -1640,6 +1953,11 @@ int api_dispatch(Api *api) {
         int r = 0;
 
         (void) eventfd_read(api->wake_fd, &ignored); /* nonblocking: -EAGAIN when not woken */
+        /* Late connections are shut first: this round closes them. */
+        if (api->unix_listener)
+                close_late(api->unix_listener, now_usec());
+        if (api->tls_listener)
+                close_late(api->tls_listener, now_usec());
         /* Both, whichever woke us: MHD_run() never blocks and is cheap when
          * idle, and a timeout may be due on either. */
         if (api->unix_daemon && MHD_run(api->unix_daemon) != MHD_YES)

@@ -10,6 +10,26 @@
  *   TCP + TLS    optional, off unless tcp_address is set; mutual TLS: a
  *                client certificate signed by tls_ca_file is required.
  *
+ * Limits (docs/vmmgrd.md, "API limits").  The API cannot be starved by
+ * connections that never finish a request:
+ *   - each listener holds at most connection_limit connections, and one
+ *     peer (a uid on the UNIX socket, from SO_PEERCRED; an address on the
+ *     TLS listener) at most per_peer_limit of them.  A new connection over
+ *     either limit closes the oldest connection that is still waiting for
+ *     its request (the peer's own, for the per-peer limit) -- a connection
+ *     whose request is being answered is never closed for room; only when
+ *     none waits is the new connection closed instead.  A normal request
+ *     is therefore answered however many half-open connections are open.
+ *   - a connection must deliver a whole request within timeout_sec of
+ *     connecting or of its previous answer (trickling bytes does not
+ *     extend it), and one silent for timeout_sec is closed.
+ *   - request line and headers over about max_header_bytes: 431 at once
+ *     (414 for a request line alone that long); a body declared over
+ *     max_body_bytes: 413 before it is read.
+ * Each connection is one file descriptor: api_new() lowers
+ * connection_limit to fit half of RLIMIT_NOFILE's soft limit (the other
+ * half is left to the caller); api_get_limits() says what is in force.
+ *
  * Event loop.  No thread of its own: the owner's loop (sd-event in vmmgrd)
  * watches api_get_fd() for EPOLLIN, arms a timer for api_get_timeout_ms()
  * and calls api_dispatch() when either fires.  Service operations run in
@@ -30,6 +50,11 @@
 
 #define API_GID_ROOT_ONLY ((gid_t) -1)
 #define API_BODY_MAX_DEFAULT (64u * 1024u)
+#define API_CONNECTIONS_DEFAULT 1024u    /* per listener */
+#define API_PER_PEER_DEFAULT 64u
+#define API_TIMEOUT_SEC_DEFAULT 10u
+#define API_HEADER_MAX_DEFAULT (32u * 1024u) /* libmicrohttpd's own default pool */
+#define API_HEADER_MAX_MIN 4096u
 
 typedef struct ApiConfig {
         const char *unix_path;   /* NULL: no UNIX listener */
@@ -37,10 +62,22 @@ typedef struct ApiConfig {
         const char *tcp_address; /* numeric IPv4/IPv6 address; NULL: no TCP listener */
         uint16_t tcp_port;       /* 0: any free port (see api_get_tcp_port()) */
         const char *tls_cert_file, *tls_key_file, *tls_ca_file; /* PEM; required with tcp_address */
-        size_t max_body_bytes;   /* 0: API_BODY_MAX_DEFAULT */
-        unsigned connection_limit;       /* per listener; 0: 64 */
-        unsigned connection_timeout_sec; /* idle connections closed; 0: 30 */
+        /* Limits (see above); 0 takes the default. */
+        size_t max_body_bytes;           /* 0: API_BODY_MAX_DEFAULT */
+        size_t max_header_bytes;         /* 0: API_HEADER_MAX_DEFAULT; at least API_HEADER_MAX_MIN */
+        unsigned connection_limit;       /* per listener; 0: API_CONNECTIONS_DEFAULT */
+        unsigned per_peer_limit;         /* per uid / address; 0: API_PER_PEER_DEFAULT; at most connection_limit */
+        unsigned connection_timeout_sec; /* whole request, and idle; 0: API_TIMEOUT_SEC_DEFAULT */
 } ApiConfig;
+
+/* The limits in force (after defaults, clamping and the fd limit). */
+typedef struct ApiLimits {
+        unsigned connection_limit; /* per listener */
+        unsigned per_peer_limit;
+        unsigned timeout_sec;
+        size_t max_header_bytes;
+        size_t max_body_bytes;
+} ApiLimits;
 
 typedef struct ApiError {
         char message[256];
@@ -70,6 +107,7 @@ int api_get_timeout_ms(Api *api);
 int api_dispatch(Api *api);
 /* The bound TCP port (useful with tcp_port 0); 0 without a TCP listener. */
 uint16_t api_get_tcp_port(const Api *api);
+void api_get_limits(const Api *api, ApiLimits *ret);
 
 /* ---- the route table, as data (tests enumerate it) ---------------------- */
 
@@ -99,6 +137,10 @@ typedef struct ApiStats {
         uint64_t denied;                      /* 401/403 from the transport checks */
         uint64_t latency_bucket[API_LATENCY_BUCKETS + 1]; /* not cumulative; last: +Inf */
         uint64_t latency_sum_usec;
+        uint64_t connections_open;     /* now, both listeners */
+        uint64_t closed_for_room;      /* waiting connections closed for a new one (a limit) */
+        uint64_t refused;              /* new connections closed: over a limit, nothing waiting */
+        uint64_t closed_late;          /* no whole request within timeout_sec */
 } ApiStats;
 
 /* A copy of the counters (call from the thread that calls api_dispatch()). */

@@ -10,11 +10,17 @@
 #include "common/macros.h"
 #include "common/parse.h"
 #include "kernel/kernel.h"
+#include "vmmgr/api.h"
 
 int config_init(VmmgrConfig *c) {
         *c = (VmmgrConfig) {
                 .tick_usec = 100000,
                 .commit_interval_usec = 2000000,
+                .api_max_connections = API_CONNECTIONS_DEFAULT,
+                .api_max_connections_per_peer = API_PER_PEER_DEFAULT,
+                .api_timeout_sec = API_TIMEOUT_SEC_DEFAULT,
+                .api_max_header_bytes = API_HEADER_MAX_DEFAULT,
+                .api_max_body_bytes = API_BODY_MAX_DEFAULT,
         };
         snprintf(c->state_dir, sizeof(c->state_dir), "%s", CONFIG_DEFAULT_STATE_DIR);
         snprintf(c->socket_path, sizeof(c->socket_path), "%s", CONFIG_DEFAULT_SOCKET);
@@ -108,6 +114,42 @@ static int daemon_key(VmmgrConfig *c, const char *k, const char *v) {
         return -ENOKEY;
 }
 
+static int set_uint(unsigned *dst, const char *v, unsigned min, unsigned max) {
+        int x, r = parse_int_range(v, (int) min, (int) max, &x);
+
+        if (r < 0)
+                return r;
+        *dst = (unsigned) x;
+        return 0;
+}
+
+static int set_bytes(uint64_t *dst, const char *v, uint64_t min, uint64_t max) {
+        uint64_t x;
+        int r = parse_size(v, &x);
+
+        if (r < 0)
+                return r;
+        if (x < min || x > max)
+                return -ERANGE;
+        *dst = x;
+        return 0;
+}
+
+/* [api]: the limits that keep the API answering (vmmgr/api.h). */
+static int api_key(VmmgrConfig *c, const char *k, const char *v) {
+        if (strcmp(k, "max_connections") == 0)
+                return set_uint(&c->api_max_connections, v, 4, 65536);
+        if (strcmp(k, "max_connections_per_peer") == 0)
+                return set_uint(&c->api_max_connections_per_peer, v, 1, 65536);
+        if (strcmp(k, "timeout_sec") == 0)
+                return set_uint(&c->api_timeout_sec, v, 1, 3600);
+        if (strcmp(k, "max_header_bytes") == 0)
+                return set_bytes(&c->api_max_header_bytes, v, API_HEADER_MAX_MIN, 1024 * 1024);
+        if (strcmp(k, "max_body_bytes") == 0)
+                return set_bytes(&c->api_max_body_bytes, v, 1024, 16 * 1024 * 1024);
+        return -ENOKEY;
+}
+
 static int tls_key(VmmgrConfig *c, const char *k, const char *v) {
         if (strcmp(k, "listen") == 0)
                 return set_string(c->tls_listen, sizeof(c->tls_listen), v);
@@ -120,7 +162,7 @@ static int tls_key(VmmgrConfig *c, const char *k, const char *v) {
         return -ENOKEY;
 }
 
-typedef enum Section { SEC_NONE, SEC_DAEMON, SEC_TLS, SEC_CLASS, SEC_MEMORY } Section;
+typedef enum Section { SEC_NONE, SEC_DAEMON, SEC_API, SEC_TLS, SEC_CLASS, SEC_MEMORY } Section;
 
 /* Finishes a [class] section: validated and put in the table. */
 static int class_end(VmmgrConfig *c, CreditClass *cls, bool *open) {
@@ -181,6 +223,8 @@ int config_load_text(VmmgrConfig *c, const char *text, const char *name, char *r
                         l = strip(l + 1);
                         if (strcmp(l, "daemon") == 0)
                                 sec = SEC_DAEMON;
+                        else if (strcmp(l, "api") == 0)
+                                sec = SEC_API;
                         else if (strcmp(l, "api.tls") == 0)
                                 sec = SEC_TLS;
                         else if (strcmp(l, "memory") == 0)
@@ -224,6 +268,9 @@ int config_load_text(VmmgrConfig *c, const char *text, const char *name, char *r
                         goto err;
                 case SEC_DAEMON:
                         r = daemon_key(&n, k, v);
+                        break;
+                case SEC_API:
+                        r = api_key(&n, k, v);
                         break;
                 case SEC_TLS:
                         r = tls_key(&n, k, v);

@@ -14,6 +14,13 @@
  *   commit_interval_ms = 2000       # ledger commits
  *   default_class = t3.small
  *
+ *   [api]                           # the API's limits (vmmgr/api.h, "Limits")
+ *   max_connections = 1024          # per listener
+ *   max_connections_per_peer = 64   # per uid (UNIX socket), per address (TLS)
+ *   timeout_sec = 10                # a whole request within this; idle ones closed
+ *   max_header_bytes = 32K          # request line and headers: 431 beyond
+ *   max_body_bytes = 64K            # declared or sent body: 413 beyond
+ *
  *   [api.tls]                       # off unless listen is set
  *   listen = 0.0.0.0:8443
  *   cert = /etc/vmmgr/server.pem
@@ -59,6 +66,12 @@ typedef struct VmmgrConfig {
         uint64_t commit_interval_usec;
         char default_class[CREDIT_CLASS_NAME_MAX];
         ConfigDelayacct task_delayacct;
+        /* [api]: the API's limits; defaults are api.h's API_*_DEFAULT */
+        unsigned api_max_connections;
+        unsigned api_max_connections_per_peer;
+        unsigned api_timeout_sec;
+        uint64_t api_max_header_bytes;
+        uint64_t api_max_body_bytes;
         /* api.tls */
         char tls_listen[128];
         char tls_cert[CONFIG_PATH_MAX];
