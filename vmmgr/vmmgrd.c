@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "common/log.h"
 #include "common/macros.h"
@@ -36,6 +37,33 @@ static void usage(FILE *out) {
               "Signals: SIGTERM/SIGINT commit state and exit, leaving VMs running with their\n"
               "limits; SIGHUP reloads the configuration (credit classes and timings).\n",
               out);
+}
+
+/* Every API connection is a descriptor, and so is every VM's QMP socket:
+ * the soft limit (often 1024) is raised towards the hard one, up to
+ * FD_WANT.  vmmgrd uses epoll, never select(), so fds past 1024 are fine;
+ * nothing it starts inherits the limit (it starts no processes).  The API
+ * sizes its connection limit from what this leaves (vmmgr/api.h). */
+#define FD_WANT 65536
+
+static void raise_fd_limit(void) {
+        struct rlimit rl;
+        rlim_t want;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > FD_WANT ? FD_WANT : rl.rlim_max;
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+                rlim_t old = rl.rlim_cur;
+
+                rl.rlim_cur = want;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        log_warning_errno(negative_errno(), "Cannot raise RLIMIT_NOFILE from %llu: %m",
+                                          (unsigned long long) old);
+                else
+                        log_debug("RLIMIT_NOFILE raised from %llu to %llu", (unsigned long long) old,
+                                  (unsigned long long) want);
+        }
 }
 
 int main(int argc, char **argv) {
@@ -107,6 +135,7 @@ int main(int argc, char **argv) {
                 log_error("vmmgrd takes no arguments (got \"%s\")", argv[optind]);
                 return 2;
         }
+        raise_fd_limit();
         r = daemon_new(&opts, &d);
         if (r < 0)
                 return 1; /* the cause is logged */
