@@ -13,9 +13,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/macros.h"
 #include "kernel/kernel.h"
 #include "tests/common/check.h"
@@ -25,12 +25,6 @@
 #define PERIOD_USEC 100000
 #define RUN_SEC 3
 
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
 
 static pid_t spawn_spinner(void) {
         pid_t pid = fork();

@@ -23,9 +23,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/macros.h"
 #include "kernel/kernel.h"
 #include "tests/common/check.h"
@@ -37,12 +37,6 @@
 static atomic_bool stop;
 static atomic_int spinner_tid, sleeper_tid;
 static int sleeper_pipe[2] = { -1, -1 };
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
-}
 
 static void *spinner(void *arg) {
         atomic_store(&spinner_tid, gettid());
@@ -99,7 +93,7 @@ static void check_gone(KTaskstats *t) {
 
 /* Many queries on the one socket: each answer is for its own request. */
 static void check_reuse(KTaskstats *t, pid_t tid) {
-        uint64_t prev = 0, t0 = now_ns();
+        uint64_t prev = 0, t0 = now_nsec();
         ThreadDelays d;
         int r = 0, i;
 
@@ -111,7 +105,7 @@ static void check_reuse(KTaskstats *t, pid_t tid) {
         }
         CHECK(i == 2000, "query %d of 2000: %s, run time went back: %s", i, strerror(-r),
               r == 0 ? "yes" : "no");
-        printf("2000 queries on one socket: %.1f us each\n", (double) (now_ns() - t0) / 2000 / 1000);
+        printf("2000 queries on one socket: %.1f us each\n", (double) (now_nsec() - t0) / 2000 / 1000);
 }
 
 /* The spinner's schedstat brackets the virtual run time taskstats gives
@@ -217,7 +211,7 @@ int main(void) {
         CHECK(pthread_create(&th_sleep, NULL, sleeper, NULL) == 0, "sleeper thread");
         wait_for_tids();
 
-        w0 = now_ns();
+        w0 = now_nsec();
         r = kh_taskstats_thread(t, atomic_load(&spinner_tid), &spin0);
         CHECK(r == 0, "spinner: %s", strerror(-r));
         r = kh_taskstats_thread(t, atomic_load(&sleeper_tid), &sleep0);
@@ -227,7 +221,7 @@ int main(void) {
         CHECK(r == 0, "spinner: %s", strerror(-r));
         r = kh_taskstats_thread(t, atomic_load(&sleeper_tid), &sleep1);
         CHECK(r == 0, "sleeper: %s", strerror(-r));
-        w1 = now_ns();
+        w1 = now_nsec();
         if (failures)
                 return 1;
         wall_ms = (double) (w1 - w0) / 1e6;

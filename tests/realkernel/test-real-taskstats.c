@@ -35,9 +35,9 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/macros.h"
 #include "kernel/kernel.h"
 #include "tests/common/check.h"
@@ -183,12 +183,6 @@ static void child_stop(Child *c) {
 
 /* ---- the checks ---------------------------------------------------------- */
 
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
-}
-
 static void print_delays(const char *name, const ThreadDelays *d) {
         printf("%-16s v%u delayacct %d: ran %" PRIu64 " ms, cpu wait %" PRIu64 " ms (%" PRIu64
                " runs), reclaim %" PRIu64 " us (%" PRIu64 "), thrashing %" PRIu64 " us, blkio %" PRIu64
@@ -227,13 +221,13 @@ static int setup_vm(KHost *h, const VmId *vm, Child *c) {
 
 /* Polls the toucher until the kernel has counted a reclaim stall. */
 static void wait_for_reclaim(KTaskstats *t, pid_t toucher, ThreadDelays *ret) {
-        uint64_t deadline = now_ns() + RECLAIM_WAIT_SEC * NSEC_PER_SEC;
+        uint64_t deadline = now_nsec() + RECLAIM_WAIT_SEC * NSEC_PER_SEC;
 
         do {
                 if (query(t, toucher, ret) < 0 || ret->freepages_count > 0)
                         return;
                 usleep(100000);
-        } while (now_ns() < deadline);
+        } while (now_nsec() < deadline);
 }
 
 static void check_spinners(KTaskstats *t, const Child *c, const ThreadDelays before[2], uint64_t wall_ns) {
@@ -344,9 +338,9 @@ int main(void) {
         /* CPU contention: two spinners pinned to CPU 0. */
         for (int i = 0; i < 2; i++)
                 query(t, c.spinner[i], &before[i]);
-        t0 = now_ns();
+        t0 = now_nsec();
         sleep(CONTENTION_SEC);
-        check_spinners(t, &c, before, now_ns() - t0);
+        check_spinners(t, &c, before, now_nsec() - t0);
 
         /* Memory: past memory.high, the toucher reclaims on every return
          * to user space. */
