@@ -20,7 +20,9 @@ static void usage(FILE *out) {
               "\n"
               "Show and change a VM's CPU credits.  1 credit = one vCPU at 100 % for one\n"
               "minute = 60 CPU-seconds.  AMOUNT takes a unit: usec, s (CPU-seconds) or cr\n"
-              "(credits), e.g. --cap 6s, +2cr, -500000usec.  FRACTION is per vCPU: 0.2 or 20%.\n"
+              "(credits), e.g. --cap 6s, +2cr, -500000usec; 0 needs none (--launch 0: no\n"
+              "launch credits; --cap 0: the default cap, 24 h of earnings).  FRACTION is per\n"
+              "vCPU: 0.2 or 20%.\n"
               "\n"
               "set changes the spec live: the balance is kept, clamped to a smaller cap.\n"
               "inject adds to the bank (refused above the cap) or takes from it (refused\n"
@@ -69,8 +71,16 @@ static void print_credits(struct json_object *o) {
                        (double) ctl_int(o, "quota_usec") * 100.0 / (double) ctl_int(o, "period_usec"));
 }
 
+/* An amount takes a unit ("6 of what?"), except 0: nothing is nothing in
+ * every unit, so "--launch 0" is "--launch 0cr". */
 static int amount_arg(const char *s, bool signed_ok, int64_t *ret) {
-        int r = credit_parse_amount(s, signed_ok, ret);
+        int r;
+
+        if (strcmp(s, "0") == 0) {
+                *ret = 0;
+                return 0;
+        }
+        r = credit_parse_amount(s, signed_ok, ret);
         if (r < 0)
                 log_error("\"%s\" is not an amount: a number with a unit usec, s or cr%s (e.g. 6s, 2cr)%s", s,
                           signed_ok ? ", signed" : "", r == -ERANGE ? "; out of range or below 1 usec" : "");

@@ -21,8 +21,9 @@ static void usage(FILE *out) {
               "Options:\n"
               "      --config FILE       Configuration file (default: built-in defaults;\n"
               "                          format in vmmgr/config.h and docs/vmmgrd.md)\n"
-              "      --foreground        Stay in the foreground and log to stderr (vmmgrd\n"
-              "                          never forks; under systemd use Type=notify)\n"
+              "      --foreground        Accepted and ignored: vmmgrd always stays in the\n"
+              "                          foreground and logs to stderr (it never forks;\n"
+              "                          under systemd use Type=notify)\n"
               "      --state-dir DIR     Database directory (default /var/lib/vmmgr)\n"
               "      --socket PATH       API UNIX socket (default /run/vmmgr/vmmgr.sock)\n"
               "      --subtree NAME      vmmgr's group in each hierarchy (default vmmgr.slice)\n"
@@ -98,6 +99,8 @@ int main(int argc, char **argv) {
                         opts.config_path = optarg;
                         break;
                 case OPT_FOREGROUND:
+                        /* The only way vmmgrd runs; kept so that unit files
+                         * and scripts written for daemons that fork work. */
                         break;
                 case OPT_STATE_DIR:
                         opts.state_dir = optarg;
