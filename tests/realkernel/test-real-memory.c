@@ -7,8 +7,11 @@
  *   - kh_mem_read sees it (memory.current, memory.stat anon), with PSI;
  *   - kh_mem_set_limits writes max/high/low/min/swap.max and reads back
  *     what the kernel applied (page-rounded);
- *   - kh_mem_reclaim is accepted or reports -EAGAIN for what it could not
- *     reclaim (no swap in the test kernel: anon memory cannot go);
+ *   - kh_mem_reclaim of anonymous memory: without swap (the test kernel
+ *     has none) nothing can go, so it must report -EAGAIN and the anon
+ *     usage stays; with swap it must succeed.  With swappiness= it must
+ *     answer as the feature probe says the kernel takes the option:
+ *     -EOPNOTSUPP where it does not (6.1), else as without;
  *   - a dmem read on a kernel without dmem says -EOPNOTSUPP, not garbage;
  *   - a PSI trigger (memory, "some" 100 ms in 1 s) fires when the child,
  *     pushed over memory.high with nothing reclaimable, is throttled;
@@ -32,6 +35,20 @@
 
 #define MIB (UINT64_C(1) << 20)
 
+/* SwapTotal from /proc/meminfo in bytes, or a negative errno. */
+static int64_t swap_total(void) {
+        char line[256];
+        long long kb = -1;
+        FILE *f = fopen("/proc/meminfo", "re");
+
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "SwapTotal: %lld kB", &kb) == 1)
+                        break;
+        fclose(f);
+        return kb < 0 ? -EBADMSG : (int64_t) kb * 1024;
+}
 
 int main(void) {
         KHostConfig cfg = { .subtree = "vmmgr-memtest" };
@@ -116,12 +133,43 @@ int main(void) {
         r = kh_mem_read(h, &vm, &st);
         CHECK(r == 0 && st.max == 512 * MIB && st.low == 32 * MIB, "limits visible in kh_mem_read");
 
-        /* No swap here: anon memory cannot be reclaimed, the kernel says so. */
-        r = kh_mem_reclaim(h, &vm, 8 * MIB, -1);
-        printf("memory.reclaim 8 MiB: %s\n", r == 0 ? "done" : strerror(-r));
-        CHECK(r == 0 || r == -EAGAIN, "reclaim: %s", strerror(-r));
-        r = kh_mem_reclaim(h, &vm, 1 * MIB, 60);
-        CHECK(r == 0 || r == -EAGAIN || r == -EOPNOTSUPP, "reclaim with swappiness: %s", strerror(-r));
+        {
+                /* The group holds anonymous memory only: without swap the
+                 * kernel cannot reclaim any of it and says so (-EAGAIN);
+                 * with swap it can. */
+                HostFeatures f = { .memory_reclaim_swappiness = TRI_UNKNOWN };
+                int64_t swap = swap_total();
+                uint64_t anon0;
+                int want;
+
+                CHECK(swap >= 0, "SwapTotal: %s", strerror((int) -swap));
+                want = swap > 0 ? 0 : -EAGAIN;
+                CHECK(kh_mem_read(h, &vm, &st) == 0, "mem read before reclaim");
+                anon0 = st.anon;
+                r = kh_mem_reclaim(h, &vm, 8 * MIB, -1);
+                printf("swap %lld MiB; memory.reclaim 8 MiB of anon: %s\n", (long long) (swap > 0 ? swap : 0) / (1 << 20),
+                       r == 0 ? "done" : strerror(-r));
+                CHECK(r == want, "reclaim: %s, want %s", strerror(-r), want ? strerror(-want) : "success");
+                CHECK(kh_mem_read(h, &vm, &st) == 0, "mem read after reclaim");
+                if (swap == 0)
+                        CHECK(st.anon + MIB >= anon0, "anon went from %" PRIu64 " to %" PRIu64 " without swap", anon0,
+                              st.anon);
+                /* swappiness=: as the probe found the kernel. */
+                r = kh_probe(h, &f);
+                CHECK(r == 0, "probe: %s", strerror(-r));
+                CHECK(r < 0 || f.memory_reclaim_swappiness != TRI_UNKNOWN, "the probe does not know swappiness=");
+                if (r == 0 && f.memory_reclaim_swappiness == TRI_NO)
+                        want = -EOPNOTSUPP;
+                r = kh_mem_reclaim(h, &vm, 1 * MIB, 60);
+                printf("memory.reclaim 1 MiB swappiness=60 (the probe: %s): %s\n",
+                       f.memory_reclaim_swappiness == TRI_YES  ? "taken"
+                       : f.memory_reclaim_swappiness == TRI_NO ? "refused"
+                                                               : "unknown",
+                       r == 0 ? "done" : strerror(-r));
+                CHECK(r == want, "reclaim with swappiness: %s, want %s", strerror(-r),
+                      want ? strerror(-want) : "success");
+                host_features_done(&f);
+        }
 
         {
                 /* Pressure: the trigger fires once the child stalls. */
