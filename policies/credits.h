@@ -58,8 +58,8 @@ int credit_spec_validate(const CreditSpec *s, const char **ret_field);
 /* ---- amounts ---------------------------------------------------------- */
 
 /* "250000usec", "6s", "2cr", "1.5cr", "0.25s"; a leading '+' or '-' only
- * when signed is true.  A bare number is -EINVAL (the unit is mandatory:
- * 6 of what?).  -ERANGE beyond +-CREDIT_AMOUNT_MAX or below 1 usec of
+ * when signed_ok.  A bare number is -EINVAL (the unit is mandatory: 6 of
+ * what?; vmmgrctl takes a bare 0 itself).  -ERANGE beyond +-CREDIT_AMOUNT_MAX or below 1 usec of
  * precision. */
 int credit_parse_amount(const char *s, bool signed_ok, int64_t *ret_usec);
 /* "12.34" credits (rounded half away from zero to two decimals). */
@@ -90,10 +90,13 @@ const CreditClass *credit_class_find(const CreditClassTable *t, const char *name
 /* Adds or replaces a class.  Names: [a-z0-9._-], 1..63 characters. */
 int credit_class_table_put(CreditClassTable *t, const CreditClass *c);
 
-/* Builds a class from "key = value" settings of a config section:
- * vcpus, baseline (fraction, "0.2" or "20%"), cap, launch (amounts), mode.
- * Unset keys take `base` (a preset the section names with "like = ...", or
- * zeros).  On error, *ret_key names the offending key. */
+/* Sets one "key = value" of a [class] section on *c: vcpus (1..1024),
+ * baseline (fraction, "0.2" or "20%"), cap (an amount, or "24h" / "default"
+ * for 24 h of earnings), launch (an amount), mode.  Keys never set keep
+ * what *c held (config.c starts a section from the preset it names with
+ * "like = ...", or from zeros).  -ENOKEY for an unknown key, -EINVAL or
+ * -ERANGE for a bad value; *ret_key (when not NULL) is the key on error,
+ * NULL on success. */
 int credit_class_set_key(CreditClass *c, const char *key, const char *value, const char **ret_key);
 
 /* ---- the ledger ---------------------------------------------------------- */
