@@ -453,13 +453,13 @@ static void caps_reply(Qmp *q, int r, struct json_object *ret, const QmpError *e
                 q->ready = true;
         } else if (r == -EREMOTEIO)
                 (void) qmp_fail(q, -EPROTO, "qmp_capabilities failed: %s: %s", err->error_class, err->desc);
-        else if (r == -EBADMSG)
-                (void) qmp_fail(q, -EPROTO, "malformed error reply to qmp_capabilities");
-        /* Other errors: the connection closed, or the Qmp is being freed. */
+        /* Other errors: the connection closed (a malformed error reply
+         * too), or the Qmp is being freed. */
 }
 
 static int handle_reply(Qmp *q, struct json_object *msg) {
         struct json_object *idv, *ret = NULL, *errv = NULL;
+        const char *cls = NULL, *desc = NULL;
         QmpPending p;
         uint64_t id;
         size_t i;
@@ -479,6 +479,14 @@ static int handle_reply(Qmp *q, struct json_object *msg) {
                 q->stats.dropped_replies++;
                 return 0;
         }
+        /* An error reply is {"class": string, "desc": string}; anything
+         * else is a peer that does not speak QMP: fatal, like a malformed
+         * event, so the command (still pending) fails with the close error
+         * and every callback's "r < 0 other than -EREMOTEIO: closed" holds. */
+        if (json_object_object_get_ex(msg, "error", &errv) &&
+            (qmp_json_get_string(errv, "class", true, &cls) < 0 || qmp_json_get_string(errv, "desc", true, &desc) < 0))
+                return qmp_fail(q, -EPROTO, "malformed error reply to %s: %.200s", q->pending[i].command,
+                                json_text(msg));
         /* Take the entry out before calling anything: the callback may queue
          * more commands and reallocate the table. */
         p = q->pending[i];
@@ -487,18 +495,11 @@ static int handle_reply(Qmp *q, struct json_object *msg) {
         q->stats.pending = q->n_pending;
         q->stats.replies++;
 
-        if (json_object_object_get_ex(msg, "error", &errv)) {
-                const char *cls = NULL, *desc = NULL;
-
-                if (qmp_json_get_string(errv, "class", true, &cls) < 0 ||
-                    qmp_json_get_string(errv, "desc", true, &desc) < 0)
-                        r = -EBADMSG;
-                else {
-                        /* Borrowed: the strings live as long as msg. */
-                        err.error_class = (char *) cls;
-                        err.desc = (char *) desc;
-                        r = -EREMOTEIO;
-                }
+        if (errv) {
+                /* Borrowed: the strings live as long as msg. */
+                err.error_class = (char *) cls;
+                err.desc = (char *) desc;
+                r = -EREMOTEIO;
         } else
                 (void) json_object_object_get_ex(msg, "return", &ret);
 

@@ -32,13 +32,19 @@
  *   -ECONNRESET  EOF or a reset from the peer (also in the middle of a message)
  *   -EBADMSG     invalid JSON, or JSON nested deeper than QMP_MAX_DEPTH
  *   -EPROTO      a message that is not a JSON object, a greeting without
- *                "QMP", or a refused qmp_capabilities
+ *                "QMP", an event whose "event" is not a string, an error
+ *                reply to a pending command whose "error" is not an object
+ *                with string "class" and "desc" (a peer that does not speak
+ *                QMP: the stream cannot be trusted, so it is not reported
+ *                as that command's failure alone), or a refused
+ *                qmp_capabilities
  *   -EMSGSIZE    a message larger than the size cap (qmp_set_max_message_size())
  *   -ETIMEDOUT   a command deadline passed (the peer stalled)
  *   other        socket errors from recv()/send()
- * A QMP "error" reply is not fatal: that command completes with -EREMOTEIO
- * and a QmpError carrying the class and description.  Replies whose id
- * matches no pending command are dropped and counted (QmpStats).
+ * A well-formed QMP "error" reply is not fatal: that command completes
+ * with -EREMOTEIO and a QmpError carrying the class and description.
+ * Replies whose id matches no pending command are dropped and counted
+ * (QmpStats).
  *
  * Nothing here logs; callers log once with the returned error and reason.
  * Ownership: strings handed to callbacks are borrowed for the duration of

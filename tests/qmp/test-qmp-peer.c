@@ -526,18 +526,71 @@ static void test_error_reply_and_unknown_ids(void **state) {
         assert_int_equal(st.dropped_replies, 6);
         assert_int_equal(c.n_close, 0);
 
-        /* Malformed error object: the command fails with -EBADMSG, the
-         * connection stays. */
-        Call bad = { .c = &c, .label = "bad" };
-        assert_int_equal(qmp_execute(c.q, "x", NULL, 0, on_reply, &bad), 0);
-        cmd = peer_expect(&c, "x");
-        peer_send_reply(&c, "{\"error\": {\"class\": 1}}", cmd.id);
+        /* A malformed error object for an id nobody waits for is dropped
+         * like any unknown reply. */
+        peer_send(&c, "{\"error\": {\"class\": 1}, \"id\": 4243}\r\n");
         assert_int_equal(pump(&c), 0);
-        assert_int_equal(bad.r, -EBADMSG);
         assert_int_equal(c.n_close, 0);
         call_done(&call);
         call_done(&ok);
         conn_close(&c);
+}
+
+/* qmp.h: an error reply to a pending command whose "error" is not
+ * {"class": string, "desc": string} is fatal (-EPROTO): that command and
+ * every other pending one complete with the close error, the close handler
+ * runs once -- so "r < 0 other than -EREMOTEIO" always means closed. */
+static void test_malformed_error_reply_is_fatal(void **state) {
+        static const char *const bad[] = {
+                "{\"error\": {\"class\": 1}}",
+                "{\"error\": \"oops\"}",
+                "{\"error\": {\"class\": \"GenericError\"}}",
+                "{\"error\": {\"class\": \"GenericError\", \"desc\": 5}}",
+                "{\"error\": null}",
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                Conn c;
+                Call x = { .c = &c, .label = "x" }, y = { .c = &c, .label = "y" };
+                Command cx;
+
+                conn_open(&c);
+                handshake(&c);
+                assert_int_equal(qmp_execute(c.q, "x", NULL, 0, on_reply, &x), 0);
+                assert_int_equal(qmp_execute(c.q, "y", NULL, 0, on_reply, &y), 0);
+                cx = peer_expect(&c, "x");
+                (void) peer_expect(&c, "y");
+                peer_send_reply(&c, bad[i], cx.id);
+                if (pump(&c) != -EPROTO)
+                        fail_msg("'%s': expected the connection closed with -EPROTO, log %s", bad[i], c.log);
+                assert_int_equal(c.n_close, 1);
+                assert_int_equal(qmp_get_close_error(c.q), -EPROTO);
+                if (!strstr(c.close_reason, "malformed error reply to x"))
+                        fail_msg("'%s': close reason '%s'", bad[i], c.close_reason);
+                assert_true(x.done);
+                assert_int_equal(x.r, -EPROTO);
+                assert_true(y.done);
+                assert_int_equal(y.r, -EPROTO);
+                conn_close(&c);
+        }
+
+        /* The same during the handshake. */
+        {
+                _cleanup_free_ char *greeting = read_fixture("greeting");
+                Conn c;
+                Command cmd;
+
+                conn_open(&c);
+                peer_send(&c, greeting);
+                peer_send(&c, "\r\n");
+                assert_int_equal(pump(&c), 0);
+                cmd = peer_expect(&c, "qmp_capabilities");
+                peer_send_reply(&c, "{\"error\": {\"desc\": \"no class\"}}", cmd.id);
+                assert_int_equal(pump(&c), -EPROTO);
+                assert_non_null(strstr(c.close_reason, "malformed error reply to qmp_capabilities"));
+                assert_false(qmp_is_ready(c.q));
+                conn_close(&c);
+        }
 }
 
 /* One hostile stream after a good handshake: expect close with error and a
@@ -1424,6 +1477,7 @@ int main(void) {
                 cmocka_unit_test(test_events_before_reply),
                 cmocka_unit_test(test_pipelined_out_of_order),
                 cmocka_unit_test(test_error_reply_and_unknown_ids),
+                cmocka_unit_test(test_malformed_error_reply_is_fatal),
                 cmocka_unit_test(test_garbage),
                 cmocka_unit_test(test_bad_greeting),
                 cmocka_unit_test(test_capabilities_refused),
