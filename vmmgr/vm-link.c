@@ -41,6 +41,7 @@
 #define LINK_RETRY_MIN_USEC (1 * USEC_PER_SEC)
 #define LINK_RETRY_MAX_USEC (60 * USEC_PER_SEC)
 #define ROLES_POLL_USEC (60 * USEC_PER_SEC)
+#define LINK_RETRY_REGISTER_USEC (100 * UINT64_C(1000))
 
 /* What one connection attempt learns; freed once acted on. */
 struct VmConnect {
@@ -323,8 +324,12 @@ static int on_link_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         if (vm->qmp) /* a command deadline: libqmp closes a stalled link */
                 link_after_dispatch(vm, qmp_dispatch(vm->qmp, 0));
         else if (vm->link_retry_at_usec && usec >= vm->link_retry_at_usec) {
+                int r;
+
                 vm->link_retry_at_usec = 0;
-                (void) vm_link_start(vm->daemon, vm, false);
+                r = vm_link_start(vm->daemon, vm, vm->registering != NULL);
+                if (r < 0 && vm->registering) /* a registration's last try */
+                        daemon_vm_linked(vm->daemon, vm, r, "qmp", vm->link_error);
         }
         return 0;
 }
@@ -341,11 +346,24 @@ int vm_link_start(Daemon *d, Vm *vm, bool fresh) {
         c->fresh = fresh;
         c->want_memory = d->mem != NULL;
 
+        if (!vm->link_retry_at_usec && !(fresh && vm->link_started_usec))
+                vm->link_started_usec = daemon_now_mono_usec();
         r = qmp_connect(vm->qmp_path, &vm->qmp);
         if (r < 0) {
+                uint64_t now = daemon_now_mono_usec();
+
                 vm->qmp = NULL;
                 snprintf(vm->link_error, sizeof(vm->link_error), "connect(%s): %s", vm->qmp_path, strerror(-r));
                 vm->link = VM_LINK_DOWN;
+                /* A QEMU between two clients (its monitor re-listens after
+                 * one hangs up) or with a full backlog: a registration tries
+                 * again for as long as one command may take. */
+                if (fresh && (r == -EAGAIN || r == -ECONNREFUSED) &&
+                    now < vm->link_started_usec + (uint64_t) LINK_CMD_TIMEOUT_MS * 1000) {
+                        vm->link_retry_at_usec = now + LINK_RETRY_REGISTER_USEC;
+                        link_arm(vm, vm->link_retry_at_usec);
+                        return 0;
+                }
                 if (!fresh)
                         link_schedule_retry(vm, r == -EAGAIN);
                 return r;
@@ -385,7 +403,6 @@ int vm_link_start(Daemon *d, Vm *vm, bool fresh) {
         }
         vm->connecting = TAKE_PTR(c);
         vm->link = VM_LINK_CONNECTING;
-        vm->link_started_usec = daemon_now_mono_usec();
         link_rearm_io(vm);
         return 0;
 }
