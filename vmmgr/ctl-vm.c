@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* vmmgrctl vm list|show|add|remove */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,8 +17,15 @@ static void usage(FILE *out) {
               "Register running QEMU VMs with vmmgrd, list and show them, unregister them.\n"
               "add connects to the VM's QMP socket, finds its pid, vCPU and iothread\n"
               "threads, places them in the VM's cgroups and starts its credit bank\n"
-              "(class NAME, or the daemon's default class).  remove lifts the VM's CPU\n"
-              "limit and forgets it; its groups go once QEMU exits.\n"
+              "(class NAME, or the daemon's default class); it returns once the VM is\n"
+              "bound, or with the reason it cannot be (a QEMU that does not answer\n"
+              "within 2 s is refused).  remove lifts the VM's CPU limit and forgets it;\n"
+              "its groups go once QEMU exits.\n"
+              "\n"
+              "LINK is vmmgrd's QMP link to the VM: bound (threads bound, credits\n"
+              "running), connecting, stalled (QEMU stopped answering; retried with\n"
+              "back-off), down (nothing answers on its socket; retried every 2 s).\n"
+              "vm show says why a VM is not bound.\n"
               "\n"
               "Options:\n"
               "      --socket PATH   vmmgrd's socket (default $VMMGR_SOCKET or /run/vmmgr/vmmgr.sock)\n"
@@ -26,18 +34,18 @@ static void usage(FILE *out) {
               out);
 }
 
+/* LINK is vmmgrd's QMP link to the VM (bound, connecting, stalled,
+ * down); STATE is QEMU's own status while bound. */
 static void print_vm_row(struct json_object *v) {
-        char state[48];
+        bool bound = strcmp(ctl_str(v, "link"), "bound") == 0;
 
-        snprintf(state, sizeof(state), "%s", json_object_get_boolean(json_object_object_get(v, "connected"))
-                                                     ? ctl_str(v, "run_state")
-                                                     : "disconnected");
-        printf("%-36s  %-12s  %7s  %5s  %-12s  %s\n", ctl_str(v, "uuid"), state,
-               ctl_is_null(v, "pid") ? "-" : ctl_str(v, "pid"), ctl_str(v, "vcpus"),
-               *ctl_str(v, "class") ? ctl_str(v, "class") : "(custom)", ctl_str(v, "qmp"));
+        printf("%-36s  %-10s  %-12s  %7s  %5s  %-12s  %s\n", ctl_str(v, "uuid"), ctl_str(v, "link"),
+               bound ? ctl_str(v, "run_state") : "-", ctl_is_null(v, "pid") ? "-" : ctl_str(v, "pid"),
+               ctl_str(v, "vcpus"), *ctl_str(v, "class") ? ctl_str(v, "class") : "(custom)", ctl_str(v, "qmp"));
 }
 
-static const char header[] = "UUID                                  STATE             PID  VCPUS  CLASS         QMP\n";
+static const char header[] =
+        "UUID                                  LINK        STATE             PID  VCPUS  CLASS         QMP\n";
 
 int ctl_verb_vm(int argc, char **argv) {
         char *rest[64];
@@ -79,6 +87,8 @@ int ctl_verb_vm(int argc, char **argv) {
                         else {
                                 fputs(header, stdout);
                                 print_vm_row(reply);
+                                if (!ctl_is_null(reply, "link_error"))
+                                        printf("\nNot bound: %s\n", ctl_str(reply, "link_error"));
                         }
                 }
         } else if (strcmp(sub, "add") == 0 && n >= 2) {

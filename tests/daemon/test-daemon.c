@@ -390,6 +390,51 @@ static void test_contract(void **state) {
         }
 }
 
+/* Runs vmmgrctl ARGS against this daemon; returns its exit status and
+ * (the start of) its output. */
+static int run_ctl(const char *args, char *out, size_t size) {
+        const char *b = getenv("VMMGR_BUILD_ROOT");
+        char cmd[1024];
+        size_t n;
+        FILE *p;
+
+        /* Bounded: a verb that runs until interrupted ends after 3 s. */
+        snprintf(cmd, sizeof(cmd), "timeout 3 %s/vmmgr/vmmgrctl %s --socket %s", b ? b : ".", args, F.socket);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        n = fread(out, 1, size - 1, p);
+        out[n] = '\0';
+        return pclose(p);
+}
+
+/* What an operator sees: vm list shows each VM's link; events --follow
+ * streams the history as it grows (one JSON object per line). */
+static void test_ctl_views(void **state) {
+        char out[16384], *line, *save = NULL;
+        size_t registers = 0, lines = 0;
+        int status;
+
+        NEED_HOST();
+        assert_int_equal(run_ctl("vm list", out, sizeof(out)), 0);
+        assert_non_null(strstr(out, "LINK"));
+        assert_non_null(strstr(out, UUID_A "  bound"));
+        /* --follow runs until interrupted: timeout ends it (exit 124). */
+        status = run_ctl("events --follow --json --limit 1", out, sizeof(out));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 124)
+                fail_msg("events --follow: status 0x%x, output: %s", status, out);
+        for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                struct json_object *e = json_tokener_parse(line);
+
+                assert_non_null(e);
+                lines++;
+                registers += strcmp(str(e, "kind"), "register") == 0;
+                json_object_put(e);
+        }
+        print_message("events --follow: %zu event(s) in 3 s, %zu registration(s)\n", lines, registers);
+        /* --limit 1 per page: several pages were followed. */
+        assert_true(registers >= 2);
+}
+
 static void test_kill9_restart(void **state) {
         struct json_object *before = NULL, *after = NULL;
         int64_t spent0, spent1, usage1;
@@ -520,6 +565,7 @@ static void test_sigterm_keeps_vm(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_contract),
+                cmocka_unit_test(test_ctl_views),
                 cmocka_unit_test(test_kill9_restart),
                 cmocka_unit_test(test_sigterm_keeps_vm),
         };
