@@ -81,5 +81,7 @@ typedef struct KBackendLayout {
  * Takes ownership of `be` (freed through ops->free, also on failure). */
 int kh_new_from_backend(const KBackendOps *ops, void *be, const KBackendLayout *layout,
                         const KHostConfig *cfg, KHost **ret);
-/* Model access for kh_open_model(): model.c provides its backend. */
+/* Model access for kh_open_model(): kernel/model/model.c provides its
+ * backend. */
+typedef struct KModel KModel;
 int km_backend(KModel *m, const KBackendOps **ret_ops, void **ret_be, KBackendLayout *ret_layout);

@@ -80,6 +80,10 @@ int kh_open(const KHostConfig *cfg, KHost **ret) {
         return kh_new_from_backend(&real_backend_ops, be, &layout, cfg, ret);
 }
 
+bool kh_is_real(const KHost *h) {
+        return h && h->ops == &real_backend_ops;
+}
+
 KHost *kh_free(KHost *h) {
         if (!h)
                 return NULL;

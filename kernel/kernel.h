@@ -10,8 +10,9 @@
  *   - kh_open():       the real host; mounts found with libcgroup, files
  *                      opened beneath vmmgr's subtree with openat2(2)
  *                      RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS.
- *   - kh_open_model(): the deterministic kernel model (kernel/kmodel.h),
- *                      which speaks the same file formats and errors.
+ *   - kh_open_model(): the deterministic kernel model (kernel/model/kmodel.h,
+ *                      a library only tests and benches link), which
+ *                      speaks the same file formats and errors.
  *
  * Layout, per managed hierarchy (default subtree name "vmmgr.slice"):
  *   <mount>/vmmgr.slice/vm-<uuid>/            memory, dmem, pids (v2 domain)
@@ -108,11 +109,13 @@ typedef struct KHostConfig {
 #define KH_DEFAULT_SUBTREE "vmmgr.slice"
 
 typedef struct KHost KHost;
-typedef struct KModel KModel;
 
 int kh_open(const KHostConfig *cfg, KHost **ret);
-int kh_open_model(KModel *model, const KHostConfig *cfg, KHost **ret);
 KHost *kh_free(KHost *h);
+/* true for a host opened with kh_open() on this machine's cgroups, false
+ * for a stand-in (the kernel model): test seams that may move no real
+ * process ask it. */
+bool kh_is_real(const KHost *h);
 static inline void kh_freep(KHost **h) {
         if (*h)
                 kh_free(*h);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * tests/api/slowloris.h - what test-api-limits.c and bench-api-slowloris.c
- * share: vmmgr/api.c on a real UNIX socket, driven by a thread that runs
+ * share: vmmgr/api/api.c on a real UNIX socket, driven by a thread that runs
  * the loop the way vmmgrd does (poll on api_get_fd() with
  * api_get_timeout_ms(), then api_dispatch()), a fake service that answers
  * GET /v1/host, and raw clients that hold connections half-open.
@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmmgr/api.h"
+#include "vmmgr/api/api.h"
 
 /* The first half of a request: the headers never end. */
 #define SL_HALF_REQUEST "GET /v1/host HTTP/1.1\r\nHost: x\r\n"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Unit tests: the API cannot be starved (vmmgr/api.c's connection limits).
+ * Unit tests: the API cannot be starved (vmmgr/api/api.c's connection limits).
  *
  * Over a real UNIX socket, with the loop in a thread as vmmgrd runs it:
  *   - 1,000 half-open connections (half a request, then silence), then a
@@ -29,7 +29,7 @@
 
 #include "../common/vtest.h"
 #include "common/macros.h"
-#include "vmmgr/config.h"
+#include "vmmgr/daemon/config.h"
 #include "slowloris.h"
 
 #define FLOOD 1000
@@ -530,7 +530,7 @@ static void test_limits_reported(void **state) {
         assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
-/* vmmgrd's [api] section carries the limits (vmmgr/config.h). */
+/* vmmgrd's [api] section carries the limits (vmmgr/daemon/config.h). */
 static void test_config_api(void **state) {
         VmmgrConfig c;
         char msg[256];

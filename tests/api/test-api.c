@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Unit tests: vmmgr/api.c over a real UNIX socket (and a real TLS port),
+ * Unit tests: vmmgr/api/api.c over a real UNIX socket (and a real TLS port),
  * against a fake ServiceOps that keeps VMs and credits in memory and
  * counts its calls -- so each rejected request can prove the service saw
  * nothing.  A thread runs the event loop the way vmmgrd's would: poll on
@@ -32,8 +32,8 @@
 
 #include "tests/common/vtest.h"
 #include "common/macros.h"
-#include "vmmgr/api.h"
-#include "vmmgr/http-client.h"
+#include "vmmgr/api/api.h"
+#include "vmmgr/api/http-client.h"
 
 #define U1 "11111111-2222-3333-4444-555555555555"
 #define U2 "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"

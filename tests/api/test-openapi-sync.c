@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "common/macros.h"
-#include "vmmgr/api.h"
+#include "vmmgr/api/api.h"
 
 typedef struct Op {
         char method[8];

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Unit tests: vmmgr/state.c - the SQLite store, in a temporary directory. */
+/* Unit tests: vmmgr/daemon/state.c - the SQLite store, in a temporary directory. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "common/macros.h"
-#include "vmmgr/state.h"
+#include "vmmgr/daemon/state.h"
 
 #define U1 "11111111-2222-3333-4444-555555555555"
 #define U2 "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"

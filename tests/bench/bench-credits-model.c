@@ -34,10 +34,10 @@
 
 #include "common/clock.h"
 #include "kernel/kernel.h"
-#include "kernel/kmodel.h"
-#include "kernel/model-internal.h"
+#include "kernel/model/kmodel.h"
+#include "kernel/model/model-internal.h"
 #include "policies/credits.h"
-#include "vmmgr/credit-engine.h"
+#include "vmmgr/engine/credit-bank.h"
 
 #define SEC UINT64_C(1000000)
 #define TICK_USEC UINT64_C(100000)

@@ -45,7 +45,7 @@
 #include "common/clock.h"
 #include "kernel/kernel.h"
 #include "policies/credits.h"
-#include "vmmgr/credit-engine.h"
+#include "vmmgr/engine/credit-bank.h"
 
 #define N_VMS 1000 /* the figures' names say 1000vm: change both or neither */
 #define N_BUSY 60  /* VMs with a real process in vcpus: 6 % */

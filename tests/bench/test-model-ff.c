@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The kernel model's fast mode (lazy subtrees + closed-form fast-forward of
- * identical CFS periods, kernel/model-cpu.c) against its slow mode (every
+ * identical CFS periods, kernel/model/model-cpu.c) against its slow mode (every
  * subtree stepped event by event on every km_advance()), on random
  * scenarios: two models get the same operations, and every observable must
  * agree to the nanosecond, every return code too.
@@ -29,8 +29,8 @@
 
 #include "common/clock.h"
 #include "kernel/backend.h"
-#include "kernel/kmodel.h"
-#include "kernel/model-internal.h"
+#include "kernel/model/kmodel.h"
+#include "kernel/model/model-internal.h"
 
 #define MAX_TIDS 64
 #define DUMP_MAX 65536

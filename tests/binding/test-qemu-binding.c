@@ -18,7 +18,8 @@
 #include "kernel/kernel.h"
 #include "qmp/qmp.h"
 #include "tests/qmp/qemu-helper.h"
-#include "vmmgr/binding.h"
+#include "tests/common/thread-roles.h"
+#include "vmmgr/engine/binding.h"
 
 #define UUID "7d3f0b1e-2c4a-4e5f-9a6b-8c7d6e5f4a3b"
 
@@ -139,7 +140,7 @@ static void test_bind(void **state) {
         assert_int_equal(vm_socket_peer_pid(qmp_get_fd(f->qmp), &pid), 0);
         assert_int_equal(pid, test_qemu_pid(f->vm));
 
-        assert_int_equal(vm_thread_roles_query(f->qmp, 5000, &roles, &err), 0);
+        assert_int_equal(test_thread_roles_query(f->qmp, 5000, &roles, &err), 0);
         assert_int_equal(roles.n_vcpus, 2);
         assert_int_equal(roles.n_io, 1);
         for (size_t i = 0; i < roles.n_vcpus; i++)
@@ -187,7 +188,7 @@ static void test_foreign_thread_ignored(void **state) {
 
         NEED_QEMU(f);
         pid = test_qemu_pid(f->vm);
-        assert_int_equal(vm_thread_roles_query(f->qmp, 5000, &roles, &err), 0);
+        assert_int_equal(test_thread_roles_query(f->qmp, 5000, &roles, &err), 0);
         /* A QEMU that claims our own thread is a vCPU must not get it moved. */
         roles.vcpus[1] = getpid();
         assert_int_equal(vm_bind(f->host, &f->id, pid, &roles, &st), 0);
@@ -209,7 +210,7 @@ static void test_vcpu_quota(void **state) {
 
         NEED_QEMU(f);
         pid = test_qemu_pid(f->vm);
-        assert_int_equal(vm_thread_roles_query(f->qmp, 5000, &roles, &err), 0);
+        assert_int_equal(test_thread_roles_query(f->qmp, 5000, &roles, &err), 0);
         assert_int_equal(vm_bind(f->host, &f->id, pid, &roles, NULL), 0);
         /* vCPU 0 spins on "jmp $": a full CPU before, 20 % after. */
         assert_int_equal(kh_thread_cpu_usec(f->host, pid, roles.vcpus[0], &u0), 0);

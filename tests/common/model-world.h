@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 #include "kernel/kernel.h"
-#include "kernel/kmodel.h"
+#include "kernel/model/kmodel.h"
 
 #define MODEL_WORLD_VMS 2
 

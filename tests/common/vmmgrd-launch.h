@@ -45,7 +45,7 @@
 
 #include "common/clock.h"
 #include "common/macros.h"
-#include "vmmgr/http-client.h"
+#include "vmmgr/api/http-client.h"
 
 typedef struct TestVmmgrdOptions {
         const char *socket;         /* --socket; required */

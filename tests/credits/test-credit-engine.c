@@ -21,8 +21,8 @@
 
 #include "common/macros.h"
 #include "kernel/kernel.h"
-#include "kernel/kmodel.h"
-#include "vmmgr/credit-engine.h"
+#include "kernel/model/kmodel.h"
+#include "vmmgr/engine/credit-bank.h"
 
 #define SEC UINT64_C(1000000)
 #define MS UINT64_C(1000)

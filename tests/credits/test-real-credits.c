@@ -54,8 +54,9 @@
 #include "kernel/kernel.h"
 #include "qmp/qmp.h"
 #include "tests/qmp/qemu-helper.h"
-#include "vmmgr/binding.h"
-#include "vmmgr/credit-engine.h"
+#include "tests/common/thread-roles.h"
+#include "vmmgr/engine/binding.h"
+#include "vmmgr/engine/credit-bank.h"
 
 #define TICK_USEC UINT64_C(100000)
 #define RUN_SEC 30
@@ -186,7 +187,7 @@ static int start_qemu(KHost *h, const VmId *vm, TestQemu **ret_qemu, pid_t *ret_
                 fprintf(stderr, "FAIL: QMP connect: %s%s%s\n", strerror(-r), reason ? ": " : "", reason ? reason : "");
         free(reason);
         if (r == 0) {
-                r = vm_thread_roles_query(q, QMP_TIMEOUT_MS, &roles, &qerr);
+                r = test_thread_roles_query(q, QMP_TIMEOUT_MS, &roles, &qerr);
                 if (r < 0)
                         fprintf(stderr, "FAIL: QEMU's thread roles: %s\n", strerror(-r));
         }

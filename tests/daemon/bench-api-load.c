@@ -35,7 +35,7 @@
 #include "kernel/kernel.h"
 #include "tests/common/vmmgrd-launch.h"
 #include "tests/qmp/qemu-helper.h"
-#include "vmmgr/http-client.h"
+#include "vmmgr/api/http-client.h"
 
 #define CLIENTS 8
 #define REQUESTS 10000

@@ -20,8 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kernel/kmodel.h"
-#include "vmmgr/daemon.h"
+#include "kernel/model/kmodel.h"
+#include "vmmgr/daemon/daemon.h"
 
 #define N_VMS 1000
 #define TICK_USEC (100 * 1000)
@@ -85,6 +85,7 @@ int main(void) {
         char dir[] = "/tmp/vmmgr-rss-XXXXXX", state[128], sock[128], cmd[160];
         static const uint32_t demand_ppm[] = { 0, 300000, 1000000 };
         KModel *m = NULL;
+        KHost *host = NULL;
         Daemon *d = NULL;
         long before, after;
         size_t with_history = 0, samples = 0;
@@ -102,7 +103,12 @@ int main(void) {
                 fprintf(stderr, "km_new: %s\n", strerror(-r));
                 goto out;
         }
-        r = daemon_new(&(DaemonOptions) { .model = m, .state_dir = state, .socket_path = sock,
+        r = kh_open_model(m, &(KHostConfig) { .subtree = "vmmgr.slice" }, &host);
+        if (r < 0) {
+                fprintf(stderr, "kh_open_model: %s\n", strerror(-r));
+                goto out;
+        }
+        r = daemon_new(&(DaemonOptions) { .host = host, .state_dir = state, .socket_path = sock,
                                           .subtree = "vmmgr.slice" },
                        &d);
         if (r < 0) {

@@ -29,11 +29,11 @@
 
 #include "common/clock.h"
 #include "common/macros.h"
-#include "kernel/kmodel.h"
+#include "kernel/model/kmodel.h"
 #include "tests/common/qmp-peers.h"
 #include "tests/common/vtest.h"
-#include "vmmgr/daemon.h"
-#include "vmmgr/http-client.h"
+#include "vmmgr/daemon/daemon.h"
+#include "vmmgr/api/http-client.h"
 
 #define UUID_A "aaaaaaaa-0000-4000-8000-00000000000a"
 #define UUID_B "bbbbbbbb-0000-4000-8000-00000000000b"
@@ -95,16 +95,18 @@ static void *run_loop(void *arg) {
 }
 
 static void daemon_up(bool loop) {
+        KHost *host = NULL;
         DaemonOptions o = {
                 .config_path = W.config[0] ? W.config : NULL,
                 .state_dir = W.state,
                 .socket_path = W.sock,
                 .subtree = "vmmgr.slice",
-                .model = W.model,
                 .model_peer_pid = peer_pid,
                 .model_peer_pid_userdata = &W,
         };
 
+        assert_int_equal(kh_open_model(W.model, &(KHostConfig) { .subtree = "vmmgr.slice" }, &host), 0);
+        o.host = host;
         assert_int_equal(daemon_new(&o, &W.d), 0);
         if (loop) {
                 assert_int_equal(qmp_peers_start(W.peers), 0);

@@ -32,7 +32,7 @@
 #include "tests/common/vmmgrd-launch.h"
 #include "tests/common/vtest.h"
 #include "tests/qmp/qemu-helper.h"
-#include "vmmgr/http-client.h"
+#include "vmmgr/api/http-client.h"
 
 #define UUID_A "a0000000-0000-4000-8000-00000000000a"
 #define UUID_B "b0000000-0000-4000-8000-00000000000b"

@@ -41,7 +41,7 @@
 
 #include "kernel/kernel.h"
 #include "tests/qmp/qemu-helper.h"
-#include "vmmgr/http-client.h"
+#include "vmmgr/api/http-client.h"
 #include "tests/common/check.h"
 #include "tests/common/vmmgrd-launch.h"
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * model suite: vmmgr's memory engine (vmmgr/memory-engine.h) on the
+ * model suite: vmmgr's memory engine (vmmgr/engine/memory-engine.h) on the
  * kernel model, through the kernel layer, with the reclaim pool in its
  * 0-thread mode: the limits it writes and reads back (memory.high stays
  * max), background reclaim holding a VM under its high watermark without
@@ -23,9 +23,9 @@
 
 #include "kernel/backend.h"
 #include "kernel/kernel.h"
-#include "kernel/kmodel.h"
+#include "kernel/model/kmodel.h"
 #include "tests/common/model-world.h"
-#include "vmmgr/memory-engine.h"
+#include "vmmgr/engine/memory-engine.h"
 
 #define MIB (UINT64_C(1) << 20)
 #define GIB (UINT64_C(1) << 30)

@@ -4,7 +4,7 @@
  * memory-stall; anywhere else without cgroup v2 memory it skips): how long
  * a VM's vCPU threads stall in direct reclaim when the VM is held at a
  * memory footprint by memory.high alone, against the same footprint kept
- * by vmmgr's background reclaim threads (vmmgr/reclaim-pool.h) with
+ * by vmmgr's background reclaim threads (vmmgr/engine/reclaim-pool.h) with
  * memory.high left at max.
  *
  * Two VMs' worth of workload, placed as vmmgrd places a VM: a process per
@@ -21,7 +21,7 @@
  * 128 MiB RAM (no overhead, proactive reclaim off, so that only
  * background reclaim is compared):
  *   high-only: memory.high = the policy's high watermark, memory.max = max;
- *   vmmgr:     vmmgr's memory engine (vmmgr/memory-engine.h) as vmmgrd
+ *   vmmgr:     vmmgr's memory engine (vmmgr/engine/memory-engine.h) as vmmgrd
  *              runs it: memory.max = 128 MiB, memory.high = max, its
  *              reclaim threads keeping the VM between the watermarks, the
  *              helper thread's emulator group throttled while over; the
@@ -53,7 +53,7 @@
 
 #include "common/macros.h"
 #include "kernel/kernel.h"
-#include "vmmgr/memory-engine.h"
+#include "vmmgr/engine/memory-engine.h"
 
 #define MIB (UINT64_C(1) << 20)
 #define N_VMS 2

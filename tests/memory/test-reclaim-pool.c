@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * model suite: vmmgr's reclaim pool (vmmgr/reclaim-pool.h) driving
+ * model suite: vmmgr's reclaim pool (vmmgr/engine/reclaim-pool.h) driving
  * memory.reclaim on the kernel model, in its 0-thread mode (the model is
  * single-threaded): requests are done in chunks, a new submit replaces
  * the pending amount, the kernel's -EAGAIN ends a request early with what
@@ -20,9 +20,9 @@
 #include <cmocka.h>
 
 #include "kernel/kernel.h"
-#include "kernel/kmodel.h"
+#include "kernel/model/kmodel.h"
 #include "tests/common/model-world.h"
-#include "vmmgr/reclaim-pool.h"
+#include "vmmgr/engine/reclaim-pool.h"
 
 #define MIB (UINT64_C(1) << 20)
 

@@ -42,7 +42,7 @@
 #include "common/macros.h"
 #include "common/vmid.h"
 #include "kernel/kernel.h"
-#include "kernel/kmodel.h"
+#include "kernel/model/kmodel.h"
 #include "policies/memory.h"
 
 #define SCN_MIB MEMPOL_MIB

@@ -19,7 +19,7 @@
 #include <cmocka.h>
 
 #include "kernel/backend.h"
-#include "kernel/kmodel.h"
+#include "kernel/model/kmodel.h"
 
 #define MSEC_NS UINT64_C(1000000)
 

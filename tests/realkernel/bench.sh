@@ -2,7 +2,7 @@
 # bench suite: the real-kernel tier's figures, both banks side by side (a
 # real QEMU vCPU, and a spinning process as a second opinion) and the
 # unthrottle latency of a runtime injection, from inside the stock and
-# patched test kernels (kernel/build-test-kernels must have built them;
+# patched test kernels (tests/realkernel/build-test-kernels must have built them;
 # otherwise this skips).  Prints only the figure lines and the verdicts.
 #
 # The bench judges what the tests leave to it: the patch's unthrottle

@@ -4,7 +4,7 @@
  * kernel: the stand-alone twin of the selftest that kernel/patches/ adds to
  * tools/testing/selftests/cgroup/test_cpu.c, with measurements on top.
  *
- * Runs inside the test kernels booted by kernel/vmtest (cgroup v2 with the
+ * Runs inside the test kernels booted by tests/realkernel/vmtest (cgroup v2 with the
  * cpu controller enabled at the root):
  *
  *   patched kernel  set / add / subtract / reject, burst above quota,
@@ -19,7 +19,7 @@
  *
  * Which kernel it is comes from the harness, not from the file it tests:
  * VMMGR_EXPECT_CPU_MAX_RUNTIME=1 (patched) or 0 (stock), else
- * VMMGR_TEST_KERNEL=patched|stock (kernel/vmtest sets it).  A patched
+ * VMMGR_TEST_KERNEL=patched|stock (tests/realkernel/vmtest sets it).  A patched
  * kernel without cpu.max.runtime fails, and so does a stock one with it.
  * With neither variable (a run by hand on some other kernel) the file's
  * presence decides, and the test says so.

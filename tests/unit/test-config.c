@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "vmmgr/config.h"
+#include "vmmgr/daemon/config.h"
 
 static void test_defaults(void **state) {
         VmmgrConfig c;

@@ -23,7 +23,7 @@
 
 #include "common/macros.h"
 #include "kernel/internal.h"
-#include "kernel/kmodel.h"
+#include "kernel/model/kmodel.h"
 
 #define FAMILY 0x1b
 #define SEQ 4242

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/daemon/config.h - vmmgrd's configuration file.
+ *
+ * INI syntax, one setting per line, '#' or ';' starts a comment:
+ *
+ *   [daemon]
+ *   state_dir = /var/lib/vmmgr
+ *   socket = /run/vmmgr/vmmgr.sock
+ *   socket_group = kvm              # may use the socket besides root
+ *   subtree = vmmgr.slice
+ *   controllers = cpu,cpuacct       # default: see vmmgrctl host-info --help
+ *   tick_ms = 100                   # emulated bank tick
+ *   commit_interval_ms = 2000       # ledger commits
+ *   default_class = t3.small
+ *
+ *   [api]                           # the API's limits (vmmgr/api.h, "Limits")
+ *   max_connections = 1024          # per listener
+ *   max_connections_per_peer = 64   # per uid (UNIX socket), per address (TLS)
+ *   timeout_sec = 10                # a whole request within this; idle ones closed
+ *   max_header_bytes = 32K          # request line and headers: 431 beyond
+ *   max_body_bytes = 64K            # declared or sent body: 413 beyond
+ *
+ *   [api.tls]                       # off unless listen is set
+ *   listen = 0.0.0.0:8443
+ *   cert = /etc/vmmgr/server.pem
+ *   key = /etc/vmmgr/server.key
+ *   client_ca = /etc/vmmgr/fleet-ca.pem
+ *
+ *   [class burst-small]             # adds or replaces a credit class
+ *   like = t3.small                 # start from a preset (optional)
+ *   baseline = 15%
+ *   cap = 300cr
+ *
+ * Unknown sections or keys and bad values are errors naming file:line:
+ * a typo must not silently fall back to a default on a production host.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "policies/credits.h"
+#include "policies/memory.h"
+
+#define CONFIG_PATH_MAX 4096
+
+/* [daemon] task_delayacct: what vmmgrd does with kernel.task_delayacct
+ * at start.  Memory delays (direct reclaim, thrashing) are only counted
+ * for threads created while it is 1: "on" before VMs start is what makes
+ * the per-role delays in the memory report non-zero. */
+typedef enum ConfigDelayacct {
+        CONFIG_DELAYACCT_KEEP, /* leave the host's setting (default) */
+        CONFIG_DELAYACCT_ON,
+        CONFIG_DELAYACCT_OFF,
+} ConfigDelayacct;
+
+typedef struct VmmgrConfig {
+        char state_dir[CONFIG_PATH_MAX];
+        char socket_path[108];
+        char socket_group[64]; /* "" = root only */
+        char subtree[256];
+        uint32_t controllers; /* 0 = default */
+        uint64_t tick_usec;
+        uint64_t commit_interval_usec;
+        char default_class[CREDIT_CLASS_NAME_MAX];
+        ConfigDelayacct task_delayacct;
+        /* [api]: the API's limits; defaults are api.h's API_*_DEFAULT */
+        unsigned api_max_connections;
+        unsigned api_max_connections_per_peer;
+        unsigned api_timeout_sec;
+        uint64_t api_max_header_bytes;
+        uint64_t api_max_body_bytes;
+        /* api.tls */
+        char tls_listen[128];
+        char tls_cert[CONFIG_PATH_MAX];
+        char tls_key[CONFIG_PATH_MAX];
+        char tls_client_ca[CONFIG_PATH_MAX];
+        CreditClassTable classes; /* presets plus the file's classes */
+        /* [memory]: the memory policies' tunables (policies/memory.h,
+         * mempol_set_key() names the keys); used where vmmgr manages cgroup
+         * v2 memory. */
+        MemPolicy memory;
+} VmmgrConfig;
+
+#define CONFIG_DEFAULT_STATE_DIR "/var/lib/vmmgr"
+#define CONFIG_DEFAULT_SOCKET "/run/vmmgr/vmmgr.sock"
+
+/* Built-in defaults (a config file is optional). */
+int config_init(VmmgrConfig *c);
+void config_done(VmmgrConfig *c);
+/* Applies a file's settings on top of *c.  On error, *ret_msg (static or
+ * in ret_buf) says "FILE:LINE: what"; *c is unchanged. */
+int config_load_file(VmmgrConfig *c, const char *path, char *ret_buf, size_t buf_size);
+/* Same, from text (tests; "name" is used in messages). */
+int config_load_text(VmmgrConfig *c, const char *text, const char *name, char *ret_buf, size_t buf_size);

@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/daemon/daemon-memory.c - vmmgrd's memory side: the memory engine
+ * (vmmgr/engine/memory-engine.h) on the daemon's event loop, fed from QMP, and
+ * its reports for the API and /metrics.
+ *
+ * The engine runs only where vmmgr manages a cgroup v2 memory controller;
+ * elsewhere (this repository's CI host, whose memory v1 hierarchy belongs
+ * to the machine) every VM reports "managed": false and nothing is done.
+ * A VM whose memory setup fails keeps its credits: memory is logged as
+ * unmanaged for it, not a reason to refuse the VM.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/macros.h"
+#include "common/parse.h"
+#include "vmmgr/daemon/daemon.h"
+#include "vmmgr/engine/memory-engine.h"
+
+#define MEMORY_TICK_USEC UINT64_C(100000)
+#define QMP_TIMEOUT_MS 5000
+
+/* QEMU's answer to a balloon target: only a refusal is news. */
+static void on_balloon_reply(Qmp *q, int r, const char *return_json, const QmpError *err, void *userdata) {
+        const char *vm = userdata;
+
+        if (r == -EREMOTEIO)
+                log_warning("VM %s: QEMU refused the balloon target: %s", vm, err && err->desc ? err->desc : "?");
+        else if (r < 0)
+                log_debug("VM %s: no answer to the balloon target: %s", vm, strerror(-r));
+}
+
+static int on_memory_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        int r;
+
+        r = mem_engine_tick(d->mem, daemon_now_mono_usec());
+        if (r < 0)
+                log_debug_errno(r, "Memory tick: %m");
+        /* The guest's part: balloon targets the engine asks for. */
+        for (size_t i = 0; i < d->n_vms; i++) {
+                Vm *vm = d->vms[i];
+                uint64_t target;
+                char args[64];
+
+                if (vm->link != VM_LINK_BOUND || !mem_engine_vm_balloon_request(d->mem, &vm->id, &target))
+                        continue;
+                snprintf(args, sizeof(args), "{\"value\": %" PRIu64 "}", target);
+                /* vm->id.str lives as long as the connection the reply
+                 * comes on (a disconnect frees both). */
+                r = qmp_execute(vm->qmp, "balloon", args, QMP_TIMEOUT_MS, on_balloon_reply, vm->id.str);
+                if (r < 0)
+                        log_warning_errno(r, "VM %s: balloon to %" PRIu64 " MiB: %m", vm->id.str, target >> 20);
+                else {
+                        vm_link_kick(vm);
+                        log_info("VM %s: asked the guest for a balloon target of %" PRIu64 " MiB", vm->id.str,
+                                 target >> 20);
+                }
+        }
+        r = sd_event_source_set_time_relative(s, MEMORY_TICK_USEC);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+static int on_reclaim_results(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Daemon *d = userdata;
+
+        mem_engine_collect(d->mem);
+        return 0;
+}
+
+int daemon_memory_open(Daemon *d) {
+        MemEngineOptions o;
+        int r;
+
+        if (d->cfg.task_delayacct != CONFIG_DELAYACCT_KEEP && !d->on_model) {
+                bool on = d->cfg.task_delayacct == CONFIG_DELAYACCT_ON;
+
+                r = kh_delayacct_set(d->host, on);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot set kernel.task_delayacct to %d: %m", on);
+                else
+                        log_info("kernel.task_delayacct = %d (threads started from now on are counted)", on);
+        }
+        mem_engine_options_default(&o);
+        o.policy = d->cfg.memory;
+        o.threads = !d->on_model; /* the model is single-threaded */
+        o.kernel_swappiness = d->features.memory_reclaim_swappiness == TRI_YES;
+        o.dmem_high = d->features.dmem_high == TRI_YES;
+        r = mem_engine_new(d->host, &o, &d->mem);
+        if (r == -EOPNOTSUPP) {
+                log_info("Memory: not managed (vmmgr manages no cgroup v2 memory controller here)");
+                return 0;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to start memory management: %m");
+        /* Delay accounting is a report, not a requirement. */
+        if (!d->on_model && kh_taskstats_open(&d->taskstats) < 0)
+                d->taskstats = NULL;
+        r = sd_event_add_io(d->loop, &d->mem_io, mem_engine_fd(d->mem), EPOLLIN, on_reclaim_results, d);
+        if (r < 0)
+                return r;
+        return sd_event_add_time_relative(d->loop, &d->mem_timer, CLOCK_MONOTONIC, MEMORY_TICK_USEC, 0,
+                                          on_memory_tick, d);
+}
+
+void daemon_memory_close(Daemon *d) {
+        d->mem_timer = sd_event_source_disable_unref(d->mem_timer);
+        d->mem_io = sd_event_source_disable_unref(d->mem_io);
+        d->mem = mem_engine_free(d->mem);
+        d->taskstats = kh_taskstats_free(d->taskstats);
+}
+
+void daemon_memory_tick_now(Daemon *d) {
+        if (d->mem)
+                (void) mem_engine_tick(d->mem, daemon_now_mono_usec());
+}
+
+/* Starts managing the VM's memory with what its link learnt from QEMU
+ * (RAM, passthrough devices, a balloon: vm-link.c asks without waiting). */
+void daemon_vm_memory_start(Daemon *d, Vm *vm, const MemPolVmSpec *spec, uint64_t actual) {
+        int r;
+
+        if (!d->mem || !vm->qmp)
+                return;
+        r = mem_engine_vm_add(d->mem, &vm->id, spec, daemon_now_mono_usec());
+        if (r == -EEXIST)
+                r = mem_engine_vm_set_spec(d->mem, &vm->id, spec);
+        if (r < 0) {
+                log_warning_errno(r, "VM %s: memory left unmanaged: %m", vm->id.str);
+                return;
+        }
+        if (spec->balloon)
+                mem_engine_vm_balloon_actual(d->mem, &vm->id, actual);
+        vm->mem_managed = true;
+        if (vm->gpu_pci[0] && (r = mem_engine_vm_set_dmem(d->mem, &vm->id, vm->gpu_pci, &vm->dmem)) < 0)
+                log_warning_errno(r, "VM %s: GPU %s: dmem limits not applied: %m", vm->id.str, vm->gpu_pci);
+        log_info("VM %s: memory %" PRIu64 " MiB RAM%s%s, priority %" PRIu32, vm->id.str, spec->ram_bytes >> 20,
+                 spec->passthrough ? ", passthrough (pinned)" : "", spec->balloon ? ", balloon" : "",
+                 spec->priority);
+}
+
+void daemon_vm_memory_stop(Daemon *d, Vm *vm) {
+        if (d->mem && vm->mem_managed)
+                mem_engine_vm_remove(d->mem, &vm->id);
+        vm->mem_managed = false;
+}
+
+void daemon_vm_memory_event(Daemon *d, Vm *vm, const QmpEvent *ev) {
+        if (d->mem && vm->mem_managed && strcmp(ev->name, "BALLOON_CHANGE") == 0 && ev->has_balloon_actual)
+                mem_engine_vm_balloon_actual(d->mem, &vm->id, ev->balloon_actual_bytes);
+}
+
+int daemon_vm_memory_set_priority(Daemon *d, Vm *vm, uint32_t priority) {
+        MemVmReport rep;
+        int r;
+
+        vm->mem_priority = priority;
+        if (!d->mem || !vm->mem_managed)
+                return 0;
+        r = mem_engine_vm_report(d->mem, &vm->id, &rep);
+        if (r < 0)
+                return r;
+        rep.spec.priority = priority;
+        return mem_engine_vm_set_spec(d->mem, &vm->id, &rep.spec);
+}
+
+int daemon_vm_memory_set_gpu(Daemon *d, Vm *vm, const char *pci, const MemPolDmemSpec *spec) {
+        bool none = !pci || !pci[0];
+        int r;
+
+        if (!none && (!is_pci_address(pci) || !spec))
+                return -EINVAL;
+        if (d->mem && vm->mem_managed) {
+                r = mem_engine_vm_set_dmem(d->mem, &vm->id, none ? NULL : pci, spec);
+                if (r < 0)
+                        return r;
+        }
+        snprintf(vm->gpu_pci, sizeof(vm->gpu_pci), "%s", none ? "" : pci);
+        vm->dmem = none ? (MemPolDmemSpec) { 0 } : *spec;
+        return 0;
+}
+
+/* ---- reports ------------------------------------------------------------ */
+
+static struct json_object *u64(uint64_t v) {
+        return v == UINT64_MAX ? json_object_new_string("max") : json_object_new_uint64(v);
+}
+
+typedef struct RoleDelays {
+        const char *name;
+        CgRole role;
+} RoleDelays;
+
+static const RoleDelays roles[] = {
+        { "vcpus", CG_ROLE_VCPUS },
+        { "emulator", CG_ROLE_EMULATOR },
+        { "io", CG_ROLE_IO },
+};
+
+/* Per role: the taskstats delays summed over the role's threads. */
+static struct json_object *delays_json(Daemon *d, Vm *vm) {
+        struct json_object *o = json_object_new_object();
+
+        for (size_t i = 0; i < ARRAY_SIZE(roles); i++) {
+                struct json_object *r = json_object_new_object();
+                ThreadDelays td;
+                size_t n = 0;
+
+                if (!d->taskstats || kh_vm_delays(d->host, d->taskstats, &vm->id, roles[i].role, &td, &n) < 0) {
+                        json_object_put(r);
+                        json_object_object_add(o, roles[i].name, NULL);
+                        continue;
+                }
+                json_object_object_add(r, "threads", json_object_new_uint64(n));
+                json_object_object_add(r, "cpu_delay_ns", json_object_new_uint64(td.cpu_delay_ns));
+                json_object_object_add(r, "direct_reclaim_delay_ns", json_object_new_uint64(td.freepages_delay_ns));
+                json_object_object_add(r, "thrashing_delay_ns", json_object_new_uint64(td.thrashing_delay_ns));
+                json_object_object_add(r, "swapin_delay_ns", json_object_new_uint64(td.swapin_delay_ns));
+                json_object_object_add(r, "delayacct", json_object_new_boolean(td.delayacct == TRI_YES));
+                json_object_object_add(o, roles[i].name, r);
+        }
+        return o;
+}
+
+int daemon_vm_memory_json(Daemon *d, Vm *vm, char **ret) {
+        struct json_object *o = json_object_new_object(), *x;
+        MemVmReport rep;
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        json_object_object_add(o, "vm", json_object_new_string(vm->id.str));
+        json_object_object_add(o, "priority", json_object_new_uint64(vm->mem_priority));
+        if (vm->gpu_pci[0]) {
+                struct json_object *g = json_object_new_object();
+
+                json_object_object_add(g, "pci", json_object_new_string(vm->gpu_pci));
+                json_object_object_add(g, "max", u64(vm->dmem.max));
+                json_object_object_add(g, "soft", u64(vm->dmem.soft));
+                json_object_object_add(g, "low", json_object_new_uint64(vm->dmem.low));
+                json_object_object_add(g, "min", json_object_new_uint64(vm->dmem.min));
+                json_object_object_add(o, "gpu", g);
+        } else
+                json_object_object_add(o, "gpu", NULL);
+        if (!d->mem || !vm->mem_managed || mem_engine_vm_report(d->mem, &vm->id, &rep) < 0) {
+                json_object_object_add(o, "managed", json_object_new_boolean(false));
+                json_object_object_add(o, "reason",
+                                       json_object_new_string(!d->mem ? "vmmgr manages no cgroup v2 memory here"
+                                                              : !vm->qmp ? "not connected"
+                                                                         : "memory setup failed (see the log)"));
+        } else {
+                json_object_object_add(o, "managed", json_object_new_boolean(true));
+                json_object_object_add(o, "ram", json_object_new_uint64(rep.limits.ram));
+                json_object_object_add(o, "passthrough", json_object_new_boolean(rep.limits.passthrough));
+                json_object_object_add(o, "current", json_object_new_uint64(rep.stat.current));
+                json_object_object_add(o, "swap_current", json_object_new_uint64(rep.stat.swap_current));
+                x = json_object_new_object();
+                json_object_object_add(x, "max", u64(rep.applied.max));
+                json_object_object_add(x, "high", u64(rep.applied.high));
+                json_object_object_add(x, "low", u64(rep.applied.low));
+                json_object_object_add(x, "min", u64(rep.applied.min));
+                json_object_object_add(x, "swap_max", u64(rep.applied.swap_max));
+                json_object_object_add(x, "wmark_high", json_object_new_uint64(rep.limits.wmark_high));
+                json_object_object_add(x, "wmark_low", json_object_new_uint64(rep.limits.wmark_low));
+                json_object_object_add(x, "floor", json_object_new_uint64(rep.limits.floor));
+                json_object_object_add(o, "limits", x);
+                x = json_object_new_object();
+                json_object_object_add(x, "grow", json_object_new_uint64(rep.headroom.grow_bytes));
+                json_object_object_add(x, "limit", json_object_new_uint64(rep.headroom.limit_bytes));
+                json_object_object_add(x, "reclaimable", json_object_new_uint64(rep.headroom.reclaimable_bytes));
+                json_object_object_add(x, "balloon", json_object_new_uint64(rep.headroom.balloon_bytes));
+                json_object_object_add(o, "headroom", x);
+                x = json_object_new_object();
+                json_object_object_add(x, "active", json_object_new_boolean(rep.state.reclaiming));
+                json_object_object_add(x, "requests", json_object_new_uint64(rep.reclaim_requests));
+                json_object_object_add(x, "reclaimed", json_object_new_uint64(rep.reclaim_bytes));
+                json_object_object_add(x, "busy_usec", json_object_new_uint64(rep.reclaim_busy_usec));
+                json_object_object_add(x, "partial", json_object_new_uint64(rep.reclaim_partial));
+                json_object_object_add(x, "errors", json_object_new_uint64(rep.reclaim_errors));
+                json_object_object_add(x, "asked_background", json_object_new_uint64(rep.background_bytes));
+                json_object_object_add(x, "asked_proactive", json_object_new_uint64(rep.proactive_bytes));
+                json_object_object_add(x, "asked_host", json_object_new_uint64(rep.host_bytes));
+                json_object_object_add(o, "reclaim", x);
+                json_object_object_add(o, "throttled", json_object_new_boolean(rep.state.throttled));
+                json_object_object_add(o, "pressure_some_avg10_pct",
+                                       json_object_new_double(rep.stat.pressure.some_avg10 / 100.0));
+                x = json_object_new_object();
+                json_object_object_add(x, "present", json_object_new_boolean(rep.limits.balloon));
+                json_object_object_add(x, "target", json_object_new_uint64(rep.balloon_target));
+                json_object_object_add(x, "actual", json_object_new_uint64(rep.balloon_actual));
+                json_object_object_add(o, "balloon", x);
+                if (rep.has_dmem) {
+                        x = json_object_new_object();
+                        json_object_object_add(x, "gpu", json_object_new_string(rep.dmem_pci));
+                        json_object_object_add(x, "demoted_regions", json_object_new_uint64(rep.dmem_demoted));
+                        json_object_object_add(o, "dmem", x);
+                }
+                if (rep.last_error < 0)
+                        json_object_object_add(o, "last_error", json_object_new_string(strerror(-rep.last_error)));
+        }
+        json_object_object_add(o, "delays", vm->pid > 0 ? delays_json(d, vm) : NULL);
+        *ret = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        json_object_put(o);
+        r = *ret ? 0 : -ENOMEM;
+        return r;
+}
+
+/* Prometheus families for /metrics, appended to f. */
+void daemon_memory_metrics(Daemon *d, FILE *f) {
+        MemHostReport h;
+
+        fprintf(f, "# HELP vmmgr_memory_managed 1 where vmmgr manages the VM's memory\n"
+                   "# TYPE vmmgr_memory_managed gauge\n");
+        for (size_t i = 0; i < d->n_vms; i++)
+                fprintf(f, "vmmgr_memory_managed{vm=\"%s\"} %d\n", d->vms[i]->id.str, d->vms[i]->mem_managed);
+        if (!d->mem)
+                return;
+        fprintf(f, "# HELP vmmgr_memory_current_bytes memory.current of the VM\n"
+                   "# TYPE vmmgr_memory_current_bytes gauge\n");
+        for (size_t i = 0; i < d->n_vms; i++) {
+                MemVmReport rep;
+
+                if (d->vms[i]->mem_managed && mem_engine_vm_report(d->mem, &d->vms[i]->id, &rep) == 0)
+                        fprintf(f, "vmmgr_memory_current_bytes{vm=\"%s\"} %" PRIu64 "\n", d->vms[i]->id.str,
+                                rep.stat.current);
+        }
+        fprintf(f, "# HELP vmmgr_memory_reclaimed_bytes_total Reclaimed by vmmgr's threads for the VM\n"
+                   "# TYPE vmmgr_memory_reclaimed_bytes_total counter\n");
+        for (size_t i = 0; i < d->n_vms; i++) {
+                MemVmReport rep;
+
+                if (d->vms[i]->mem_managed && mem_engine_vm_report(d->mem, &d->vms[i]->id, &rep) == 0)
+                        fprintf(f, "vmmgr_memory_reclaimed_bytes_total{vm=\"%s\"} %" PRIu64 "\n",
+                                d->vms[i]->id.str, rep.reclaim_bytes);
+        }
+        if (d->taskstats) {
+                fprintf(f, "# HELP vmmgr_thread_direct_reclaim_seconds_total Direct-reclaim stall of the VM's "
+                           "threads, by role (taskstats)\n"
+                           "# TYPE vmmgr_thread_direct_reclaim_seconds_total counter\n");
+                for (size_t i = 0; i < d->n_vms; i++)
+                        for (size_t k = 0; d->vms[i]->pid > 0 && k < ARRAY_SIZE(roles); k++) {
+                                ThreadDelays td;
+
+                                if (kh_vm_delays(d->host, d->taskstats, &d->vms[i]->id, roles[k].role, &td, NULL) == 0)
+                                        fprintf(f,
+                                                "vmmgr_thread_direct_reclaim_seconds_total{vm=\"%s\",role=\"%s\"} "
+                                                "%.9f\n",
+                                                d->vms[i]->id.str, roles[k].name, td.freepages_delay_ns / 1e9);
+                        }
+        }
+        mem_engine_host_report(d->mem, &h);
+        fprintf(f,
+                "# HELP vmmgr_reclaim_pool_threads Reclaim worker threads running\n"
+                "# TYPE vmmgr_reclaim_pool_threads gauge\n"
+                "vmmgr_reclaim_pool_threads %u\n"
+                "# HELP vmmgr_reclaim_pool_busy_seconds_total Time vmmgr's threads spent reclaiming\n"
+                "# TYPE vmmgr_reclaim_pool_busy_seconds_total counter\n"
+                "vmmgr_reclaim_pool_busy_seconds_total %.6f\n",
+                h.pool_threads, h.pool.busy_usec / 1e6);
+        if (h.known)
+                fprintf(f,
+                        "# HELP vmmgr_host_memory_used_bytes Host memory in use (MemTotal - MemAvailable)\n"
+                        "# TYPE vmmgr_host_memory_used_bytes gauge\n"
+                        "vmmgr_host_memory_used_bytes %" PRIu64 "\n"
+                        "# HELP vmmgr_host_memory_ceiling_bytes The host ceiling\n"
+                        "# TYPE vmmgr_host_memory_ceiling_bytes gauge\n"
+                        "vmmgr_host_memory_ceiling_bytes %" PRIu64 "\n",
+                        h.used, h.plan.ceiling);
+}

@@ -1,0 +1,726 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The API's operations (service.h) implemented by the daemon.
+ *
+ * Order of every change: apply it to the bank (the kernel and the
+ * ledger), commit the database transaction, and only then answer.  If
+ * the commit fails, the bank change is reverted, so a client never sees
+ * a state that is not on disk, and a failure changes nothing.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/macros.h"
+#include "vmmgr/daemon/daemon.h"
+#include "vmmgr/api/hostinfo.h"
+#include "vmmgr/api/json-io.h"
+
+static int fail(ServiceError *err, int r, const char *field, const char *fmt, ...) _printf_(4, 5);
+static int fail(ServiceError *err, int r, const char *field, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof(err->message), fmt, ap);
+        va_end(ap);
+        err->field = field;
+        return r;
+}
+
+static Vm *need_vm(Daemon *d, const VmId *id, ServiceError *err) {
+        Vm *vm = daemon_find_vm(d, id);
+        if (!vm)
+                fail(err, -ENOENT, NULL, "no VM %s is registered", id->str);
+        return vm;
+}
+
+static int need_bank(Vm *vm, ServiceError *err) {
+        if (!vm->bank)
+                return fail(err, -EBUSY, NULL, "VM %s is not connected (QEMU not running?)", vm->id.str);
+        return 0;
+}
+
+static void fill_vm(const Vm *vm, ServiceVm *ret) {
+        *ret = (ServiceVm) {
+                .id = vm->id,
+                .pid = vm->pid,
+                .connected = vm->link == VM_LINK_BOUND,
+                .link = vm_link_state_to_string(vm->link),
+                .n_vcpus = (uint32_t) vm->roles.n_vcpus,
+                .n_iothreads = (uint32_t) vm->roles.n_io,
+                .registered_at_unix = vm->registered_at_unix,
+        };
+        snprintf(ret->qmp_path, sizeof(ret->qmp_path), "%s", vm->qmp_path);
+        snprintf(ret->class_name, sizeof(ret->class_name), "%s", vm->class_name);
+        snprintf(ret->run_state, sizeof(ret->run_state), "%s", vm->run_state);
+        snprintf(ret->link_error, sizeof(ret->link_error), "%s", vm->link == VM_LINK_BOUND ? "" : vm->link_error);
+}
+
+static void fill_credits(Daemon *d, Vm *vm, ServiceCredits *ret) {
+        *ret = (ServiceCredits) { .id = vm->id, .spec = vm->spec, .ledger = vm->ledger, .quota_usec = UINT64_MAX };
+        snprintf(ret->class_name, sizeof(ret->class_name), "%s", vm->class_name);
+        ret->bank = credit_bank_kind_to_string(d->bank_kind);
+        ret->state = credit_state_to_string(CREDIT_STATE_BASELINE);
+        if (vm->bank) {
+                CreditSnapshot s;
+
+                /* Fresh numbers: bring the ledger to now. */
+                (void) credit_bank_tick(vm->bank, daemon_now_mono_usec());
+                credit_bank_snapshot(vm->bank, &s);
+                ret->spec = s.spec;
+                ret->ledger = s.ledger;
+                ret->bank = credit_bank_kind_to_string(s.kind);
+                ret->state = credit_state_to_string(s.state);
+                ret->usage_usec = s.usage_usec;
+                ret->throttled_usec = s.throttled_usec;
+                ret->quota_usec = s.enforcement.quota_usec;
+                ret->period_usec = s.enforcement.period_usec;
+        }
+}
+
+/* Commits, in one transaction: the VM row (when given), the ledgers of up
+ * to two VMs and one event.  Nothing is on disk unless all of it is. */
+static int commit_change(Daemon *d, const StateVm *row, Vm *a, Vm *b, const char *kind, struct json_object *detail,
+                         ServiceError *err) {
+        StateLedger recs[2];
+        StateError serr;
+        size_t n = 0;
+        int r;
+
+        for (Vm *vm = a; vm; vm = vm == a ? b : NULL) {
+                CreditSnapshot s;
+                if (!vm->bank)
+                        continue;
+                credit_bank_snapshot(vm->bank, &s);
+                recs[n++] = (StateLedger) { .id = vm->id,
+                                            .ledger = s.ledger,
+                                            .usage_base_usec = s.usage_usec,
+                                            .tick_usec = daemon_now_unix_usec() };
+        }
+        r = state_begin(d->db, &serr);
+        if (r < 0)
+                goto fail;
+        if (row && (r = state_vm_put(d->db, row, &serr)) < 0)
+                goto rollback;
+        r = state_ledger_put_batch(d->db, recs, n, &serr);
+        if (r < 0)
+                goto rollback;
+        r = state_event_add(d->db, daemon_now_unix_usec(), a ? a->id.str : "", kind, json_io_plain(detail),
+                            NULL, &serr);
+        if (r < 0)
+                goto rollback;
+        r = state_commit(d->db, &serr);
+        if (r < 0)
+                goto rollback;
+        for (size_t i = 0; i < n; i++)
+                (i == 0 ? a : b)->committed_generation = recs[i].ledger.generation;
+        return 0;
+rollback:
+        state_rollback(d->db);
+fail:
+        /* The request was valid; the store failed it: a server error. */
+        return fail(err, r == -ENOMEM ? r : -EIO, NULL, "could not commit: %s", serr.message);
+}
+
+/* ---- operations ---------------------------------------------------------- */
+
+static int svc_host_info(void *ctx, char **ret_json, ServiceError *err) {
+        Daemon *d = ctx;
+        struct json_object *o = host_features_to_json(&d->features, kh_subtree_name(d->host));
+        char *s;
+
+        if (!o)
+                return fail(err, -ENOMEM, NULL, "out of memory");
+        s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+        if (!s)
+                return fail(err, -ENOMEM, NULL, "out of memory");
+        *ret_json = s;
+        return 0;
+}
+
+static int svc_vm_list(void *ctx, ServiceVm **ret, size_t *ret_n, ServiceError *err) {
+        Daemon *d = ctx;
+        ServiceVm *l = calloc(d->n_vms ? d->n_vms : 1, sizeof(ServiceVm));
+
+        if (!l)
+                return fail(err, -ENOMEM, NULL, "out of memory");
+        for (size_t i = 0; i < d->n_vms; i++)
+                fill_vm(d->vms[i], &l[i]);
+        *ret = l;
+        *ret_n = d->n_vms;
+        return 0;
+}
+
+static int svc_vm_get(void *ctx, const VmId *id, ServiceVm *ret, ServiceError *err) {
+        Vm *vm = need_vm(ctx, id, err);
+        if (!vm)
+                return -ENOENT;
+        fill_vm(vm, ret);
+        return 0;
+}
+
+/* Lifts the VM's limit and drops it: its threads stay in vmmgr's groups
+ * until QEMU exits; housekeeping then removes the empty groups. */
+static void release_vm(Daemon *d, Vm *vm) {
+        CpuBandwidth free_bw = { .period_usec = 100000, .quota_usec = CPU_QUOTA_MAX };
+
+        if (kh_vm_exists(d->host, &vm->id) == 1)
+                (void) kh_cpu_set_bandwidth(d->host, &vm->id, CG_ROLE_VCPUS, &free_bw, NULL);
+        (void) kh_vm_remove(d->host, &vm->id);
+        vm_free(vm);
+}
+
+static void vm_list_remove(Daemon *d, Vm *vm) {
+        for (size_t i = 0; i < d->n_vms; i++)
+                if (d->vms[i] == vm) {
+                        memmove(&d->vms[i], &d->vms[i + 1], (d->n_vms - i - 1) * sizeof(Vm *));
+                        d->n_vms--;
+                        return;
+                }
+}
+
+/* Registration, first half: checks what can be checked at once, then
+ * starts the VM's link.  The VM is listed (as "connecting") so that a
+ * second registration of the same id or socket is refused; it is stored
+ * only once its link is up (daemon_registration_finish). */
+static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceRegisterDone done, void *userdata,
+                           ServiceError *err) {
+        Daemon *d = ctx;
+        const char *cname = req->class_name ? req->class_name : d->cfg.default_class;
+        const CreditClass *cls = credit_class_find(&d->cfg.classes, cname);
+        Vm *vm, **nv;
+        int r;
+
+        if (daemon_find_vm(d, &req->id))
+                return fail(err, -EEXIST, "uuid", "VM %s is already registered", req->id.str);
+        for (size_t i = 0; i < d->n_vms; i++)
+                if (strcmp(d->vms[i]->qmp_path, req->qmp_path) == 0)
+                        return fail(err, -EEXIST, "qmp", "VM %s already uses QMP socket %s",
+                                    d->vms[i]->id.str, req->qmp_path);
+        if (!req->has_spec && !cls)
+                return fail(err, -EINVAL, "class", "unknown class \"%s\"", cname);
+        vm = calloc(1, sizeof(Vm));
+        if (!vm)
+                return fail(err, -ENOMEM, NULL, "out of memory");
+        vm->registering = calloc(1, sizeof(VmRegistration));
+        nv = reallocarray(d->vms, d->n_vms + 1, sizeof(Vm *));
+        if (!vm->registering || !nv) {
+                free(nv == d->vms ? NULL : nv);
+                vm_free(vm);
+                return fail(err, -ENOMEM, NULL, "out of memory");
+        }
+        d->vms = nv;
+        *vm->registering = (VmRegistration) { .done = done, .userdata = userdata };
+        vm->daemon = d;
+        vm->id = req->id;
+        snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s", req->qmp_path);
+        if (req->has_spec)
+                vm->spec = req->spec;
+        else {
+                vm->spec = cls->spec;
+                snprintf(vm->class_name, sizeof(vm->class_name), "%s", cls->name);
+        }
+        snprintf(vm->run_state, sizeof(vm->run_state), "unknown");
+        vm->registered_at_unix = daemon_now_unix_usec() / USEC_PER_SEC;
+        /* vCPUs come from QEMU (the earn rate is per real vCPU) unless the
+         * request's spec names them. */
+        if (!req->has_spec || req->spec.vcpus == 0)
+                vm->spec.vcpus = 0;
+        d->vms[d->n_vms++] = vm;
+        r = vm_link_start(d, vm, true);
+        if (r < 0) {
+                fail(err, r == -ENOENT || r == -ECONNREFUSED ? -EINVAL : r, "qmp", "cannot talk QMP on %s: %s",
+                     vm->qmp_path, vm->link_error[0] ? vm->link_error : strerror(-r));
+                vm_list_remove(d, vm);
+                vm_free(vm);
+                return err->field ? (r == -ENOENT || r == -ECONNREFUSED ? -EINVAL : r) : r;
+        }
+        return 0;
+}
+
+/* Registration, second half: the link is up (bind, bank) or failed.  A
+ * registration is stored, with its ledger and its event, in one
+ * transaction before the client hears of it; any failure leaves nothing. */
+void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, const char *reason) {
+        VmRegistration reg = *vm->registering;
+        _cleanup_json_ struct json_object *detail = NULL;
+        ServiceError err = { 0 };
+        StateVm row = { 0 };
+        StateError serr;
+        ServiceVm svm;
+
+        free(vm->registering);
+        vm->registering = NULL;
+        if (r < 0) {
+                fail(&err, (r == -ENOENT || r == -ECONNREFUSED) && field && strcmp(field, "qmp") == 0 ? -EINVAL : r,
+                     field, "%s", reason ? reason : strerror(-r));
+                r = r == -ENOENT || r == -ECONNREFUSED ? -EINVAL : r;
+                goto fail;
+        }
+        if (credit_spec_validate(&vm->spec, &err.field) < 0) {
+                r = fail(&err, -EINVAL, err.field, "invalid credit spec: %s", err.field);
+                goto fail;
+        }
+        daemon_vm_state_row(vm, &row);
+        detail = json_object_new_object();
+        if (!detail || json_io_add_string(detail, "qmp", vm->qmp_path) < 0 ||
+            json_io_add_string(detail, "class", vm->class_name) < 0 || json_io_add_int(detail, "pid", vm->pid) < 0 ||
+            json_io_add_int(detail, "vcpus", vm->spec.vcpus) < 0) {
+                r = fail(&err, -ENOMEM, NULL, "out of memory");
+                goto fail;
+        }
+        r = state_begin(d->db, &serr);
+        if (r == 0)
+                r = state_vm_put(d->db, &row, &serr);
+        if (r == 0) {
+                CreditSnapshot s;
+                StateLedger led;
+                credit_bank_snapshot(vm->bank, &s);
+                led = (StateLedger) { .id = vm->id, .ledger = s.ledger, .usage_base_usec = s.usage_usec,
+                                      .tick_usec = daemon_now_unix_usec() };
+                r = state_ledger_put_batch(d->db, &led, 1, &serr);
+                if (r == 0)
+                        vm->committed_generation = s.ledger.generation;
+        }
+        if (r == 0)
+                r = state_event_add(d->db, daemon_now_unix_usec(), vm->id.str, "register", json_io_plain(detail),
+                                    NULL, &serr);
+        if (r == 0)
+                r = state_commit(d->db, &serr);
+        if (r < 0) {
+                if (state_in_transaction(d->db))
+                        state_rollback(d->db);
+                fail(&err, r, NULL, "could not register: %s", serr.message);
+                goto fail;
+        }
+        vm->adopted_once = true;
+        fill_vm(vm, &svm);
+        reg.done(0, &svm, NULL, reg.userdata);
+        return;
+fail:
+        vm_list_remove(d, vm);
+        release_vm(d, vm);
+        reg.done(r, NULL, &err, reg.userdata);
+}
+
+static int svc_vm_unregister(void *ctx, const VmId *id, ServiceError *err) {
+        Daemon *d = ctx;
+        StateError serr;
+        Vm *vm = need_vm(d, id, err);
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        r = state_begin(d->db, &serr);
+        if (r == 0)
+                r = state_vm_delete(d->db, id, &serr);
+        if (r == 0)
+                r = state_event_add(d->db, daemon_now_unix_usec(), id->str, "unregister", "{}", NULL, &serr);
+        if (r == 0)
+                r = state_commit(d->db, &serr);
+        if (r < 0) {
+                if (state_in_transaction(d->db))
+                        state_rollback(d->db);
+                return fail(err, r, NULL, "could not unregister: %s", serr.message);
+        }
+        vm_list_remove(d, vm);
+        release_vm(d, vm);
+        log_info("VM %s unregistered", id->str);
+        return 0;
+}
+
+static int svc_credits_get(void *ctx, const VmId *id, ServiceCredits *ret, ServiceError *err) {
+        Vm *vm = need_vm(ctx, id, err);
+        if (!vm)
+                return -ENOENT;
+        fill_credits(ctx, vm, ret);
+        return 0;
+}
+
+static int svc_credits_set_spec(void *ctx, const VmId *id, const ServiceSpecChange *c, ServiceCredits *ret,
+                                ServiceError *err) {
+        Daemon *d = ctx;
+        Vm *vm = need_vm(d, id, err);
+        CreditSpec spec, old;
+        char class_name[CREDIT_CLASS_NAME_MAX], old_class[CREDIT_CLASS_NAME_MAX];
+        _cleanup_json_ struct json_object *detail = NULL;
+        const char *field = NULL;
+        CreditSnapshot before;
+        StateVm row = { 0 };
+        uint64_t now;
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        r = need_bank(vm, err);
+        if (r < 0)
+                return r;
+        old = spec = vm->spec;
+        snprintf(old_class, sizeof(old_class), "%s", vm->class_name);
+        snprintf(class_name, sizeof(class_name), "%s", vm->class_name);
+        if (c->set & SPEC_SET_CLASS) {
+                const CreditClass *cls = credit_class_find(&d->cfg.classes, c->class_name);
+                if (!cls)
+                        return fail(err, -EINVAL, "class", "unknown class \"%s\"", c->class_name);
+                spec = cls->spec;
+                spec.vcpus = old.vcpus; /* the VM's vCPUs do not change with its class */
+                snprintf(class_name, sizeof(class_name), "%s", cls->name);
+        }
+        if (c->set & SPEC_SET_BASELINE)
+                spec.baseline_ppm = c->baseline_ppm;
+        if (c->set & SPEC_SET_CAP)
+                spec.cap_usec = c->cap_usec;
+        if (c->set & SPEC_SET_LAUNCH)
+                spec.launch_usec = c->launch_usec;
+        if (c->set & SPEC_SET_MODE)
+                spec.mode = c->mode;
+        if (c->set & ~SPEC_SET_CLASS)
+                class_name[0] = '\0'; /* a custom spec no longer is the class */
+        if (credit_spec_validate(&spec, &field) < 0)
+                return fail(err, -EINVAL, field, "invalid credit spec: %s", field);
+
+        /* What an undo must bring back (a lower cap clamps the balance):
+         * the ledger as of now, which set_spec accounts up to again. */
+        now = daemon_now_mono_usec();
+        (void) credit_bank_tick(vm->bank, now);
+        credit_bank_snapshot(vm->bank, &before);
+        r = credit_bank_set_spec(vm->bank, &spec, now);
+        if (r < 0)
+                return fail(err, r, NULL, "could not apply the spec: %s", strerror(-r));
+        vm->spec = spec;
+        snprintf(vm->class_name, sizeof(vm->class_name), "%s", class_name);
+        daemon_vm_state_row(vm, &row); /* vm->spec and class are the new ones by now */
+        detail = json_object_new_object();
+        if (!detail || json_io_add_string(detail, "class", class_name) < 0 ||
+            json_io_add_int(detail, "baseline_ppm", spec.baseline_ppm) < 0 ||
+            json_io_add_int(detail, "cap_usec", spec.cap_usec) < 0 ||
+            json_io_add_int(detail, "launch_usec", spec.launch_usec) < 0 ||
+            json_io_add_string(detail, "mode", credit_mode_to_string(spec.mode)) < 0)
+                r = fail(err, -ENOMEM, NULL, "out of memory");
+        else
+                r = commit_change(d, &row, vm, NULL, "spec", detail, err);
+        if (r < 0) {
+                /* Back to the old spec and the ledger as it was: credits a
+                 * lower cap clamped come back, nothing counts as forfeited. */
+                (void) credit_bank_restore(vm->bank, &old, &before.ledger);
+                vm->spec = old;
+                snprintf(vm->class_name, sizeof(vm->class_name), "%s", old_class);
+                return r;
+        }
+        fill_credits(d, vm, ret);
+        return 0;
+}
+
+static int svc_credits_inject(void *ctx, const VmId *id, int64_t amount, ServiceCredits *ret, ServiceError *err) {
+        Daemon *d = ctx;
+        Vm *vm = need_vm(d, id, err);
+        _cleanup_json_ struct json_object *detail = json_object_new_object();
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        r = need_bank(vm, err);
+        if (r < 0)
+                return r;
+        r = credit_bank_inject(vm->bank, amount, daemon_now_mono_usec());
+        if (r == -ERANGE)
+                return fail(err, r, "amount_usec", "%s", amount < 0 ? "the VM has fewer credits than that"
+                                                                     : "that would exceed the VM's cap");
+        if (r < 0)
+                return fail(err, r, NULL, "could not inject: %s", strerror(-r));
+        if (!detail || json_io_add_int(detail, "amount_usec", amount) < 0)
+                r = fail(err, -ENOMEM, NULL, "out of memory");
+        else
+                r = commit_change(d, NULL, vm, NULL, "inject", detail, err);
+        if (r < 0) {
+                (void) credit_bank_inject(vm->bank, -amount, daemon_now_mono_usec());
+                return r;
+        }
+        fill_credits(d, vm, ret);
+        return 0;
+}
+
+static int svc_credits_transfer(void *ctx, const VmId *from, const VmId *to, int64_t amount, ServiceError *err) {
+        Daemon *d = ctx;
+        _cleanup_json_ struct json_object *detail = json_object_new_object();
+        Vm *a, *b;
+        int r;
+
+        a = need_vm(d, from, err);
+        if (!a)
+                return fail(err, -ENOENT, "from", "no VM %s is registered", from->str);
+        b = need_vm(d, to, err);
+        if (!b)
+                return fail(err, -ENOENT, "to", "no VM %s is registered", to->str);
+        if (a == b)
+                return fail(err, -EINVAL, "to", "a transfer needs two different VMs");
+        if (need_bank(a, err) < 0 || need_bank(b, err) < 0)
+                return -EBUSY;
+        r = credit_bank_transfer(a->bank, b->bank, amount, daemon_now_mono_usec());
+        if (r == -ERANGE)
+                return fail(err, r, "amount_usec", "the source has fewer credits, or the target's cap is lower");
+        if (r < 0)
+                return fail(err, r, NULL, "could not transfer: %s", strerror(-r));
+        if (!detail || json_io_add_string(detail, "to", b->id.str) < 0 ||
+            json_io_add_int(detail, "amount_usec", amount) < 0)
+                r = fail(err, -ENOMEM, NULL, "out of memory");
+        else
+                r = commit_change(d, NULL, a, b, "transfer", detail, err);
+        if (r < 0)
+                (void) credit_bank_transfer(b->bank, a->bank, amount, daemon_now_mono_usec());
+        return r;
+}
+
+static int svc_credits_history(void *ctx, const VmId *id, ServiceHistoryPoint **ret, size_t *ret_n,
+                               ServiceError *err) {
+        Vm *vm = need_vm(ctx, id, err);
+        ServiceHistoryPoint *p;
+
+        if (!vm)
+                return -ENOENT;
+        p = calloc(vm->history_n ? vm->history_n : 1, sizeof(*p));
+        if (!p)
+                return fail(err, -ENOMEM, NULL, "out of memory");
+        for (size_t i = 0; i < vm->history_n; i++)
+                p[i] = vm->history[(vm->history_head + i) % VM_HISTORY_POINTS];
+        *ret = p;
+        *ret_n = vm->history_n;
+        return 0;
+}
+
+static int svc_events(void *ctx, int64_t since, size_t limit, ServiceEvent **ret, size_t *ret_n,
+                      ServiceError *err) {
+        Daemon *d = ctx;
+        StateError serr;
+        int r = state_events_list(d->db, since, limit, ret, ret_n, &serr);
+        if (r < 0)
+                return fail(err, r, NULL, "could not read events: %s", serr.message);
+        return 0;
+}
+
+/* ---- metrics ------------------------------------------------------------ */
+
+typedef struct Text {
+        char *p;
+        size_t len, cap;
+        bool oom;
+} Text;
+
+static void text_add(Text *t, const char *fmt, ...) _printf_(2, 3);
+static void text_add(Text *t, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        if (t->oom)
+                return;
+        for (;;) {
+                va_start(ap, fmt);
+                n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
+                va_end(ap);
+                if (n < 0) {
+                        t->oom = true;
+                        return;
+                }
+                if (t->p && t->len + (size_t) n < t->cap) {
+                        t->len += (size_t) n;
+                        return;
+                }
+                {
+                        size_t ncap = MAX(t->cap * 2, t->len + (size_t) n + 4096);
+                        char *np = realloc(t->p, ncap);
+                        if (!np) {
+                                t->oom = true;
+                                return;
+                        }
+                        t->p = np;
+                        t->cap = ncap;
+                }
+        }
+}
+
+static int svc_memory_get(void *ctx, const VmId *id, char **ret_json, ServiceError *err) {
+        Vm *vm = need_vm(ctx, id, err);
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        r = daemon_vm_memory_json(ctx, vm, ret_json);
+        return r < 0 ? fail(err, r, NULL, "cannot report memory: %s", strerror(-r)) : 0;
+}
+
+/* Applies a memory change to the VM (and back, on the way out). */
+static int apply_memory(Daemon *d, Vm *vm, const ServiceMemorySet *m, ServiceError *err) {
+        int r = 0;
+
+        if (m->set & SERVICE_MEM_PRIORITY) {
+                r = daemon_vm_memory_set_priority(d, vm, m->priority);
+                if (r < 0)
+                        return fail(err, r, "priority", "cannot apply the priority: %s", strerror(-r));
+        }
+        if (m->set & SERVICE_MEM_GPU) {
+                MemPolDmemSpec spec = { .max = m->dmem_max, .soft = m->dmem_soft, .low = m->dmem_low,
+                                        .min = m->dmem_min };
+
+                r = daemon_vm_memory_set_gpu(d, vm, m->gpu_pci, &spec);
+                if (r < 0)
+                        return fail(err, r, "gpu", "cannot apply the GPU's limits: %s", strerror(-r));
+        }
+        return 0;
+}
+
+static int svc_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, char **ret_json,
+                          ServiceError *err) {
+        Daemon *d = ctx;
+        Vm *vm = need_vm(d, id, err);
+        ServiceMemorySet undo = { .set = m->set };
+        _cleanup_json_ struct json_object *detail = json_object_new_object();
+        StateVm row;
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        undo.priority = vm->mem_priority;
+        snprintf(undo.gpu_pci, sizeof(undo.gpu_pci), "%s", vm->gpu_pci);
+        undo.dmem_max = vm->dmem.max;
+        undo.dmem_soft = vm->dmem.soft;
+        undo.dmem_low = vm->dmem.low;
+        undo.dmem_min = vm->dmem.min;
+        r = apply_memory(d, vm, m, err);
+        if (r < 0) {
+                (void) apply_memory(d, vm, &undo, &(ServiceError) { 0 });
+                return r;
+        }
+        /* Stored before the API answers: what it confirmed survives a restart. */
+        daemon_vm_state_row(vm, &row);
+        if (!detail || json_io_add_int(detail, "priority", vm->mem_priority) < 0 ||
+            json_io_add_string(detail, "gpu", vm->gpu_pci) < 0)
+                r = fail(err, -ENOMEM, NULL, "out of memory");
+        else
+                r = commit_change(d, &row, vm, NULL, "memory", detail, err);
+        if (r < 0) {
+                (void) apply_memory(d, vm, &undo, &(ServiceError) { 0 });
+                return r;
+        }
+        r = daemon_vm_memory_json(d, vm, ret_json);
+        return r < 0 ? fail(err, r, NULL, "cannot report memory: %s", strerror(-r)) : 0;
+}
+
+static int svc_metrics(void *ctx, char **ret_text, ServiceError *err) {
+        static const struct {
+                const char *name, *help;
+                size_t offset;
+                bool is_signed;
+        } counters[] = {
+#define L(f) offsetof(CreditLedger, f)
+                { "vmmgr_credit_balance_usec", "Banked CPU credits (CPU-usec)", L(balance_usec), true },
+                { "vmmgr_credit_launch_usec", "Launch credits left (CPU-usec)", L(launch_usec), true },
+                { "vmmgr_credit_surplus_usec", "Unlimited-mode surplus to repay (CPU-usec)", L(surplus_usec), true },
+                { "vmmgr_credit_charged_usec_total", "Surplus charged (CPU-usec)", L(charged_usec), true },
+                { "vmmgr_credit_earned_usec_total", "Credits earned (CPU-usec)", L(earned_usec), false },
+                { "vmmgr_credit_spent_usec_total", "CPU the VM used (CPU-usec)", L(spent_usec), false },
+#undef L
+        };
+        Daemon *d = ctx;
+        Text t = { 0 };
+        _cleanup_free_ char *api_text = NULL;
+        /* One look per VM per scrape; every family below reads from it. */
+        _cleanup_free_ ServiceCredits *cr = calloc(d->n_vms ? d->n_vms : 1, sizeof(ServiceCredits));
+        ApiStats as;
+
+        if (!cr)
+                return fail(err, -ENOMEM, NULL, "out of memory");
+        for (size_t i = 0; i < d->n_vms; i++)
+                fill_credits(d, d->vms[i], &cr[i]);
+        for (size_t k = 0; k < ARRAY_SIZE(counters); k++) {
+                text_add(&t, "# HELP %s %s\n# TYPE %s %s\n", counters[k].name, counters[k].help, counters[k].name,
+                         strstr(counters[k].name, "_total") ? "counter" : "gauge");
+                for (size_t i = 0; i < d->n_vms; i++) {
+                        const char *base = (const char *) &cr[i].ledger + counters[k].offset;
+                        if (counters[k].is_signed)
+                                text_add(&t, "%s{vm=\"%s\"} %" PRId64 "\n", counters[k].name, cr[i].id.str,
+                                         *(const int64_t *) base);
+                        else
+                                text_add(&t, "%s{vm=\"%s\"} %" PRIu64 "\n", counters[k].name, cr[i].id.str,
+                                         *(const uint64_t *) base);
+                }
+        }
+        text_add(&t, "# HELP vmmgr_cpu_usage_usec_total CPU used by the VM's vCPU threads\n"
+                     "# TYPE vmmgr_cpu_usage_usec_total counter\n");
+        for (size_t i = 0; i < d->n_vms; i++)
+                text_add(&t, "vmmgr_cpu_usage_usec_total{vm=\"%s\"} %" PRIu64 "\n", cr[i].id.str, cr[i].usage_usec);
+        text_add(&t, "# HELP vmmgr_cpu_throttled_usec_total Time the vCPU group was throttled\n"
+                     "# TYPE vmmgr_cpu_throttled_usec_total counter\n");
+        for (size_t i = 0; i < d->n_vms; i++)
+                text_add(&t, "vmmgr_cpu_throttled_usec_total{vm=\"%s\"} %" PRIu64 "\n", cr[i].id.str,
+                         cr[i].throttled_usec);
+        text_add(&t, "# HELP vmmgr_credit_state 1 for the VM's current state\n# TYPE vmmgr_credit_state gauge\n");
+        for (size_t i = 0; i < d->n_vms; i++) {
+                static const char *const states[] = { "bursting", "baseline", "throttled" };
+                for (size_t k = 0; k < ARRAY_SIZE(states); k++)
+                        text_add(&t, "vmmgr_credit_state{vm=\"%s\",state=\"%s\"} %d\n", cr[i].id.str, states[k],
+                                 strcmp(cr[i].state, states[k]) == 0);
+        }
+        text_add(&t,
+                 "# HELP vmmgrd_tick_cpu_seconds_total CPU time spent in credit ticks\n"
+                 "# TYPE vmmgrd_tick_cpu_seconds_total counter\n"
+                 "vmmgrd_tick_cpu_seconds_total %.9f\n"
+                 "# HELP vmmgrd_last_tick_cpu_seconds CPU time of the last credit tick\n"
+                 "# TYPE vmmgrd_last_tick_cpu_seconds gauge\n"
+                 "vmmgrd_last_tick_cpu_seconds %.9f\n"
+                 "# HELP vmmgrd_bank_looks_total Bank looks (usage reads and decisions)\n"
+                 "# TYPE vmmgrd_bank_looks_total counter\n"
+                 "vmmgrd_bank_looks_total %" PRIu64 "\n"
+                 "# HELP vmmgrd_ledger_commits_total Ledger batch commits\n"
+                 "# TYPE vmmgrd_ledger_commits_total counter\n"
+                 "vmmgrd_ledger_commits_total %" PRIu64 "\n"
+                 "# HELP vmmgrd_vms Registered VMs\n# TYPE vmmgrd_vms gauge\nvmmgrd_vms %zu\n",
+                 (double) d->stats.tick_cpu_nsec / 1e9, (double) d->stats.last_tick_cpu_nsec / 1e9,
+                 d->stats.bank_ticks, d->stats.commits, d->n_vms);
+        {
+                _cleanup_free_ char *mem_text = NULL;
+                size_t mem_len = 0;
+                FILE *f = open_memstream(&mem_text, &mem_len);
+
+                if (!f)
+                        t.oom = true;
+                else {
+                        daemon_memory_metrics(d, f);
+                        if (fclose(f) != 0)
+                                t.oom = true;
+                        else
+                                text_add(&t, "%s", mem_text);
+                }
+        }
+        api_get_stats(d->api, &as);
+        if (api_stats_to_prometheus(&as, &api_text) == 0)
+                text_add(&t, "%s", api_text);
+        if (t.oom) {
+                free(t.p);
+                return fail(err, -ENOMEM, NULL, "out of memory");
+        }
+        *ret_text = t.p;
+        return 0;
+}
+
+const ServiceOps daemon_service_ops = {
+        .host_info = svc_host_info,
+        .vm_list = svc_vm_list,
+        .vm_get = svc_vm_get,
+        .vm_register = svc_vm_register,
+        .vm_unregister = svc_vm_unregister,
+        .credits_get = svc_credits_get,
+        .credits_set_spec = svc_credits_set_spec,
+        .credits_inject = svc_credits_inject,
+        .credits_transfer = svc_credits_transfer,
+        .credits_history = svc_credits_history,
+        .events = svc_events,
+        .metrics = svc_metrics,
+        .memory_get = svc_memory_get,
+        .memory_set = svc_memory_set,
+};

@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/daemon.h - vmmgrd's context: everything the daemon owns, in one
+ * struct (no other mutable global state).
+ *
+ * Event loop: sd-event (libsystemd).  It gives io sources for the API's
+ * epoll fd and every QMP socket, monotonic timers for the credit tick,
+ * ledger commits and housekeeping, signal handling, and the systemd
+ * watchdog (WATCHDOG=1 is sent by the loop itself while it is healthy);
+ * sd_notify() says READY=1.  One thread, no locks: every change happens
+ * in a callback of this loop.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <systemd/sd-event.h>
+
+#include "kernel/kernel.h"
+#include "qmp/qmp.h"
+#include "vmmgr/api/api.h"
+#include "vmmgr/engine/binding.h"
+#include "vmmgr/daemon/config.h"
+#include "vmmgr/engine/credit-bank.h"
+#include "vmmgr/api/json-io.h"
+#include "vmmgr/engine/memory-engine.h"
+#include "vmmgr/api/service.h"
+#include "vmmgr/daemon/state.h"
+
+typedef struct Daemon Daemon;
+typedef struct VmConnect VmConnect;
+typedef struct VmRolesQuery VmRolesQuery;
+
+/* The VM's QMP link (vm-link.c). */
+typedef enum VmLinkState {
+        VM_LINK_DOWN,       /* no QEMU answers on the socket (retried every 2 s) */
+        VM_LINK_CONNECTING, /* connected; greeting and queries in flight */
+        VM_LINK_BOUND,      /* threads bound, bank running */
+        VM_LINK_STALLED,    /* QEMU stopped answering (retried with back-off) */
+} VmLinkState;
+
+const char *vm_link_state_to_string(VmLinkState s);
+
+/* A registration waiting for its link: the API's answer. */
+typedef struct VmRegistration {
+        ServiceRegisterDone done;
+        void *userdata;
+} VmRegistration;
+
+/* One registered VM. */
+typedef struct Vm {
+        Daemon *daemon;
+        VmId id;
+        char qmp_path[SERVICE_PATH_MAX];
+        char class_name[CREDIT_CLASS_NAME_MAX];
+        CreditSpec spec;
+        uint64_t registered_at_unix;
+
+        /* Live while QEMU is connected. */
+        Qmp *qmp;
+        sd_event_source *qmp_io;
+        /* The link (vm-link.c): its state, why it is not bound, its timer
+         * (QMP deadlines while connected, the retry while not). */
+        VmLinkState link;
+        char link_error[256];
+        sd_event_source *link_timer;
+        uint64_t link_backoff_usec, link_retry_at_usec, link_started_usec;
+        VmConnect *connecting;        /* the connect sequence in flight */
+        VmRolesQuery *roles_query;    /* a roles refresh in flight */
+        uint64_t roles_refresh_at_usec; /* the next safety poll; 0: at the next housekeeping */
+        VmRegistration *registering;  /* a registration waiting for the link */
+        bool adopted_once;
+        pid_t pid;
+        VmThreadRoles roles;
+        char run_state[32];
+        CreditBank *bank;
+        uint64_t committed_generation; /* ledger generation last written to the db */
+        CreditState shown_state;        /* as last recorded in the event history */
+        uint64_t surplus_noticed_usec;  /* last look that saw a surplus charged */
+        uint64_t tick_warned_usec;      /* last "credit tick failed" warning */
+
+        /* Credit history: a ring of samples taken at bank looks, at most one a second. */
+        ServiceHistoryPoint *history;
+        size_t history_head, history_n;
+        uint64_t history_last_usec;
+
+        /* Memory (daemon-memory.c): managed while connected where vmmgr
+         * manages cgroup v2 memory; the priority is the host ceiling's. */
+        bool mem_managed;
+        uint32_t mem_priority;
+        char gpu_pci[SERVICE_PCI_MAX]; /* "" without a GPU */
+        MemPolDmemSpec dmem;           /* its dmem limits */
+
+        /* Kept while disconnected: the ledger as last known; frozen
+         * while QEMU is gone (no earnings); dirty until written. */
+        CreditLedger ledger;
+        uint64_t usage_base_usec;
+        uint64_t ledger_time_unix_usec;
+        bool ledger_frozen, ledger_dirty;
+} Vm;
+
+#define VM_HISTORY_POINTS 600 /* 10 minutes at one a second */
+
+typedef struct DaemonStats {
+        uint64_t ticks;            /* tick timer runs */
+        uint64_t bank_ticks;       /* bank looks */
+        uint64_t tick_cpu_nsec;    /* CPU time spent in the tick callback */
+        uint64_t last_tick_cpu_nsec;
+        uint64_t commits, commit_errors;
+        uint64_t tick_errors;
+} DaemonStats;
+
+struct Daemon {
+        sd_event *loop;
+        VmmgrConfig cfg;
+        char config_path[CONFIG_PATH_MAX]; /* "" = built-in defaults */
+        KHost *host;
+        HostFeatures features;
+        CreditBankKind bank_kind;
+        StateDb *db;
+        Api *api;
+        sd_event_source *api_io, *api_timer, *tick_timer, *commit_timer, *housekeeping_timer;
+        Vm **vms;
+        size_t n_vms;
+        MemEngine *mem; /* NULL where memory is not managed */
+        KTaskstats *taskstats; /* NULL without taskstats */
+        sd_event_source *mem_timer, *mem_io;
+        DaemonStats stats;
+        bool quitting;
+        bool remove_subtree_on_exit;
+        bool on_model; /* given a stand-in host, not this machine's (test seam) */
+        int (*model_peer_pid)(const char *qmp_path, pid_t *ret, void *userdata);
+        void *model_peer_pid_userdata;
+};
+
+typedef struct DaemonOptions {
+        const char *config_path; /* NULL: defaults */
+        const char *state_dir;   /* overrides */
+        const char *socket_path;
+        const char *subtree;
+        uint32_t controllers;
+        bool remove_subtree_on_exit;
+        /* NULL normally: vmmgrd opens this machine's cgroups (kh_open) with
+         * its config's subtree and controllers.  Else the caller's host
+         * (tests and benches: one on the kernel model, which vmmgrd itself
+         * never links); the daemon owns it from daemon_new() on, also when
+         * that fails.  The database and the API work as usual. */
+        KHost *host;
+        /* With a stand-in host only: who is on the other end of a VM's QMP
+         * socket (scripted QMP peers stand in for QEMU processes the model
+         * simulates).  NULL: SO_PEERCRED. */
+        int (*model_peer_pid)(const char *qmp_path, pid_t *ret, void *userdata);
+        void *model_peer_pid_userdata;
+} DaemonOptions;
+
+/* Loads config, opens the host, the database and the API, re-adopts the
+ * VMs the database knows.  Errors are logged with their cause. */
+int daemon_new(const DaemonOptions *opts, Daemon **ret);
+/* Runs until SIGTERM/SIGINT; flushes state on the way out. */
+int daemon_run(Daemon *d);
+Daemon *daemon_free(Daemon *d);
+/* SIGHUP: reloads the config file (classes, timings); a file that fails
+ * to load changes nothing.  Returns 0 either way (the daemon goes on). */
+int daemon_reload(Daemon *d);
+
+/* The ServiceOps the API calls (daemon-service.c). */
+extern const ServiceOps daemon_service_ops;
+
+/* Helpers shared by daemon.c and daemon-service.c. */
+Vm *daemon_find_vm(Daemon *d, const VmId *id);
+uint64_t daemon_now_mono_usec(void);
+uint64_t daemon_now_unix_usec(void);
+void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why);
+/* Starts the VM's credit bank once its threads are bound. */
+int daemon_vm_bank_start(Daemon *d, Vm *vm, bool fresh, uint64_t now_mono_usec);
+/* The link came up (r == 0) or failed (field and reason say why). */
+void daemon_vm_linked(Daemon *d, Vm *vm, int r, const char *field, const char *reason);
+/* Ends a registration that waits for its link (daemon-service.c). */
+void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, const char *reason);
+
+/* The link (vm-link.c).  vm_link_start() connects without waiting and
+ * returns 0, or an error when even connect() failed (a retry is then
+ * scheduled unless `fresh`); daemon_vm_linked() reports the outcome. */
+int vm_link_start(Daemon *d, Vm *vm, bool fresh);
+/* Drops a link that failed and schedules the retry. */
+void vm_link_close(Daemon *d, Vm *vm, const char *why, bool stalled);
+/* Drops everything of the link, with no retry (unregister, exit). */
+void vm_link_stop(Vm *vm);
+/* After queueing a command on vm->qmp outside vm-link.c: lets the loop
+ * write it and enforce its deadline. */
+void vm_link_kick(Vm *vm);
+/* Asks QEMU for its threads again and rebinds, without waiting. */
+int vm_link_refresh_roles(Vm *vm);
+int daemon_commit_ledgers(Daemon *d, bool all);
+/* Records an event; detail (borrowed, NULL: {}) is built with json-c. */
+int daemon_event(Daemon *d, const VmId *vm, const char *kind, struct json_object *detail);
+void vm_free(Vm *vm);
+/* The VM's row in the state database, as it is now. */
+void daemon_vm_state_row(const Vm *vm, StateVm *ret);
+
+/* Memory (daemon-memory.c). */
+int daemon_memory_open(Daemon *d);
+void daemon_memory_close(Daemon *d);
+void daemon_memory_tick_now(Daemon *d);
+void daemon_vm_memory_start(Daemon *d, Vm *vm, const MemPolVmSpec *spec, uint64_t balloon_actual_bytes);
+void daemon_vm_memory_stop(Daemon *d, Vm *vm);
+void daemon_vm_memory_event(Daemon *d, Vm *vm, const QmpEvent *ev);
+int daemon_vm_memory_set_priority(Daemon *d, Vm *vm, uint32_t priority);
+/* The VM's GPU ("" or NULL: none) and its dmem limits, applied from the
+ * next look where memory is managed. */
+int daemon_vm_memory_set_gpu(Daemon *d, Vm *vm, const char *pci, const MemPolDmemSpec *spec);
+/* GET /v1/vms/{uuid}/memory: a JSON object as text; malloc'd. */
+int daemon_vm_memory_json(Daemon *d, Vm *vm, char **ret);
+void daemon_memory_metrics(Daemon *d, FILE *f);
+
+/* ---- test and benchmark seam (a daemon opened with opts->model) ---------
+ * Registers a VM without QMP: `pid` is a process of the kernel model and
+ * `vcpu_tid` its one vCPU thread.  Groups, binding, credit bank and the
+ * database commit are the ones a real registration uses; `class_name`
+ * NULL means the default class.  -EEXIST if the id is registered,
+ * -EINVAL for an unknown class, -EOPNOTSUPP on a daemon not on a model. */
+int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, const char *class_name);
+/* Runs what the credit tick timer runs, once, now. */
+void daemon_tick_now(Daemon *d);
