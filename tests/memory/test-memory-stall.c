@@ -27,11 +27,18 @@
  *              helper thread's emulator group throttled while over; the
  *              engine is ticked every 20 ms and looks at a VM when due.
  *
- * Both runs print the mean memory.current (the footprint), the vCPU
- * threads' stall and how much they touched; the vmmgr run also checks
- * that the emulator group was throttled while over and vcpus never.  Pass: the vmmgr run's vCPU
- * stall is at least 90 % lower, at a footprint no larger than the
- * high-only run's + 10 %.  Prints `figure: memory.stall.*` lines.
+ * Both runs do the same work, which is what makes their stalls compare:
+ * each vCPU thread touches WORK_MIB at RATE_MIB_S (RUN_SEC seconds when it
+ * never falls behind, catching up after a stall), and a run lasts until
+ * every thread has (at most DEADLINE_SEC; a run that does not finish
+ * fails).  A run whose threads stall takes longer; it does not get away
+ * with less work.  Both runs print the mean memory.current (the
+ * footprint), the vCPU threads' stall, what they touched and how long it
+ * took; the vmmgr run also checks that the emulator group was throttled
+ * while over and vcpus never.  Pass: both runs touched all of it, every
+ * engine tick and every memory.current read succeeded, and the vmmgr
+ * run's vCPU stall is at least 90 % lower, at a footprint no larger than
+ * the high-only run's + 10 %.  Prints `figure: memory.stall.*` lines.
  * Exit: 0 pass, 1 fail, 77 skip.
  */
 #include <errno.h>
@@ -48,9 +55,9 @@
 #include <sys/swap.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/macros.h"
 #include "kernel/kernel.h"
 #include "vmmgr/engine/memory-engine.h"
@@ -62,6 +69,8 @@
 #define RAM (128 * MIB)
 #define RATE_MIB_S 16              /* per vCPU thread: 64 MiB/s for both VMs, within what reclaim does in a TCG guest */
 #define RUN_SEC 8
+#define WORK_MIB ((uint64_t) RATE_MIB_S * RUN_SEC) /* per vCPU thread and run */
+#define DEADLINE_SEC (4 * RUN_SEC)
 #define LOOK_USEC 20000
 #define ZRAM_SIZE "512M"
 
@@ -80,9 +89,14 @@ typedef struct TidReport {
         bool vcpu;
 } TidReport;
 
+/* What the vCPU threads of both VMs touch in a run. */
+#define SCHEDULED_MIB ((uint64_t) N_VMS * N_VCPUS * WORK_MIB)
+
 typedef struct RunResult {
         uint64_t vcpu_stall_ns, vcpu_stall_count;
-        uint64_t touched_mib;
+        uint64_t touched_mib, run_usec;
+        unsigned tick_errors, read_errors; /* engine ticks, memory.current reads that failed */
+        int first_error;
         uint64_t mean_current;
         uint64_t pool_busy_usec, pool_bytes;
         uint64_t high; /* memory.high, or the engine's high watermark */
@@ -91,16 +105,13 @@ typedef struct RunResult {
         bool vcpus_throttled;    /* the vcpus group's ever was (must not be) */
 } RunResult;
 
-static uint64_t mono_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
-}
-
 /* ---- the workload (in the VM's child process) ---------------------------- */
 
-static atomic_ullong touched_pages;
+/* Pages touched by each VM's vCPU threads: shared with the parent
+ * (MAP_SHARED, mapped before the children are forked), which watches it
+ * to end the run when all the work is done. */
+static atomic_ullong *touched_shared;
+static atomic_ullong *touched_pages; /* in a child: its VM's counter */
 static atomic_bool go;
 
 static void *vcpu_main(void *arg) {
@@ -116,19 +127,23 @@ static void *vcpu_main(void *arg) {
                 return NULL;
         while (!atomic_load(&go))
                 usleep(1000);
-        t0 = mono_usec();
-        /* A steady rate, as a guest does: each MiB on its schedule. */
-        for (uint64_t off = 0;; off = (off + MIB) % REGION) {
+        t0 = now_usec();
+        /* A steady rate, as a guest does: each MiB on its schedule, until
+         * WORK_MIB are done. */
+        for (uint64_t off = 0, mib = 0; mib < WORK_MIB; off = (off + MIB) % REGION) {
                 uint64_t due;
 
                 for (uint64_t i = 0; i < batch; i++)
                         mem[off + i * (uint64_t) page] = (unsigned char) (n + i);
                 n += batch;
-                atomic_fetch_add(&touched_pages, batch);
-                due = t0 + (n * (uint64_t) page / MIB) * USEC_PER_SEC / RATE_MIB_S;
-                if (due > mono_usec())
-                        usleep((useconds_t) (due - mono_usec()));
+                mib = n * (uint64_t) page / MIB;
+                atomic_fetch_add(touched_pages, batch);
+                due = t0 + mib * USEC_PER_SEC / RATE_MIB_S;
+                if (due > now_usec())
+                        usleep((useconds_t) (due - now_usec()));
         }
+        for (;;)
+                pause();
         return NULL;
 }
 
@@ -142,26 +157,21 @@ static void *helper_main(void *arg) {
         return NULL;
 }
 
-/* The child: starts its threads, reports their tids on `fd`, starts
- * touching when the parent writes a byte on `go_fd`, and reports the pages
- * touched when asked with a second byte. */
-static _Noreturn void vm_child(int fd, int go_fd) {
+/* The child of VM `index`: starts its threads, reports their tids on
+ * `fd` and starts touching when the parent writes a byte on `go_fd`. */
+static _Noreturn void vm_child(int index, int fd, int go_fd) {
         pthread_t t;
         char c;
 
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        touched_pages = &touched_shared[index];
         for (int i = 0; i < N_VCPUS; i++)
                 pthread_create(&t, NULL, vcpu_main, (void *) (intptr_t) fd);
         pthread_create(&t, NULL, helper_main, (void *) (intptr_t) fd);
         if (read(go_fd, &c, 1) == 1)
                 atomic_store(&go, true);
-        if (read(go_fd, &c, 1) == 1) {
-                unsigned long long pages = atomic_load(&touched_pages);
-
-                (void) !write(fd, &pages, sizeof(pages));
-        }
-        pause();
-        _exit(0);
+        for (;;)
+                pause();
 }
 
 /* ---- the parent ------------------------------------------------------------ */
@@ -171,7 +181,7 @@ typedef struct Vm {
         int fd, go_fd;
 } Vm;
 
-static int vm_start(KHost *h, Vm *vm) {
+static int vm_start(KHost *h, int index, Vm *vm) {
         int to_parent[2], to_child[2], r;
 
         if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0)
@@ -182,7 +192,7 @@ static int vm_start(KHost *h, Vm *vm) {
         if (vm->p.pid == 0) {
                 close(to_parent[0]);
                 close(to_child[1]);
-                vm_child(to_parent[1], to_child[0]);
+                vm_child(index, to_parent[1], to_child[0]);
         }
         close(to_parent[1]);
         close(to_child[0]);
@@ -248,16 +258,19 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
         MemEngineOptions o;
         Vm vms[N_VMS] = { 0 };
         uint64_t high = 0;
-        uint64_t sum_current = 0, looks = 0, end;
+        uint64_t sum_current = 0, looks = 0, start, end;
+        const uint64_t page = (uint64_t) sysconf(_SC_PAGESIZE), work_pages = SCHEDULED_MIB * MIB / page;
         int r = 0;
 
         memset(res, 0, sizeof(*res));
+        for (int i = 0; i < N_VMS; i++)
+                atomic_store(&touched_shared[i], 0);
         for (int i = 0; i < N_VMS; i++) {
                 vms[i].fd = vms[i].go_fd = -EBADF;
                 vm_id_parse(vm_ids[i], &vms[i].p.id);
                 r = kh_vm_create(h, &vms[i].p.id);
                 if (r == 0)
-                        r = vm_start(h, &vms[i]);
+                        r = vm_start(h, i, &vms[i]);
                 if (r < 0) {
                         fprintf(stderr, "VM %d: %s\n", i, strerror(-r));
                         goto out;
@@ -267,7 +280,7 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
                 policy(&o);
                 r = mem_engine_new(h, &o, &engine);
                 for (int i = 0; r == 0 && i < N_VMS; i++)
-                        r = mem_engine_vm_add(engine, &vms[i].p.id, &vm_spec, mono_usec());
+                        r = mem_engine_vm_add(engine, &vms[i].p.id, &vm_spec, now_usec());
                 if (r < 0) {
                         fprintf(stderr, "memory engine: %s\n", strerror(-r));
                         goto out;
@@ -281,18 +294,39 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
         }
         for (int i = 0; i < N_VMS; i++)
                 (void) !write(vms[i].go_fd, "g", 1);
-        end = mono_usec() + RUN_SEC * USEC_PER_SEC;
-        while (mono_usec() < end) {
+        start = now_usec();
+        end = start + DEADLINE_SEC * USEC_PER_SEC;
+        for (;;) {
+                uint64_t pages = 0;
+
+                for (int i = 0; i < N_VMS; i++)
+                        pages += atomic_load(&touched_shared[i]);
+                res->touched_mib = pages * page / MIB;
+                if (pages >= work_pages)
+                        break;
+                if (now_usec() >= end) {
+                        fprintf(stderr, "the vCPU threads touched %" PRIu64 " of %" PRIu64 " MiB in %d s\n",
+                                res->touched_mib, SCHEDULED_MIB, DEADLINE_SEC);
+                        r = -ETIMEDOUT;
+                        goto out;
+                }
                 for (int i = 0; i < N_VMS; i++) {
                         MemStat st;
+                        int k = kh_mem_read(h, &vms[i].p.id, &st);
 
-                        if (kh_mem_read(h, &vms[i].p.id, &st) < 0)
+                        if (k < 0) {
+                                if (res->read_errors++ == 0)
+                                        res->first_error = k;
                                 continue;
+                        }
                         sum_current += st.current;
                         looks++;
                 }
                 if (engine) {
-                        (void) mem_engine_tick(engine, mono_usec());
+                        int k = mem_engine_tick(engine, now_usec());
+
+                        if (k < 0 && res->tick_errors++ == 0 && res->first_error == 0)
+                                res->first_error = k;
                         /* Thread-aware throttling: emulator/ slowed while
                          * over, vcpus/ never. */
                         for (int i = 0; i < N_VMS; i++) {
@@ -308,12 +342,8 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
                 }
                 usleep(LOOK_USEC);
         }
+        res->run_usec = now_usec() - start;
         for (int i = 0; i < N_VMS; i++) {
-                unsigned long long pages = 0;
-
-                (void) !write(vms[i].go_fd, "s", 1);
-                if (read(vms[i].fd, &pages, sizeof(pages)) == sizeof(pages))
-                        res->touched_mib += pages * (uint64_t) sysconf(_SC_PAGESIZE) / MIB;
                 for (int k = 0; k < N_VCPUS; k++) {
                         ThreadDelays d;
 
@@ -373,9 +403,12 @@ static int zram_swap_on(void) {
 
 static void print_run(const char *name, const RunResult *r) {
         printf("%-9s: vCPU threads stalled in direct reclaim %.1f ms (%" PRIu64 " times); footprint "
-               "(mean memory.current per VM) %.1f MiB, held at %.1f MiB; touched %" PRIu64 " MiB",
+               "(mean memory.current per VM) %.1f MiB, held at %.1f MiB; touched %" PRIu64 " MiB in %.1f s",
                name, (double) r->vcpu_stall_ns / 1e6, r->vcpu_stall_count, (double) r->mean_current / MIB,
-               (double) r->high / MIB, r->touched_mib);
+               (double) r->high / MIB, r->touched_mib, (double) r->run_usec / 1e6);
+        if (r->tick_errors || r->read_errors)
+                printf("; %u engine tick(s) and %u memory.current read(s) failed, first: %s", r->tick_errors,
+                       r->read_errors, strerror(-r->first_error));
         if (r->pool_bytes)
                 printf("; vmmgr's threads reclaimed %" PRIu64 " MiB in %.1f ms; emulator throttled: %s, "
                        "vCPUs throttled: %s",
@@ -415,6 +448,13 @@ int main(void) {
                 kh_free(h);
                 return 77;
         }
+        touched_shared = mmap(NULL, N_VMS * sizeof(*touched_shared), PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (touched_shared == MAP_FAILED) {
+                fprintf(stderr, "FAIL: mmap: %m\n");
+                kh_free(h);
+                return 1;
+        }
         r = zram_swap_on();
         if (r < 0) {
                 fprintf(stderr, "FAIL: zram swap: %s\n", strerror(-r));
@@ -427,9 +467,9 @@ int main(void) {
                 kh_free(h);
                 return 1;
         }
-        printf("2 VMs of %" PRIu64 " MiB RAM x 2 vCPU threads touching %" PRIu64 " MiB each at %d MiB/s, zram "
-               "swap, %d s per run\n",
-               RAM / MIB, REGION / MIB, RATE_MIB_S, RUN_SEC);
+        printf("2 VMs of %" PRIu64 " MiB RAM x 2 vCPU threads, each touching %" PRIu64 " MiB of an %" PRIu64
+               " MiB region at %d MiB/s (%d s on schedule), zram swap\n",
+               RAM / MIB, WORK_MIB, REGION / MIB, RATE_MIB_S, RUN_SEC);
         r = run(h, ts, false, &high_only);
         if (r == 0)
                 r = run(h, ts, true, &vmmgr);
@@ -446,6 +486,23 @@ int main(void) {
         printf("figure: memory.stall.high_only_ms %.1f ms\n", (double) high_only.vcpu_stall_ns / 1e6);
         printf("figure: memory.stall.vmmgr_ms %.1f ms\n", (double) vmmgr.vcpu_stall_ns / 1e6);
         printf("figure: memory.stall.reduction_pct %.1f %%\n", reduction);
+        for (int i = 0; i < 2; i++) {
+                const RunResult *x = i ? &vmmgr : &high_only;
+                const char *name = i ? "vmmgr" : "high-only";
+
+                if (x->tick_errors || x->read_errors) {
+                        fprintf(stderr, "FAIL: %s run: %u engine tick(s) and %u memory.current read(s) failed (%s)\n",
+                                name, x->tick_errors, x->read_errors, strerror(-x->first_error));
+                        failures++;
+                }
+                /* run() ends a run only when all the work is done; this is
+                 * what the comparison rests on, so it is checked here too. */
+                if (x->touched_mib < SCHEDULED_MIB) {
+                        fprintf(stderr, "FAIL: %s run touched %" PRIu64 " of %" PRIu64 " MiB\n", name,
+                                x->touched_mib, SCHEDULED_MIB);
+                        failures++;
+                }
+        }
         if (high_only.vcpu_stall_ns == 0) {
                 fprintf(stderr, "FAIL: no direct-reclaim stall at all under memory.high: nothing compared\n");
                 failures++;
