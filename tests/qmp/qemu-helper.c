@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * tests/qmp/qemu-helper.c - starts real QEMU processes for tests (TCG, a
+ * spinning boot sector) with their QMP sockets, and stops them.
+ */
 #include "qemu-helper.h"
 
 #include <dirent.h>

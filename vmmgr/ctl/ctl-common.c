@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/ctl/ctl-common.c - what every vmmgrctl verb shares: the common
+ * options, the call to vmmgrd's API, printing JSON or a table, exit codes.
+ */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmmgr/daemon/config.c - vmmgrd's configuration file: sections [daemon],
+ * [api], [api.tls], [memory] and [class NAME]; every key checked, an error
+ * names its file and line and changes nothing.
+ */
 #include "vmmgr/daemon/config.h"
 
 #include <errno.h>
