@@ -8,25 +8,6 @@
  *              callbacks, statistics, listeners, the Api object
  */
 #pragma once
-/*
- * vmmgr/api/api.c - the HTTP/JSON API on libmicrohttpd.
- *
- * A request goes through three gates before any service operation runs:
- *   1. the transport: peer credentials (UNIX) or a verified client
- *      certificate (TLS) -> 403 / 401;
- *   2. the route table: unknown path -> 404, known path with another
- *      method -> 405 + Allow, malformed {uuid} -> 400, body too big -> 413;
- *   3. the body: parsed with json-c (strict, depth-limited) and checked in
- *      full -- every key known, every type and range right -- before the
- *      service sees it, so a rejected request changes nothing.
- *
- * Before all of them, connections are counted (api.h, "Limits"): every
- * connection libmicrohttpd accepts is tracked from its connection
- * notification, and one that waits for its request can be closed to make
- * room or when its time is up.  Closing is shutdown(2) on its socket: the
- * descriptor stays libmicrohttpd's, which sees the hang-up on its next
- * round and closes the connection itself.
- */
 #include "vmmgr/api/api.h"
 
 #include <arpa/inet.h>
