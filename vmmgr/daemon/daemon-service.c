@@ -69,8 +69,10 @@ static void fill_credits(Daemon *d, Vm *vm, ServiceCredits *ret) {
         if (vm->bank) {
                 CreditSnapshot s;
 
-                /* Fresh numbers: bring the ledger to now. */
-                (void) credit_bank_tick(vm->bank, daemon_now_mono_usec());
+                /* Fresh numbers: bring the ledger to now (and what that look
+                 * saw into the event history, as the tick's looks do). */
+                if (credit_bank_tick(vm->bank, daemon_now_mono_usec()) == 0)
+                        daemon_vm_record_notices(d, vm, daemon_now_mono_usec());
                 credit_bank_snapshot(vm->bank, &s);
                 ret->spec = s.spec;
                 ret->ledger = s.ledger;

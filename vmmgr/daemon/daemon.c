@@ -357,7 +357,7 @@ static int rearm(sd_event_source *s, uint64_t interval_usec) {
 /* What operators look for in the event history (docs/credits.md): the
  * shown state's changes and the moments that explain them.  A surplus
  * charged for a while is one event when the charging starts. */
-static void vm_record_notices(Daemon *d, Vm *vm, uint64_t now) {
+void daemon_vm_record_notices(Daemon *d, Vm *vm, uint64_t now) {
         static const struct {
                 unsigned bit;
                 const char *kind, *message;
@@ -419,7 +419,7 @@ void daemon_tick_now(Daemon *d) {
                 d->stats.bank_ticks++;
                 if (r == 0) {
                         vm_record_history(vm, now);
-                        vm_record_notices(d, vm, now);
+                        daemon_vm_record_notices(d, vm, now);
                 } else {
                         d->stats.tick_errors++;
                         if (r == -ENOENT) /* the group is gone: QEMU exited */

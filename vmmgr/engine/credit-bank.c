@@ -267,6 +267,10 @@ static void update_state(CreditBank *b, uint64_t used, uint64_t throttled, uint6
         else
                 c = CREDIT_STATE_BASELINE;
         if (!b->state_known) {
+                /* A bank starts out "baseline": a first look that says
+                 * otherwise is a change operators see. */
+                if (c != CREDIT_STATE_BASELINE)
+                        b->notices |= CREDIT_NOTICE_STATE;
                 b->state = b->candidate = c;
                 b->candidate_since_usec = now;
                 b->state_known = true;
