@@ -69,10 +69,10 @@ static void fill_credits(Daemon *d, Vm *vm, ServiceCredits *ret) {
         if (vm->bank) {
                 CreditSnapshot s;
 
-                /* Fresh numbers: bring the ledger to now (and what that look
-                 * saw into the event history, as the tick's looks do). */
+                /* Fresh numbers: bring the ledger to now (and that look into
+                 * the history and the events, as the tick's looks go). */
                 if (credit_bank_tick(vm->bank, daemon_now_mono_usec()) == 0)
-                        daemon_vm_record_notices(d, vm, daemon_now_mono_usec());
+                        daemon_vm_after_look(d, vm, daemon_now_mono_usec());
                 credit_bank_snapshot(vm->bank, &s);
                 ret->spec = s.spec;
                 ret->ledger = s.ledger;

@@ -357,7 +357,7 @@ static int rearm(sd_event_source *s, uint64_t interval_usec) {
 /* What operators look for in the event history (docs/credits.md): the
  * shown state's changes and the moments that explain them.  A surplus
  * charged for a while is one event when the charging starts. */
-void daemon_vm_record_notices(Daemon *d, Vm *vm, uint64_t now) {
+static void vm_record_notices(Daemon *d, Vm *vm, uint64_t now) {
         static const struct {
                 unsigned bit;
                 const char *kind, *message;
@@ -402,6 +402,11 @@ void daemon_vm_record_notices(Daemon *d, Vm *vm, uint64_t now) {
         }
 }
 
+void daemon_vm_after_look(Daemon *d, Vm *vm, uint64_t now) {
+        vm_record_history(vm, now);
+        vm_record_notices(d, vm, now);
+}
+
 /* One credit tick: every bank that is due (or whose history wants a
  * sample) gets a look. */
 void daemon_tick_now(Daemon *d) {
@@ -417,10 +422,9 @@ void daemon_tick_now(Daemon *d) {
                         continue;
                 r = credit_bank_tick(vm->bank, now);
                 d->stats.bank_ticks++;
-                if (r == 0) {
-                        vm_record_history(vm, now);
-                        daemon_vm_record_notices(d, vm, now);
-                } else {
+                if (r == 0)
+                        daemon_vm_after_look(d, vm, now);
+                else {
                         d->stats.tick_errors++;
                         if (r == -ENOENT) /* the group is gone: QEMU exited */
                                 vm_link_close(d, vm, "its cgroup disappeared", false);

@@ -172,9 +172,10 @@ Vm *daemon_find_vm(Daemon *d, const VmId *id);
 uint64_t daemon_now_mono_usec(void);
 uint64_t daemon_now_unix_usec(void);
 void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why);
-/* Records the events a bank's looks gathered (state changes and their
- * moments): after every look, the tick's and an API request's alike. */
-void daemon_vm_record_notices(Daemon *d, Vm *vm, uint64_t now_mono_usec);
+/* After every look at a bank, the tick's and an API request's alike: a
+ * history sample (at most one a second) and the events the look gathered
+ * (state changes and their moments). */
+void daemon_vm_after_look(Daemon *d, Vm *vm, uint64_t now_mono_usec);
 /* Starts the VM's credit bank once its threads are bound. */
 int daemon_vm_bank_start(Daemon *d, Vm *vm, bool fresh, uint64_t now_mono_usec);
 /* The link came up (r == 0) or failed (field and reason say why). */
