@@ -253,7 +253,6 @@ void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, con
         VmRegistration reg = *vm->registering;
         _cleanup_json_ struct json_object *detail = NULL;
         ServiceError err = { 0 };
-        StateVm row = { 0 };
         StateError serr;
         ServiceVm svm;
 
@@ -269,7 +268,6 @@ void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, con
                 r = fail(&err, -EINVAL, err.field, "invalid credit spec: %s", err.field);
                 goto fail;
         }
-        daemon_vm_state_row(vm, &row);
         detail = json_object_new_object();
         if (!detail || json_io_add_string(detail, "qmp", vm->qmp_path) < 0 ||
             json_io_add_string(detail, "class", vm->class_name) < 0 || json_io_add_int(detail, "pid", vm->pid) < 0 ||
@@ -277,27 +275,8 @@ void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, con
                 r = fail(&err, -ENOMEM, NULL, "out of memory");
                 goto fail;
         }
-        r = state_begin(d->db, &serr);
-        if (r == 0)
-                r = state_vm_put(d->db, &row, &serr);
-        if (r == 0) {
-                CreditSnapshot s;
-                StateLedger led;
-                credit_bank_snapshot(vm->bank, &s);
-                led = (StateLedger) { .id = vm->id, .ledger = s.ledger, .usage_base_usec = s.usage_usec,
-                                      .tick_usec = daemon_now_unix_usec() };
-                r = state_ledger_put_batch(d->db, &led, 1, &serr);
-                if (r == 0)
-                        vm->committed_generation = s.ledger.generation;
-        }
-        if (r == 0)
-                r = state_event_add(d->db, daemon_now_unix_usec(), vm->id.str, "register", json_io_plain(detail),
-                                    NULL, &serr);
-        if (r == 0)
-                r = state_commit(d->db, &serr);
+        r = daemon_store_registration(d, vm, detail, &serr);
         if (r < 0) {
-                if (state_in_transaction(d->db))
-                        state_rollback(d->db);
                 fail(&err, r, NULL, "could not register: %s", serr.message);
                 goto fail;
         }

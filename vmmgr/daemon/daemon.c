@@ -184,6 +184,37 @@ void daemon_vm_linked(Daemon *d, Vm *vm, int r, const char *field, const char *r
         vm->adopted_once = true;
 }
 
+/* Stores a new VM in one transaction: its row, its fresh ledger and the
+ * "register" event; nothing of it on failure. */
+int daemon_store_registration(Daemon *d, Vm *vm, struct json_object *detail, StateError *serr) {
+        StateVm row = { 0 };
+        CreditSnapshot s;
+        StateLedger led;
+        int r;
+
+        daemon_vm_state_row(vm, &row);
+        credit_bank_snapshot(vm->bank, &s);
+        led = (StateLedger) { .id = vm->id, .ledger = s.ledger, .usage_base_usec = s.usage_usec,
+                              .tick_usec = daemon_now_unix_usec() };
+        r = state_begin(d->db, serr);
+        if (r == 0)
+                r = state_vm_put(d->db, &row, serr);
+        if (r == 0)
+                r = state_ledger_put_batch(d->db, &led, 1, serr);
+        if (r == 0)
+                r = state_event_add(d->db, daemon_now_unix_usec(), vm->id.str, "register", json_io_plain(detail),
+                                    NULL, serr);
+        if (r == 0)
+                r = state_commit(d->db, serr);
+        if (r < 0) {
+                if (state_in_transaction(d->db))
+                        state_rollback(d->db);
+                return r;
+        }
+        vm->committed_generation = s.ledger.generation;
+        return 0;
+}
+
 /* ---- test and benchmark seam: VMs on the kernel model ------------------
  * What svc_vm_register and daemon_vm_connect do, minus QMP: the pid and
  * the vCPU thread are given instead of learnt from QEMU.  Only a daemon
@@ -192,10 +223,7 @@ void daemon_vm_linked(Daemon *d, Vm *vm, int r, const char *field, const char *r
 int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, const char *class_name) {
         const char *cname = class_name ? class_name : d->cfg.default_class;
         const CreditClass *cls = credit_class_find(&d->cfg.classes, cname);
-        StateVm row = { 0 };
         StateError serr = { 0 };
-        CreditSnapshot s;
-        StateLedger led;
         VmBindStats st;
         _cleanup_json_ struct json_object *detail = json_object_new_object();
         Vm *vm, **nv;
@@ -236,33 +264,17 @@ int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, co
         if (r < 0)
                 goto fail_groups;
 
-        daemon_vm_state_row(vm, &row);
         if (json_object_object_add(detail, "model", json_object_new_boolean(true)) < 0 ||
             json_io_add_string(detail, "class", vm->class_name) < 0 || json_io_add_int(detail, "pid", pid) < 0 ||
             json_io_add_int(detail, "vcpus", vm->spec.vcpus) < 0) {
                 r = -ENOMEM;
                 goto fail_groups;
         }
-        credit_bank_snapshot(vm->bank, &s);
-        led = (StateLedger) { .id = vm->id, .ledger = s.ledger, .usage_base_usec = s.usage_usec,
-                              .tick_usec = daemon_now_unix_usec() };
-        r = state_begin(d->db, &serr);
-        if (r == 0)
-                r = state_vm_put(d->db, &row, &serr);
-        if (r == 0)
-                r = state_ledger_put_batch(d->db, &led, 1, &serr);
-        if (r == 0)
-                r = state_event_add(d->db, daemon_now_unix_usec(), vm->id.str, "register", json_io_plain(detail),
-                                    NULL, &serr);
-        if (r == 0)
-                r = state_commit(d->db, &serr);
+        r = daemon_store_registration(d, vm, detail, &serr);
         if (r < 0) {
-                if (state_in_transaction(d->db))
-                        state_rollback(d->db);
                 log_error_errno(r, "VM %s: could not register: %s", vm->id.str, serr.message);
                 goto fail_groups;
         }
-        vm->committed_generation = s.ledger.generation;
         nv = reallocarray(d->vms, d->n_vms + 1, sizeof(Vm *));
         if (!nv) {
                 r = -ENOMEM; /* committed but not tracked: the next start adopts it */

@@ -180,6 +180,9 @@ void daemon_vm_after_look(Daemon *d, Vm *vm, uint64_t now_mono_usec);
 int daemon_vm_bank_start(Daemon *d, Vm *vm, bool fresh, uint64_t now_mono_usec);
 /* The link came up (r == 0) or failed (field and reason say why). */
 void daemon_vm_linked(Daemon *d, Vm *vm, int r, const char *field, const char *reason);
+/* Stores a new VM (row, fresh ledger, "register" event) in one
+ * transaction; nothing of it on failure. */
+int daemon_store_registration(Daemon *d, Vm *vm, struct json_object *detail, StateError *serr);
 /* Ends a registration that waits for its link (daemon-service.c). */
 void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, const char *reason);
 
