@@ -347,7 +347,10 @@ static int fake_metrics(void *ctx, char **ret, ServiceError *err) {
         return *ret ? 0 : -ENOMEM;
 }
 
-static int fake_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, char **ret, ServiceError *err) {
+/* The fake's memory: unmanaged after a PUT (what was asked, echoed),
+ * managed with a made-up report on GET. */
+static int fake_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, ServiceMemory *ret,
+                           ServiceError *err) {
         Fake *f = ctx;
         int r = fake_enter(f, err);
 
@@ -356,12 +359,32 @@ static int fake_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m,
         if (!fake_find(f, id, err))
                 return -ENOENT;
         f->last_mem = *m;
-        *ret = strdup("{\"managed\":false}");
-        return *ret ? 0 : -ENOMEM;
+        *ret = (ServiceMemory) { .id = *id, .priority = m->priority, .gpu_max = m->dmem_max,
+                                 .gpu_soft = m->dmem_soft, .gpu_low = m->dmem_low, .gpu_min = m->dmem_min,
+                                 .unmanaged_reason = "fake" };
+        snprintf(ret->gpu_pci, sizeof(ret->gpu_pci), "%s", m->gpu_pci);
+        return 0;
+}
+
+static int fake_memory_get(void *ctx, const VmId *id, ServiceMemory *ret, ServiceError *err) {
+        Fake *f = ctx;
+        int r = fake_enter(f, err);
+
+        if (r < 0)
+                return r;
+        if (!fake_find(f, id, err))
+                return -ENOENT;
+        *ret = (ServiceMemory) { .id = *id, .managed = true, .ram = 1u << 30, .max = UINT64_MAX,
+                                 .high = UINT64_MAX, .low = 256u << 20, .current = 300u << 20,
+                                 .has_delays = true, .last_error = -EAGAIN };
+        ret->delays[SERVICE_ROLE_VCPUS] = (ServiceRoleDelays) { .known = true, .threads = 2,
+                                                                .direct_reclaim_delay_ns = 5 };
+        return 0;
 }
 
 static const ServiceOps fake_ops = {
         .memory_set = fake_memory_set,
+        .memory_get = fake_memory_get,
         .host_info = fake_host_info,
         .vm_list = fake_vm_list,
         .vm_get = fake_vm_get,
@@ -834,6 +857,31 @@ static void test_memory_put(void **state) {
                              "\"soft\":2147483648,\"low\":1073741824,\"min\":268435456}}",
                              &o),
                          200);
+        /* The answer is the report, rendered by the API (json-io). */
+        assert_int_equal(json_object_get_int(json_object_object_get(o, "priority")), 7);
+        assert_false(json_object_get_boolean(json_object_object_get(o, "managed")));
+        assert_string_equal(json_object_get_string(json_object_object_get(o, "reason")), "fake");
+        {
+                struct json_object *g = json_object_object_get(o, "gpu");
+                assert_string_equal(json_object_get_string(json_object_object_get(g, "pci")), "0000:03:00.0");
+                assert_string_equal(json_object_get_string(json_object_object_get(g, "max")), "max");
+                assert_int_equal(json_object_get_int64(json_object_object_get(g, "low")), 1 << 30);
+        }
+        json_object_put(o);
+        /* GET renders a managed report: sizes, "max", per-role delays. */
+        assert_int_equal(req(s, "GET", "/v1/vms/" U1 "/memory", NULL, &o), 200);
+        {
+                struct json_object *l = json_object_object_get(o, "limits"), *dl = json_object_object_get(o, "delays");
+                assert_true(json_object_get_boolean(json_object_object_get(o, "managed")));
+                assert_string_equal(json_object_get_string(json_object_object_get(l, "max")), "max");
+                assert_int_equal(json_object_get_int64(json_object_object_get(l, "low")), 256 << 20);
+                assert_int_equal(json_object_get_int64(json_object_object_get(
+                                         json_object_object_get(dl, "vcpus"), "direct_reclaim_delay_ns")),
+                                 5);
+                assert_null(json_object_object_get(dl, "io"));
+                assert_string_equal(json_object_get_string(json_object_object_get(o, "last_error")),
+                                    strerror(EAGAIN));
+        }
         json_object_put(o);
         assert_int_equal(m->set, SERVICE_MEM_PRIORITY | SERVICE_MEM_GPU);
         assert_int_equal(m->priority, 7);

@@ -274,3 +274,112 @@ const char *json_io_plain(struct json_object *o) {
 
         return t ? t : "{}";
 }
+
+/* ---- a VM's memory report ---------------------------------------------------- */
+
+static struct json_object *size_or_max(uint64_t v) {
+        return v == UINT64_MAX ? json_object_new_string("max") : json_object_new_uint64(v);
+}
+
+static const char *const role_names[_SERVICE_ROLE_MAX] = {
+        [SERVICE_ROLE_VCPUS] = "vcpus",
+        [SERVICE_ROLE_EMULATOR] = "emulator",
+        [SERVICE_ROLE_IO] = "io",
+};
+
+/* Keys: docs/memory.md ("API"). */
+struct json_object *json_io_memory(const ServiceMemory *m) {
+        struct json_object *o = json_object_new_object(), *x;
+        bool ok;
+
+        if (!o)
+                return NULL;
+        ok = add(o, "vm", json_object_new_string(m->id.str));
+        ok = ok && add(o, "priority", json_object_new_uint64(m->priority));
+        if (m->gpu_pci[0]) {
+                x = json_object_new_object();
+                ok = ok && add(o, "gpu", x);
+                ok = ok && x && add(x, "pci", json_object_new_string(m->gpu_pci));
+                ok = ok && x && add(x, "max", size_or_max(m->gpu_max));
+                ok = ok && x && add(x, "soft", size_or_max(m->gpu_soft));
+                ok = ok && x && add(x, "low", json_object_new_uint64(m->gpu_low));
+                ok = ok && x && add(x, "min", json_object_new_uint64(m->gpu_min));
+        } else
+                ok = ok && json_object_object_add(o, "gpu", NULL) == 0;
+        ok = ok && add(o, "managed", json_object_new_boolean(m->managed));
+        if (!m->managed)
+                ok = ok && add(o, "reason", json_object_new_string(m->unmanaged_reason ? m->unmanaged_reason : "?"));
+        else {
+                ok = ok && add(o, "ram", json_object_new_uint64(m->ram));
+                ok = ok && add(o, "passthrough", json_object_new_boolean(m->passthrough));
+                ok = ok && add(o, "current", json_object_new_uint64(m->current));
+                ok = ok && add(o, "swap_current", json_object_new_uint64(m->swap_current));
+                x = json_object_new_object();
+                ok = ok && add(o, "limits", x) && x;
+                ok = ok && add(x, "max", size_or_max(m->max)) && add(x, "high", size_or_max(m->high)) &&
+                     add(x, "low", size_or_max(m->low)) && add(x, "min", size_or_max(m->min)) &&
+                     add(x, "swap_max", size_or_max(m->swap_max)) &&
+                     add(x, "wmark_high", json_object_new_uint64(m->wmark_high)) &&
+                     add(x, "wmark_low", json_object_new_uint64(m->wmark_low)) &&
+                     add(x, "floor", json_object_new_uint64(m->floor));
+                x = json_object_new_object();
+                ok = ok && add(o, "headroom", x) && x;
+                ok = ok && add(x, "grow", json_object_new_uint64(m->headroom_grow)) &&
+                     add(x, "limit", json_object_new_uint64(m->headroom_limit)) &&
+                     add(x, "reclaimable", json_object_new_uint64(m->headroom_reclaimable)) &&
+                     add(x, "balloon", json_object_new_uint64(m->headroom_balloon));
+                x = json_object_new_object();
+                ok = ok && add(o, "reclaim", x) && x;
+                ok = ok && add(x, "active", json_object_new_boolean(m->reclaiming)) &&
+                     add(x, "requests", json_object_new_uint64(m->reclaim_requests)) &&
+                     add(x, "reclaimed", json_object_new_uint64(m->reclaimed)) &&
+                     add(x, "busy_usec", json_object_new_uint64(m->reclaim_busy_usec)) &&
+                     add(x, "partial", json_object_new_uint64(m->reclaim_partial)) &&
+                     add(x, "errors", json_object_new_uint64(m->reclaim_errors)) &&
+                     add(x, "asked_background", json_object_new_uint64(m->asked_background)) &&
+                     add(x, "asked_proactive", json_object_new_uint64(m->asked_proactive)) &&
+                     add(x, "asked_host", json_object_new_uint64(m->asked_host));
+                ok = ok && add(o, "throttled", json_object_new_boolean(m->throttled));
+                ok = ok && add(o, "pressure_some_avg10_pct", json_object_new_double(m->pressure_some_avg10_pct));
+                x = json_object_new_object();
+                ok = ok && add(o, "balloon", x) && x;
+                ok = ok && add(x, "present", json_object_new_boolean(m->balloon_present)) &&
+                     add(x, "target", json_object_new_uint64(m->balloon_target)) &&
+                     add(x, "actual", json_object_new_uint64(m->balloon_actual));
+                if (m->has_dmem) {
+                        x = json_object_new_object();
+                        ok = ok && add(o, "dmem", x) && x;
+                        ok = ok && add(x, "gpu", json_object_new_string(m->dmem_gpu)) &&
+                             add(x, "demoted_regions", json_object_new_uint64(m->dmem_demoted_regions));
+                }
+                if (m->last_error < 0)
+                        ok = ok && add(o, "last_error", json_object_new_string(strerror(-m->last_error)));
+        }
+        if (!m->has_delays)
+                ok = ok && json_object_object_add(o, "delays", NULL) == 0;
+        else {
+                x = json_object_new_object();
+                ok = ok && add(o, "delays", x) && x;
+                for (size_t i = 0; ok && i < _SERVICE_ROLE_MAX; i++) {
+                        const ServiceRoleDelays *dl = &m->delays[i];
+                        struct json_object *r;
+
+                        if (!dl->known) {
+                                ok = json_object_object_add(x, role_names[i], NULL) == 0;
+                                continue;
+                        }
+                        r = json_object_new_object();
+                        ok = add(x, role_names[i], r) && r && add(r, "threads", json_object_new_uint64(dl->threads)) &&
+                             add(r, "cpu_delay_ns", json_object_new_uint64(dl->cpu_delay_ns)) &&
+                             add(r, "direct_reclaim_delay_ns", json_object_new_uint64(dl->direct_reclaim_delay_ns)) &&
+                             add(r, "thrashing_delay_ns", json_object_new_uint64(dl->thrashing_delay_ns)) &&
+                             add(r, "swapin_delay_ns", json_object_new_uint64(dl->swapin_delay_ns)) &&
+                             add(r, "delayacct", json_object_new_boolean(dl->delayacct));
+                }
+        }
+        if (!ok) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}

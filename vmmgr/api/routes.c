@@ -380,14 +380,13 @@ static int h_metrics(ApiRequest *req) {
 
 static int h_memory_get(ApiRequest *req) {
         ServiceError err = {};
-        char *json = NULL;
+        ServiceMemory m;
         int r;
 
-        r = req->api->ops->memory_get(req->api->ops_ctx, &req->id, &json, &err);
+        r = req->api->ops->memory_get(req->api->ops_ctx, &req->id, &m, &err);
         if (r < 0)
                 return reply_service_error(req, r, &err);
-        reply_text(req, 200, "application/json", json);
-        return 0;
+        return reply_json(req, 200, json_io_memory(&m));
 }
 
 /* A dmem size: bytes, or "max" (no limit) where `max_ok`. */
@@ -452,7 +451,7 @@ static int h_memory_put(ApiRequest *req) {
         ServiceMemorySet m = {};
         ServiceError err = {};
         struct json_object *g;
-        char *json = NULL;
+        ServiceMemory report;
         bool present;
         int64_t prio = 0;
         int r;
@@ -471,11 +470,10 @@ static int h_memory_put(ApiRequest *req) {
                 return reply_error(req, 400, NULL,
                                    "nothing to change: give priority (0..4294967295, lower is reclaimed first "
                                    "under host pressure) and/or gpu");
-        r = req->api->ops->memory_set(req->api->ops_ctx, &req->id, &m, &json, &err);
+        r = req->api->ops->memory_set(req->api->ops_ctx, &req->id, &m, &report, &err);
         if (r < 0)
                 return reply_service_error(req, r, &err);
-        reply_text(req, 200, "application/json", json);
-        return 0;
+        return reply_json(req, 200, json_io_memory(&report));
 }
 
 static const char *const events_query[] = { "since", "limit", NULL };

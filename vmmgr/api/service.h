@@ -122,6 +122,45 @@ typedef struct ServiceMemorySet {
         uint64_t dmem_max, dmem_soft, dmem_low, dmem_min; /* bytes; UINT64_MAX: no limit (max, soft) */
 } ServiceMemorySet;
 
+/* A VM's memory report (GET/PUT /v1/vms/{uuid}/memory), plain values;
+ * json-io renders it.  Sizes are bytes, UINT64_MAX meaning "max". */
+typedef struct ServiceRoleDelays {
+        bool known; /* taskstats answered for this role */
+        uint64_t threads;
+        uint64_t cpu_delay_ns, direct_reclaim_delay_ns, thrashing_delay_ns, swapin_delay_ns;
+        bool delayacct; /* the kernel counted memory delays for these threads */
+} ServiceRoleDelays;
+
+enum { SERVICE_ROLE_VCPUS, SERVICE_ROLE_EMULATOR, SERVICE_ROLE_IO, _SERVICE_ROLE_MAX };
+
+typedef struct ServiceMemory {
+        VmId id;
+        uint32_t priority;
+        char gpu_pci[SERVICE_PCI_MAX]; /* "" without a GPU */
+        uint64_t gpu_max, gpu_soft, gpu_low, gpu_min;
+        bool managed;
+        const char *unmanaged_reason; /* static; when !managed */
+        /* When managed: */
+        uint64_t ram, current, swap_current;
+        bool passthrough;
+        uint64_t max, high, low, min, swap_max; /* as the kernel took them */
+        uint64_t wmark_high, wmark_low, floor;
+        uint64_t headroom_grow, headroom_limit, headroom_reclaimable, headroom_balloon;
+        bool reclaiming, throttled;
+        uint64_t reclaim_requests, reclaimed, reclaim_busy_usec, reclaim_partial, reclaim_errors;
+        uint64_t asked_background, asked_proactive, asked_host;
+        double pressure_some_avg10_pct;
+        bool balloon_present;
+        uint64_t balloon_target, balloon_actual;
+        bool has_dmem;
+        char dmem_gpu[32];
+        uint64_t dmem_demoted_regions;
+        int last_error; /* 0: none */
+        /* Per-role delays while QEMU runs. */
+        bool has_delays;
+        ServiceRoleDelays delays[_SERVICE_ROLE_MAX];
+} ServiceMemory;
+
 typedef struct ServiceOps {
         /* GET /v1/host: a JSON object as text (host-info keys); malloc'd. */
         int (*host_info)(void *ctx, char **ret_json, ServiceError *err);
@@ -148,13 +187,13 @@ typedef struct ServiceOps {
         /* GET /v1/vms/{uuid}/credits/history: recent samples, oldest first; malloc'd. */
         int (*credits_history)(void *ctx, const VmId *id, ServiceHistoryPoint **ret, size_t *ret_n,
                                ServiceError *err);
-        /* GET /v1/vms/{uuid}/memory: a JSON object as text (limits, usage,
-         * reclaim, headroom, balloon, per-role delays); malloc'd. */
-        int (*memory_get)(void *ctx, const VmId *id, char **ret_json, ServiceError *err);
+        /* GET /v1/vms/{uuid}/memory: limits, usage, reclaim, headroom,
+         * balloon, per-role delays. */
+        int (*memory_get)(void *ctx, const VmId *id, ServiceMemory *ret, ServiceError *err);
         /* PUT /v1/vms/{uuid}/memory: the host ceiling's priority and/or
          * the VM's GPU and its dmem limits; stored, applied, then as
          * memory_get. */
-        int (*memory_set)(void *ctx, const VmId *id, const ServiceMemorySet *req, char **ret_json,
+        int (*memory_set)(void *ctx, const VmId *id, const ServiceMemorySet *req, ServiceMemory *ret,
                           ServiceError *err);
         /* GET /metrics: Prometheus text exposition; malloc'd. */
         int (*metrics)(void *ctx, char **ret_text, ServiceError *err);

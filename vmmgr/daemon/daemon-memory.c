@@ -190,127 +190,85 @@ int daemon_vm_memory_set_gpu(Daemon *d, Vm *vm, const char *pci, const MemPolDme
 
 /* ---- reports ------------------------------------------------------------ */
 
-static struct json_object *u64(uint64_t v) {
-        return v == UINT64_MAX ? json_object_new_string("max") : json_object_new_uint64(v);
-}
-
-typedef struct RoleDelays {
+/* The roles whose delays are reported, in ServiceMemory's order. */
+static const struct {
         const char *name;
         CgRole role;
-} RoleDelays;
-
-static const RoleDelays roles[] = {
-        { "vcpus", CG_ROLE_VCPUS },
-        { "emulator", CG_ROLE_EMULATOR },
-        { "io", CG_ROLE_IO },
+} roles[_SERVICE_ROLE_MAX] = {
+        [SERVICE_ROLE_VCPUS] = { "vcpus", CG_ROLE_VCPUS },
+        [SERVICE_ROLE_EMULATOR] = { "emulator", CG_ROLE_EMULATOR },
+        [SERVICE_ROLE_IO] = { "io", CG_ROLE_IO },
 };
 
-/* Per role: the taskstats delays summed over the role's threads. */
-static struct json_object *delays_json(Daemon *d, Vm *vm) {
-        struct json_object *o = json_object_new_object();
+/* The VM's memory report for the API (json-io renders it). */
+void daemon_vm_memory_report(Daemon *d, Vm *vm, ServiceMemory *ret) {
+        MemVmReport rep;
 
-        for (size_t i = 0; i < ARRAY_SIZE(roles); i++) {
-                struct json_object *r = json_object_new_object();
+        *ret = (ServiceMemory) { .id = vm->id, .priority = vm->mem_priority };
+        snprintf(ret->gpu_pci, sizeof(ret->gpu_pci), "%s", vm->gpu_pci);
+        ret->gpu_max = vm->dmem.max;
+        ret->gpu_soft = vm->dmem.soft;
+        ret->gpu_low = vm->dmem.low;
+        ret->gpu_min = vm->dmem.min;
+        if (!d->mem || !vm->mem_managed || mem_engine_vm_report(d->mem, &vm->id, &rep) < 0)
+                ret->unmanaged_reason = !d->mem    ? "vmmgr manages no cgroup v2 memory here"
+                                        : !vm->qmp ? "not connected"
+                                                   : "memory setup failed (see the log)";
+        else {
+                ret->managed = true;
+                ret->ram = rep.limits.ram;
+                ret->passthrough = rep.limits.passthrough;
+                ret->current = rep.stat.current;
+                ret->swap_current = rep.stat.swap_current;
+                ret->max = rep.applied.max;
+                ret->high = rep.applied.high;
+                ret->low = rep.applied.low;
+                ret->min = rep.applied.min;
+                ret->swap_max = rep.applied.swap_max;
+                ret->wmark_high = rep.limits.wmark_high;
+                ret->wmark_low = rep.limits.wmark_low;
+                ret->floor = rep.limits.floor;
+                ret->headroom_grow = rep.headroom.grow_bytes;
+                ret->headroom_limit = rep.headroom.limit_bytes;
+                ret->headroom_reclaimable = rep.headroom.reclaimable_bytes;
+                ret->headroom_balloon = rep.headroom.balloon_bytes;
+                ret->reclaiming = rep.state.reclaiming;
+                ret->throttled = rep.state.throttled;
+                ret->reclaim_requests = rep.reclaim_requests;
+                ret->reclaimed = rep.reclaim_bytes;
+                ret->reclaim_busy_usec = rep.reclaim_busy_usec;
+                ret->reclaim_partial = rep.reclaim_partial;
+                ret->reclaim_errors = rep.reclaim_errors;
+                ret->asked_background = rep.background_bytes;
+                ret->asked_proactive = rep.proactive_bytes;
+                ret->asked_host = rep.host_bytes;
+                ret->pressure_some_avg10_pct = rep.stat.pressure.some_avg10 / 100.0;
+                ret->balloon_present = rep.limits.balloon;
+                ret->balloon_target = rep.balloon_target;
+                ret->balloon_actual = rep.balloon_actual;
+                ret->has_dmem = rep.has_dmem;
+                snprintf(ret->dmem_gpu, sizeof(ret->dmem_gpu), "%s", rep.dmem_pci);
+                ret->dmem_demoted_regions = rep.dmem_demoted;
+                ret->last_error = rep.last_error;
+        }
+        /* Per role: the taskstats delays summed over the role's threads. */
+        ret->has_delays = vm->pid > 0;
+        for (size_t i = 0; ret->has_delays && i < _SERVICE_ROLE_MAX; i++) {
                 ThreadDelays td;
                 size_t n = 0;
 
-                if (!d->taskstats || kh_vm_delays(d->host, d->taskstats, &vm->id, roles[i].role, &td, &n) < 0) {
-                        json_object_put(r);
-                        json_object_object_add(o, roles[i].name, NULL);
+                if (!d->taskstats || kh_vm_delays(d->host, d->taskstats, &vm->id, roles[i].role, &td, &n) < 0)
                         continue;
-                }
-                json_object_object_add(r, "threads", json_object_new_uint64(n));
-                json_object_object_add(r, "cpu_delay_ns", json_object_new_uint64(td.cpu_delay_ns));
-                json_object_object_add(r, "direct_reclaim_delay_ns", json_object_new_uint64(td.freepages_delay_ns));
-                json_object_object_add(r, "thrashing_delay_ns", json_object_new_uint64(td.thrashing_delay_ns));
-                json_object_object_add(r, "swapin_delay_ns", json_object_new_uint64(td.swapin_delay_ns));
-                json_object_object_add(r, "delayacct", json_object_new_boolean(td.delayacct == TRI_YES));
-                json_object_object_add(o, roles[i].name, r);
+                ret->delays[i] = (ServiceRoleDelays) {
+                        .known = true,
+                        .threads = n,
+                        .cpu_delay_ns = td.cpu_delay_ns,
+                        .direct_reclaim_delay_ns = td.freepages_delay_ns,
+                        .thrashing_delay_ns = td.thrashing_delay_ns,
+                        .swapin_delay_ns = td.swapin_delay_ns,
+                        .delayacct = td.delayacct == TRI_YES,
+                };
         }
-        return o;
-}
-
-int daemon_vm_memory_json(Daemon *d, Vm *vm, char **ret) {
-        struct json_object *o = json_object_new_object(), *x;
-        MemVmReport rep;
-        int r;
-
-        if (!o)
-                return -ENOMEM;
-        json_object_object_add(o, "vm", json_object_new_string(vm->id.str));
-        json_object_object_add(o, "priority", json_object_new_uint64(vm->mem_priority));
-        if (vm->gpu_pci[0]) {
-                struct json_object *g = json_object_new_object();
-
-                json_object_object_add(g, "pci", json_object_new_string(vm->gpu_pci));
-                json_object_object_add(g, "max", u64(vm->dmem.max));
-                json_object_object_add(g, "soft", u64(vm->dmem.soft));
-                json_object_object_add(g, "low", json_object_new_uint64(vm->dmem.low));
-                json_object_object_add(g, "min", json_object_new_uint64(vm->dmem.min));
-                json_object_object_add(o, "gpu", g);
-        } else
-                json_object_object_add(o, "gpu", NULL);
-        if (!d->mem || !vm->mem_managed || mem_engine_vm_report(d->mem, &vm->id, &rep) < 0) {
-                json_object_object_add(o, "managed", json_object_new_boolean(false));
-                json_object_object_add(o, "reason",
-                                       json_object_new_string(!d->mem ? "vmmgr manages no cgroup v2 memory here"
-                                                              : !vm->qmp ? "not connected"
-                                                                         : "memory setup failed (see the log)"));
-        } else {
-                json_object_object_add(o, "managed", json_object_new_boolean(true));
-                json_object_object_add(o, "ram", json_object_new_uint64(rep.limits.ram));
-                json_object_object_add(o, "passthrough", json_object_new_boolean(rep.limits.passthrough));
-                json_object_object_add(o, "current", json_object_new_uint64(rep.stat.current));
-                json_object_object_add(o, "swap_current", json_object_new_uint64(rep.stat.swap_current));
-                x = json_object_new_object();
-                json_object_object_add(x, "max", u64(rep.applied.max));
-                json_object_object_add(x, "high", u64(rep.applied.high));
-                json_object_object_add(x, "low", u64(rep.applied.low));
-                json_object_object_add(x, "min", u64(rep.applied.min));
-                json_object_object_add(x, "swap_max", u64(rep.applied.swap_max));
-                json_object_object_add(x, "wmark_high", json_object_new_uint64(rep.limits.wmark_high));
-                json_object_object_add(x, "wmark_low", json_object_new_uint64(rep.limits.wmark_low));
-                json_object_object_add(x, "floor", json_object_new_uint64(rep.limits.floor));
-                json_object_object_add(o, "limits", x);
-                x = json_object_new_object();
-                json_object_object_add(x, "grow", json_object_new_uint64(rep.headroom.grow_bytes));
-                json_object_object_add(x, "limit", json_object_new_uint64(rep.headroom.limit_bytes));
-                json_object_object_add(x, "reclaimable", json_object_new_uint64(rep.headroom.reclaimable_bytes));
-                json_object_object_add(x, "balloon", json_object_new_uint64(rep.headroom.balloon_bytes));
-                json_object_object_add(o, "headroom", x);
-                x = json_object_new_object();
-                json_object_object_add(x, "active", json_object_new_boolean(rep.state.reclaiming));
-                json_object_object_add(x, "requests", json_object_new_uint64(rep.reclaim_requests));
-                json_object_object_add(x, "reclaimed", json_object_new_uint64(rep.reclaim_bytes));
-                json_object_object_add(x, "busy_usec", json_object_new_uint64(rep.reclaim_busy_usec));
-                json_object_object_add(x, "partial", json_object_new_uint64(rep.reclaim_partial));
-                json_object_object_add(x, "errors", json_object_new_uint64(rep.reclaim_errors));
-                json_object_object_add(x, "asked_background", json_object_new_uint64(rep.background_bytes));
-                json_object_object_add(x, "asked_proactive", json_object_new_uint64(rep.proactive_bytes));
-                json_object_object_add(x, "asked_host", json_object_new_uint64(rep.host_bytes));
-                json_object_object_add(o, "reclaim", x);
-                json_object_object_add(o, "throttled", json_object_new_boolean(rep.state.throttled));
-                json_object_object_add(o, "pressure_some_avg10_pct",
-                                       json_object_new_double(rep.stat.pressure.some_avg10 / 100.0));
-                x = json_object_new_object();
-                json_object_object_add(x, "present", json_object_new_boolean(rep.limits.balloon));
-                json_object_object_add(x, "target", json_object_new_uint64(rep.balloon_target));
-                json_object_object_add(x, "actual", json_object_new_uint64(rep.balloon_actual));
-                json_object_object_add(o, "balloon", x);
-                if (rep.has_dmem) {
-                        x = json_object_new_object();
-                        json_object_object_add(x, "gpu", json_object_new_string(rep.dmem_pci));
-                        json_object_object_add(x, "demoted_regions", json_object_new_uint64(rep.dmem_demoted));
-                        json_object_object_add(o, "dmem", x);
-                }
-                if (rep.last_error < 0)
-                        json_object_object_add(o, "last_error", json_object_new_string(strerror(-rep.last_error)));
-        }
-        json_object_object_add(o, "delays", vm->pid > 0 ? delays_json(d, vm) : NULL);
-        *ret = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-        json_object_put(o);
-        r = *ret ? 0 : -ENOMEM;
-        return r;
 }
 
 /* Prometheus families for /metrics, appended to f. */

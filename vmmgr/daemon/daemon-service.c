@@ -525,14 +525,13 @@ static void text_add(Text *t, const char *fmt, ...) {
         }
 }
 
-static int svc_memory_get(void *ctx, const VmId *id, char **ret_json, ServiceError *err) {
+static int svc_memory_get(void *ctx, const VmId *id, ServiceMemory *ret, ServiceError *err) {
         Vm *vm = need_vm(ctx, id, err);
-        int r;
 
         if (!vm)
                 return -ENOENT;
-        r = daemon_vm_memory_json(ctx, vm, ret_json);
-        return r < 0 ? fail(err, r, NULL, "cannot report memory: %s", strerror(-r)) : 0;
+        daemon_vm_memory_report(ctx, vm, ret);
+        return 0;
 }
 
 /* Applies a memory change to the VM (and back, on the way out). */
@@ -555,7 +554,7 @@ static int apply_memory(Daemon *d, Vm *vm, const ServiceMemorySet *m, ServiceErr
         return 0;
 }
 
-static int svc_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, char **ret_json,
+static int svc_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, ServiceMemory *ret,
                           ServiceError *err) {
         Daemon *d = ctx;
         Vm *vm = need_vm(d, id, err);
@@ -588,8 +587,8 @@ static int svc_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, 
                 (void) apply_memory(d, vm, &undo, &(ServiceError) { 0 });
                 return r;
         }
-        r = daemon_vm_memory_json(d, vm, ret_json);
-        return r < 0 ? fail(err, r, NULL, "cannot report memory: %s", strerror(-r)) : 0;
+        daemon_vm_memory_report(d, vm, ret);
+        return 0;
 }
 
 static int svc_metrics(void *ctx, char **ret_text, ServiceError *err) {

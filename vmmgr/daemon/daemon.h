@@ -218,7 +218,7 @@ int daemon_vm_memory_set_priority(Daemon *d, Vm *vm, uint32_t priority);
  * next look where memory is managed. */
 int daemon_vm_memory_set_gpu(Daemon *d, Vm *vm, const char *pci, const MemPolDmemSpec *spec);
 /* GET /v1/vms/{uuid}/memory: a JSON object as text; malloc'd. */
-int daemon_vm_memory_json(Daemon *d, Vm *vm, char **ret);
+void daemon_vm_memory_report(Daemon *d, Vm *vm, ServiceMemory *ret);
 void daemon_memory_metrics(Daemon *d, FILE *f);
 
 /* ---- test and benchmark seam (a daemon opened with opts->model) ---------
