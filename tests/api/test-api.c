@@ -338,13 +338,26 @@ static int fake_events(void *ctx, int64_t since, size_t limit, ServiceEvent **re
         return 0;
 }
 
-static int fake_metrics(void *ctx, char **ret, ServiceError *err) {
+/* One VM, bursting, with 1.5 CPU-s banked; memory managed, one role's
+ * delays known. */
+static int fake_metrics(void *ctx, ServiceMetrics *ret, ServiceError *err) {
+        ServiceVmMetrics *v;
         int r = fake_enter(ctx, err);
 
         if (r < 0)
                 return r;
-        *ret = strdup("# TYPE vmmgr_vms gauge\nvmmgr_vms 1\n");
-        return *ret ? 0 : -ENOMEM;
+        v = calloc(1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        assert_int_equal(vm_id_parse(U1, &v->credits.id), 0);
+        v->credits.state = "bursting";
+        v->credits.ledger.balance_usec = 1500000;
+        v->mem_managed = v->mem_known = true;
+        v->mem_current = 4096;
+        v->delays_known[SERVICE_ROLE_VCPUS] = true;
+        v->direct_reclaim_ns[SERVICE_ROLE_VCPUS] = 2500000000u;
+        *ret = (ServiceMetrics) { .vms = v, .n_vms = 1, .bank_looks = 42, .memory_engine = true, .taskstats = true };
+        return 0;
 }
 
 /* The fake's memory: unmanaged after a PUT (what was asked, echoed),
@@ -708,11 +721,18 @@ static void test_happy_paths(void **state) {
         assert_int_equal(jint(o, "next"), 2);
         json_object_put(o);
 
-        /* metrics: the service's text, as it is (the daemon adds the API's
-         * counters itself; see test_stats for their rendering) */
+        /* metrics: the service's values rendered by the API, with the API's
+         * own counters (see test_stats for theirs) */
         assert_int_equal(req_full(s, "GET", "/metrics", NULL, &resp), 200);
         assert_non_null(strstr(resp.content_type, "text/plain; version=0.0.4"));
-        assert_string_equal(resp.body, "# TYPE vmmgr_vms gauge\nvmmgr_vms 1\n");
+        assert_non_null(strstr(resp.body, "\nvmmgr_credit_balance_usec{vm=\"" U1 "\"} 1500000\n"));
+        assert_non_null(strstr(resp.body, "\nvmmgr_credit_state{vm=\"" U1 "\",state=\"bursting\"} 1\n"));
+        assert_non_null(strstr(resp.body, "\nvmmgr_credit_state{vm=\"" U1 "\",state=\"throttled\"} 0\n"));
+        assert_non_null(strstr(resp.body, "\nvmmgrd_bank_looks_total 42\n"));
+        assert_non_null(strstr(resp.body, "\nvmmgr_memory_current_bytes{vm=\"" U1 "\"} 4096\n"));
+        assert_non_null(strstr(resp.body, "role=\"vcpus\"} 2.500000000\n"));
+        assert_null(strstr(resp.body, "role=\"io\""));
+        assert_non_null(strstr(resp.body, "# TYPE vmmgr_http_requests_total counter\n"));
         http_response_done(&resp);
 
         /* delete: 204 without a body, then 404 from the service */

@@ -153,5 +153,8 @@ bool is_class_name(const char *s);
 bool get_class(ApiRequest *req, struct json_object *o, const char **ret);
 bool get_vm_id(ApiRequest *req, struct json_object *o, const char *key, bool required, VmId *ret,
                       bool *ret_present);
+/* metrics.c: GET /metrics's text from the service's values and ours. */
+int api_metrics_text(const ServiceMetrics *m, const ApiStats *s, char **ret);
+
 /* routes.c: finds the route of a request (or answers 404/405/400). */
 bool route_request(ApiRequest *req, const char *url, const char *method);

@@ -364,16 +364,22 @@ finish:
         return r;
 }
 
-/* The service's text as it is: the daemon appends this layer's counters
- * itself (api_get_stats(), api_stats_to_prometheus()), so they appear once. */
+/* The service's values and this layer's counters, rendered here. */
 static int h_metrics(ApiRequest *req) {
+        ServiceMetrics m = { 0 };
         ServiceError err = {};
         char *text = NULL;
+        ApiStats as;
         int r;
 
-        r = req->api->ops->metrics(req->api->ops_ctx, &text, &err);
+        r = req->api->ops->metrics(req->api->ops_ctx, &m, &err);
         if (r < 0)
                 return reply_service_error(req, r, &err);
+        api_get_stats(req->api, &as);
+        r = api_metrics_text(&m, &as, &text);
+        service_metrics_done(&m);
+        if (r < 0)
+                return r;
         reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text);
         return 0;
 }

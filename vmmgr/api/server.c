@@ -570,55 +570,6 @@ void api_get_stats(const Api *api, ApiStats *ret) {
                                 (api->tls_listener ? api->tls_listener->live : 0);
 }
 
-int api_stats_to_prometheus(const ApiStats *s, char **ret) {
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0;
-        _cleanup_fclose_ FILE *f = open_memstream(&buf, &size);
-        uint64_t cum = 0;
-
-        if (!f)
-                return -ENOMEM;
-        fputs("# HELP vmmgr_http_requests_total HTTP API requests answered, by status code.\n"
-              "# TYPE vmmgr_http_requests_total counter\n",
-              f);
-        for (unsigned code = 0; code < API_STATUS_MAX; code++)
-                if (s->by_status[code])
-                        fprintf(f, "vmmgr_http_requests_total{code=\"%u\"} %" PRIu64 "\n", code, s->by_status[code]);
-        fprintf(f,
-                "# HELP vmmgr_http_denied_total HTTP API requests refused by the transport checks.\n"
-                "# TYPE vmmgr_http_denied_total counter\n"
-                "vmmgr_http_denied_total %" PRIu64 "\n"
-                "# HELP vmmgr_http_request_duration_seconds HTTP API request latency, headers in to reply out.\n"
-                "# TYPE vmmgr_http_request_duration_seconds histogram\n",
-                s->denied);
-        for (size_t b = 0; b < API_LATENCY_BUCKETS; b++) {
-                cum += s->latency_bucket[b];
-                fprintf(f, "vmmgr_http_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                        (double) api_latency_bounds_usec[b] / 1e6, cum);
-        }
-        cum += s->latency_bucket[API_LATENCY_BUCKETS];
-        fprintf(f,
-                "vmmgr_http_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-                "vmmgr_http_request_duration_seconds_sum %.6f\n"
-                "vmmgr_http_request_duration_seconds_count %" PRIu64 "\n",
-                cum, (double) s->latency_sum_usec / 1e6, s->requests);
-        fprintf(f,
-                "# HELP vmmgr_http_connections API connections open now.\n"
-                "# TYPE vmmgr_http_connections gauge\n"
-                "vmmgr_http_connections %" PRIu64 "\n"
-                "# HELP vmmgr_http_connections_closed_total API connections closed without an answer: "
-                "for room (a limit), refused (over a limit, none waiting) or late (no whole request in time).\n"
-                "# TYPE vmmgr_http_connections_closed_total counter\n"
-                "vmmgr_http_connections_closed_total{reason=\"room\"} %" PRIu64 "\n"
-                "vmmgr_http_connections_closed_total{reason=\"refused\"} %" PRIu64 "\n"
-                "vmmgr_http_connections_closed_total{reason=\"late\"} %" PRIu64 "\n",
-                s->connections_open, s->closed_for_room, s->refused, s->closed_late);
-        if (fflush(f) != 0 || ferror(f))
-                return -ENOMEM;
-        fclose(TAKE_PTR(f));
-        *ret = TAKE_PTR(buf);
-        return 0;
-}
 
 /* ---- listeners ------------------------------------------------------------------------ */
 

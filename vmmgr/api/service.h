@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/types.h>
 
 #include "common/vmid.h"
@@ -161,6 +162,35 @@ typedef struct ServiceMemory {
         ServiceRoleDelays delays[_SERVICE_ROLE_MAX];
 } ServiceMemory;
 
+/* What GET /metrics shows, as plain values (api/metrics.c renders the
+ * Prometheus text, the API's own counters included). */
+typedef struct ServiceVmMetrics {
+        ServiceCredits credits; /* one look per VM per scrape */
+        bool mem_managed;
+        bool mem_known; /* the memory engine reported on it */
+        uint64_t mem_current, mem_reclaimed;
+        bool delays_known[_SERVICE_ROLE_MAX];
+        uint64_t direct_reclaim_ns[_SERVICE_ROLE_MAX];
+} ServiceVmMetrics;
+
+typedef struct ServiceMetrics {
+        ServiceVmMetrics *vms; /* malloc'd */
+        size_t n_vms;
+        uint64_t tick_cpu_nsec, last_tick_cpu_nsec, bank_looks, commits;
+        bool memory_engine; /* vmmgr manages cgroup v2 memory here */
+        bool taskstats;     /* per-role delays are known */
+        unsigned reclaim_threads;
+        uint64_t reclaim_busy_usec;
+        bool host_known;
+        uint64_t host_used, host_ceiling;
+} ServiceMetrics;
+
+static inline void service_metrics_done(ServiceMetrics *m) {
+        free(m->vms);
+        m->vms = NULL;
+        m->n_vms = 0;
+}
+
 typedef struct ServiceOps {
         /* GET /v1/host: a JSON object as text (host-info keys); malloc'd. */
         int (*host_info)(void *ctx, char **ret_json, ServiceError *err);
@@ -195,8 +225,8 @@ typedef struct ServiceOps {
          * memory_get. */
         int (*memory_set)(void *ctx, const VmId *id, const ServiceMemorySet *req, ServiceMemory *ret,
                           ServiceError *err);
-        /* GET /metrics: Prometheus text exposition; malloc'd. */
-        int (*metrics)(void *ctx, char **ret_text, ServiceError *err);
+        /* GET /metrics: the values (service_metrics_done() frees them). */
+        int (*metrics)(void *ctx, ServiceMetrics *ret, ServiceError *err);
 } ServiceOps;
 
 void service_events_free(ServiceEvent *e, size_t n);

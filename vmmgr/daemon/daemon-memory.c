@@ -271,65 +271,38 @@ void daemon_vm_memory_report(Daemon *d, Vm *vm, ServiceMemory *ret) {
         }
 }
 
-/* Prometheus families for /metrics, appended to f. */
-void daemon_memory_metrics(Daemon *d, FILE *f) {
+/* The memory part of GET /metrics (ret->vms filled by the caller). */
+void daemon_memory_metrics(Daemon *d, ServiceMetrics *ret) {
         MemHostReport h;
 
-        fprintf(f, "# HELP vmmgr_memory_managed 1 where vmmgr manages the VM's memory\n"
-                   "# TYPE vmmgr_memory_managed gauge\n");
-        for (size_t i = 0; i < d->n_vms; i++)
-                fprintf(f, "vmmgr_memory_managed{vm=\"%s\"} %d\n", d->vms[i]->id.str, d->vms[i]->mem_managed);
+        ret->memory_engine = d->mem != NULL;
+        ret->taskstats = d->taskstats != NULL;
+        for (size_t i = 0; i < d->n_vms && i < ret->n_vms; i++) {
+                Vm *vm = d->vms[i];
+                ServiceVmMetrics *m = &ret->vms[i];
+                MemVmReport rep;
+
+                m->mem_managed = vm->mem_managed;
+                if (d->mem && vm->mem_managed && mem_engine_vm_report(d->mem, &vm->id, &rep) == 0) {
+                        m->mem_known = true;
+                        m->mem_current = rep.stat.current;
+                        m->mem_reclaimed = rep.reclaim_bytes;
+                }
+                for (size_t k = 0; d->taskstats && vm->pid > 0 && k < _SERVICE_ROLE_MAX; k++) {
+                        ThreadDelays td;
+
+                        if (kh_vm_delays(d->host, d->taskstats, &vm->id, roles[k].role, &td, NULL) == 0) {
+                                m->delays_known[k] = true;
+                                m->direct_reclaim_ns[k] = td.freepages_delay_ns;
+                        }
+                }
+        }
         if (!d->mem)
                 return;
-        fprintf(f, "# HELP vmmgr_memory_current_bytes memory.current of the VM\n"
-                   "# TYPE vmmgr_memory_current_bytes gauge\n");
-        for (size_t i = 0; i < d->n_vms; i++) {
-                MemVmReport rep;
-
-                if (d->vms[i]->mem_managed && mem_engine_vm_report(d->mem, &d->vms[i]->id, &rep) == 0)
-                        fprintf(f, "vmmgr_memory_current_bytes{vm=\"%s\"} %" PRIu64 "\n", d->vms[i]->id.str,
-                                rep.stat.current);
-        }
-        fprintf(f, "# HELP vmmgr_memory_reclaimed_bytes_total Reclaimed by vmmgr's threads for the VM\n"
-                   "# TYPE vmmgr_memory_reclaimed_bytes_total counter\n");
-        for (size_t i = 0; i < d->n_vms; i++) {
-                MemVmReport rep;
-
-                if (d->vms[i]->mem_managed && mem_engine_vm_report(d->mem, &d->vms[i]->id, &rep) == 0)
-                        fprintf(f, "vmmgr_memory_reclaimed_bytes_total{vm=\"%s\"} %" PRIu64 "\n",
-                                d->vms[i]->id.str, rep.reclaim_bytes);
-        }
-        if (d->taskstats) {
-                fprintf(f, "# HELP vmmgr_thread_direct_reclaim_seconds_total Direct-reclaim stall of the VM's "
-                           "threads, by role (taskstats)\n"
-                           "# TYPE vmmgr_thread_direct_reclaim_seconds_total counter\n");
-                for (size_t i = 0; i < d->n_vms; i++)
-                        for (size_t k = 0; d->vms[i]->pid > 0 && k < ARRAY_SIZE(roles); k++) {
-                                ThreadDelays td;
-
-                                if (kh_vm_delays(d->host, d->taskstats, &d->vms[i]->id, roles[k].role, &td, NULL) == 0)
-                                        fprintf(f,
-                                                "vmmgr_thread_direct_reclaim_seconds_total{vm=\"%s\",role=\"%s\"} "
-                                                "%.9f\n",
-                                                d->vms[i]->id.str, roles[k].name, td.freepages_delay_ns / 1e9);
-                        }
-        }
         mem_engine_host_report(d->mem, &h);
-        fprintf(f,
-                "# HELP vmmgr_reclaim_pool_threads Reclaim worker threads running\n"
-                "# TYPE vmmgr_reclaim_pool_threads gauge\n"
-                "vmmgr_reclaim_pool_threads %u\n"
-                "# HELP vmmgr_reclaim_pool_busy_seconds_total Time vmmgr's threads spent reclaiming\n"
-                "# TYPE vmmgr_reclaim_pool_busy_seconds_total counter\n"
-                "vmmgr_reclaim_pool_busy_seconds_total %.6f\n",
-                h.pool_threads, h.pool.busy_usec / 1e6);
-        if (h.known)
-                fprintf(f,
-                        "# HELP vmmgr_host_memory_used_bytes Host memory in use (MemTotal - MemAvailable)\n"
-                        "# TYPE vmmgr_host_memory_used_bytes gauge\n"
-                        "vmmgr_host_memory_used_bytes %" PRIu64 "\n"
-                        "# HELP vmmgr_host_memory_ceiling_bytes The host ceiling\n"
-                        "# TYPE vmmgr_host_memory_ceiling_bytes gauge\n"
-                        "vmmgr_host_memory_ceiling_bytes %" PRIu64 "\n",
-                        h.used, h.plan.ceiling);
+        ret->reclaim_threads = h.pool_threads;
+        ret->reclaim_busy_usec = h.pool.busy_usec;
+        ret->host_known = h.known;
+        ret->host_used = h.used;
+        ret->host_ceiling = h.plan.ceiling;
 }

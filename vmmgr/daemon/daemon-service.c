@@ -487,43 +487,6 @@ static int svc_events(void *ctx, int64_t since, size_t limit, ServiceEvent **ret
 
 /* ---- metrics ------------------------------------------------------------ */
 
-typedef struct Text {
-        char *p;
-        size_t len, cap;
-        bool oom;
-} Text;
-
-static void text_add(Text *t, const char *fmt, ...) _printf_(2, 3);
-static void text_add(Text *t, const char *fmt, ...) {
-        va_list ap;
-        int n;
-
-        if (t->oom)
-                return;
-        for (;;) {
-                va_start(ap, fmt);
-                n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-                va_end(ap);
-                if (n < 0) {
-                        t->oom = true;
-                        return;
-                }
-                if (t->p && t->len + (size_t) n < t->cap) {
-                        t->len += (size_t) n;
-                        return;
-                }
-                {
-                        size_t ncap = MAX(t->cap * 2, t->len + (size_t) n + 4096);
-                        char *np = realloc(t->p, ncap);
-                        if (!np) {
-                                t->oom = true;
-                                return;
-                        }
-                        t->p = np;
-                        t->cap = ncap;
-                }
-        }
-}
 
 static int svc_memory_get(void *ctx, const VmId *id, ServiceMemory *ret, ServiceError *err) {
         Vm *vm = need_vm(ctx, id, err);
@@ -591,100 +554,24 @@ static int svc_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, 
         return 0;
 }
 
-static int svc_metrics(void *ctx, char **ret_text, ServiceError *err) {
-        static const struct {
-                const char *name, *help;
-                size_t offset;
-                bool is_signed;
-        } counters[] = {
-#define L(f) offsetof(CreditLedger, f)
-                { "vmmgr_credit_balance_usec", "Banked CPU credits (CPU-usec)", L(balance_usec), true },
-                { "vmmgr_credit_launch_usec", "Launch credits left (CPU-usec)", L(launch_usec), true },
-                { "vmmgr_credit_surplus_usec", "Unlimited-mode surplus to repay (CPU-usec)", L(surplus_usec), true },
-                { "vmmgr_credit_charged_usec_total", "Surplus charged (CPU-usec)", L(charged_usec), true },
-                { "vmmgr_credit_earned_usec_total", "Credits earned (CPU-usec)", L(earned_usec), false },
-                { "vmmgr_credit_spent_usec_total", "CPU the VM used (CPU-usec)", L(spent_usec), false },
-#undef L
-        };
+static int svc_metrics(void *ctx, ServiceMetrics *ret, ServiceError *err) {
         Daemon *d = ctx;
-        Text t = { 0 };
-        _cleanup_free_ char *api_text = NULL;
-        /* One look per VM per scrape; every family below reads from it. */
-        _cleanup_free_ ServiceCredits *cr = calloc(d->n_vms ? d->n_vms : 1, sizeof(ServiceCredits));
-        ApiStats as;
+        ServiceVmMetrics *vms = calloc(d->n_vms ? d->n_vms : 1, sizeof(ServiceVmMetrics));
 
-        if (!cr)
+        if (!vms)
                 return fail(err, -ENOMEM, NULL, "out of memory");
+        *ret = (ServiceMetrics) {
+                .vms = vms,
+                .n_vms = d->n_vms,
+                .tick_cpu_nsec = d->stats.tick_cpu_nsec,
+                .last_tick_cpu_nsec = d->stats.last_tick_cpu_nsec,
+                .bank_looks = d->stats.bank_ticks,
+                .commits = d->stats.commits,
+        };
+        /* One look per VM per scrape; every family reads from it. */
         for (size_t i = 0; i < d->n_vms; i++)
-                fill_credits(d, d->vms[i], &cr[i]);
-        for (size_t k = 0; k < ARRAY_SIZE(counters); k++) {
-                text_add(&t, "# HELP %s %s\n# TYPE %s %s\n", counters[k].name, counters[k].help, counters[k].name,
-                         strstr(counters[k].name, "_total") ? "counter" : "gauge");
-                for (size_t i = 0; i < d->n_vms; i++) {
-                        const char *base = (const char *) &cr[i].ledger + counters[k].offset;
-                        if (counters[k].is_signed)
-                                text_add(&t, "%s{vm=\"%s\"} %" PRId64 "\n", counters[k].name, cr[i].id.str,
-                                         *(const int64_t *) base);
-                        else
-                                text_add(&t, "%s{vm=\"%s\"} %" PRIu64 "\n", counters[k].name, cr[i].id.str,
-                                         *(const uint64_t *) base);
-                }
-        }
-        text_add(&t, "# HELP vmmgr_cpu_usage_usec_total CPU used by the VM's vCPU threads\n"
-                     "# TYPE vmmgr_cpu_usage_usec_total counter\n");
-        for (size_t i = 0; i < d->n_vms; i++)
-                text_add(&t, "vmmgr_cpu_usage_usec_total{vm=\"%s\"} %" PRIu64 "\n", cr[i].id.str, cr[i].usage_usec);
-        text_add(&t, "# HELP vmmgr_cpu_throttled_usec_total Time the vCPU group was throttled\n"
-                     "# TYPE vmmgr_cpu_throttled_usec_total counter\n");
-        for (size_t i = 0; i < d->n_vms; i++)
-                text_add(&t, "vmmgr_cpu_throttled_usec_total{vm=\"%s\"} %" PRIu64 "\n", cr[i].id.str,
-                         cr[i].throttled_usec);
-        text_add(&t, "# HELP vmmgr_credit_state 1 for the VM's current state\n# TYPE vmmgr_credit_state gauge\n");
-        for (size_t i = 0; i < d->n_vms; i++) {
-                static const char *const states[] = { "bursting", "baseline", "throttled" };
-                for (size_t k = 0; k < ARRAY_SIZE(states); k++)
-                        text_add(&t, "vmmgr_credit_state{vm=\"%s\",state=\"%s\"} %d\n", cr[i].id.str, states[k],
-                                 strcmp(cr[i].state, states[k]) == 0);
-        }
-        text_add(&t,
-                 "# HELP vmmgrd_tick_cpu_seconds_total CPU time spent in credit ticks\n"
-                 "# TYPE vmmgrd_tick_cpu_seconds_total counter\n"
-                 "vmmgrd_tick_cpu_seconds_total %.9f\n"
-                 "# HELP vmmgrd_last_tick_cpu_seconds CPU time of the last credit tick\n"
-                 "# TYPE vmmgrd_last_tick_cpu_seconds gauge\n"
-                 "vmmgrd_last_tick_cpu_seconds %.9f\n"
-                 "# HELP vmmgrd_bank_looks_total Bank looks (usage reads and decisions)\n"
-                 "# TYPE vmmgrd_bank_looks_total counter\n"
-                 "vmmgrd_bank_looks_total %" PRIu64 "\n"
-                 "# HELP vmmgrd_ledger_commits_total Ledger batch commits\n"
-                 "# TYPE vmmgrd_ledger_commits_total counter\n"
-                 "vmmgrd_ledger_commits_total %" PRIu64 "\n"
-                 "# HELP vmmgrd_vms Registered VMs\n# TYPE vmmgrd_vms gauge\nvmmgrd_vms %zu\n",
-                 (double) d->stats.tick_cpu_nsec / 1e9, (double) d->stats.last_tick_cpu_nsec / 1e9,
-                 d->stats.bank_ticks, d->stats.commits, d->n_vms);
-        {
-                _cleanup_free_ char *mem_text = NULL;
-                size_t mem_len = 0;
-                FILE *f = open_memstream(&mem_text, &mem_len);
-
-                if (!f)
-                        t.oom = true;
-                else {
-                        daemon_memory_metrics(d, f);
-                        if (fclose(f) != 0)
-                                t.oom = true;
-                        else
-                                text_add(&t, "%s", mem_text);
-                }
-        }
-        api_get_stats(d->api, &as);
-        if (api_stats_to_prometheus(&as, &api_text) == 0)
-                text_add(&t, "%s", api_text);
-        if (t.oom) {
-                free(t.p);
-                return fail(err, -ENOMEM, NULL, "out of memory");
-        }
-        *ret_text = t.p;
+                fill_credits(d, d->vms[i], &vms[i].credits);
+        daemon_memory_metrics(d, ret);
         return 0;
 }
 

@@ -219,7 +219,7 @@ int daemon_vm_memory_set_priority(Daemon *d, Vm *vm, uint32_t priority);
 int daemon_vm_memory_set_gpu(Daemon *d, Vm *vm, const char *pci, const MemPolDmemSpec *spec);
 /* GET /v1/vms/{uuid}/memory: a JSON object as text; malloc'd. */
 void daemon_vm_memory_report(Daemon *d, Vm *vm, ServiceMemory *ret);
-void daemon_memory_metrics(Daemon *d, FILE *f);
+void daemon_memory_metrics(Daemon *d, ServiceMetrics *ret);
 
 /* ---- test and benchmark seam (a daemon opened with opts->model) ---------
  * Registers a VM without QMP: `pid` is a process of the kernel model and
