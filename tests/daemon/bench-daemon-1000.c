@@ -195,6 +195,8 @@ static int daemon_up(World *w) {
         r = daemon_new(&o, &w->d); /* owns the host from here on */
         if (r < 0)
                 return r;
+        if (verbose) /* its timers (commits every 2 s, ...) count from here */
+                printf("vmmgrd started at t=%.3f s\n", now_sec() - t_origin);
         if (pthread_create(&w->loop, NULL, run_loop, w->d) != 0)
                 return -EAGAIN;
         w->running = true;
