@@ -43,8 +43,9 @@ static int on_memory_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         r = mem_engine_tick(d->mem, daemon_now_mono_usec());
         if (r < 0)
                 log_debug_errno(r, "Memory tick: %m");
-        /* The guest's part: balloon targets the engine asks for. */
-        for (size_t i = 0; i < d->n_vms; i++) {
+        /* The guest's part: balloon targets the engine asks for (none,
+         * usually: then no VM is looked up). */
+        for (size_t i = 0; mem_engine_balloon_pending(d->mem) > 0 && i < d->n_vms; i++) {
                 Vm *vm = d->vms[i];
                 uint64_t target;
                 char args[64];

@@ -127,6 +127,7 @@ struct Daemon {
         KTaskstats *taskstats; /* NULL without taskstats */
         sd_event_source *mem_timer, *mem_io;
         DaemonStats stats;
+        bool tick_batch, tick_batch_open; /* a tick's events in one transaction */
         bool quitting;
         bool remove_subtree_on_exit;
         bool on_model; /* given a stand-in host, not this machine's (test seam) */

@@ -60,6 +60,7 @@ struct MemEngine {
         unsigned ncpus;
         MemVm **vms;
         size_t n_vms;
+        size_t n_balloon_pending; /* VMs with balloon_pending: the owner's loop skips them all when 0 */
         uint64_t next_host_usec;
         /* What one worker really reclaims per second here (from the pool's
          * results; 0 until known): the pool is sized by it when lower than
@@ -285,6 +286,7 @@ void mem_engine_vm_remove(MemEngine *e, const VmId *vm) {
                 return;
         reclaim_pool_cancel(e->pool, vm);
         lift_throttle(e, v);
+        e->n_balloon_pending -= v->balloon_pending;
         vm_free(v);
         memmove(e->vms + i, e->vms + i + 1, (e->n_vms - i - 1) * sizeof(*e->vms));
         e->n_vms--;
@@ -297,12 +299,17 @@ void mem_engine_vm_balloon_actual(MemEngine *e, const VmId *vm, uint64_t actual)
                 v->balloon_actual = actual;
 }
 
+size_t mem_engine_balloon_pending(const MemEngine *e) {
+        return e->n_balloon_pending;
+}
+
 bool mem_engine_vm_balloon_request(MemEngine *e, const VmId *vm, uint64_t *ret_target) {
         MemVm *v = find_vm(e, vm, NULL);
 
         if (!v || !v->balloon_pending)
                 return false;
         v->balloon_pending = false;
+        e->n_balloon_pending--;
         *ret_target = v->balloon_target;
         return true;
 }
@@ -567,6 +574,7 @@ static void decide_balloon(MemEngine *e, MemVm *v) {
                 return;
         if (mempol_balloon_decide(&v->limits, &in, &target)) {
                 v->balloon_target = target;
+                e->n_balloon_pending += !v->balloon_pending;
                 v->balloon_pending = true;
         }
 }

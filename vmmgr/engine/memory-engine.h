@@ -71,6 +71,9 @@ void mem_engine_vm_remove(MemEngine *e, const VmId *vm);
 void mem_engine_vm_balloon_actual(MemEngine *e, const VmId *vm, uint64_t actual);
 /* A balloon target the engine wants sent (true), once per change: the
  * caller sends QMP `balloon` with it. */
+/* How many VMs have a balloon target waiting to be sent: with 0 the
+ * owner need not ask each VM (that lookup is per VM). */
+size_t mem_engine_balloon_pending(const MemEngine *e);
 bool mem_engine_vm_balloon_request(MemEngine *e, const VmId *vm, uint64_t *ret_target);
 
 /* Looks at the VMs that are due, then at the host. */
