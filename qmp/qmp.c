@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/macros.h"
 #include "qmp/qmp-internal.h"
 
@@ -81,13 +82,6 @@ struct Qmp {
 
         char rbuf[QMP_READ_CHUNK];
 };
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
-}
 
 static uint64_t deadline_from_ms(int timeout_ms) {
         if (timeout_ms <= 0)

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/parse.h"
 #include "policies/credits.h"
@@ -35,12 +36,6 @@ typedef struct Prev {
         int64_t usage;
 } Prev;
 
-static double mono_s(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
 int ctl_verb_top(int argc, char **argv) {
         static Prev prev[TOP_MAX_VMS];
         size_t n_prev = 0;
@@ -48,7 +43,7 @@ int ctl_verb_top(int argc, char **argv) {
         CtlCommon c;
         int n = 0, interval = 1, iterations = -1, r = 0;
         bool tty = isatty(STDOUT_FILENO);
-        double last = mono_s();
+        double last = now_sec();
 
         r = ctl_verb_begin(argc, argv, usage, &c, rest, (int) (sizeof(rest) / sizeof(rest[0])), &n);
         if (r >= 0)
@@ -65,7 +60,7 @@ int ctl_verb_top(int argc, char **argv) {
         }
         for (int it = 0; iterations < 0 || it < iterations; it++) {
                 struct json_object *vms = NULL, *list;
-                double now = mono_s(), dt = now - last;
+                double now = now_sec(), dt = now - last;
                 Prev next[TOP_MAX_VMS];
                 size_t n_next = 0;
                 char stamp[32];

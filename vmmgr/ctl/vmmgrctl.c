@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/parse.h"
@@ -164,12 +165,6 @@ static void usage_qmp(FILE *out) {
               out);
 }
 
-static uint64_t mono_msec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
 static int verb_qmp(int argc, char **argv) {
         enum { OPT_TIMEOUT = 0x100 };
         static const struct option options[] = {
@@ -206,14 +201,14 @@ static int verb_qmp(int argc, char **argv) {
         }
         if (argc - optind == 3)
                 args = argv[optind + 2];
-        deadline = mono_msec() + (uint64_t) timeout_s * 1000;
+        deadline = now_msec() + (uint64_t) timeout_s * 1000;
         r = qmp_connect_sync(argv[optind], timeout_s * 1000, &q, &reason);
         if (r < 0) {
                 log_error_errno(r, "Cannot talk QMP on %s: %s", argv[optind], reason ? reason : strerror(-r));
                 return EXIT_FAILURE;
         }
         {
-                uint64_t now = mono_msec();
+                uint64_t now = now_msec();
                 int left = now < deadline ? (int) (deadline - now) : 1;
                 r = qmp_execute_sync(q, argv[optind + 1], args, left, &ret_json, &err);
         }

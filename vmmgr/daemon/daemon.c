@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "common/parse.h"
@@ -27,21 +28,15 @@
 #define SURPLUS_NOTICE_QUIET_USEC (60 * USEC_PER_SEC)
 
 uint64_t daemon_now_mono_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+        return clock_now_usec(CLOCK_MONOTONIC);
 }
 
 uint64_t daemon_now_unix_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+        return clock_now_usec(CLOCK_REALTIME);
 }
 
 static uint64_t thread_cpu_nsec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-        return (uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
+        return clock_now_nsec(CLOCK_THREAD_CPUTIME_ID);
 }
 
 Vm *daemon_find_vm(Daemon *d, const VmId *id) {

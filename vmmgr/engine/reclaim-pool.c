@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/macros.h"
 #include "vmmgr/engine/reclaim-pool.h"
 
@@ -50,13 +51,6 @@ struct ReclaimPool {
         int signo;
         ReclaimPoolStats stats;
 };
-
-static uint64_t mono_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
-}
 
 static void on_interrupt(int sig) {
         (void) sig; /* only there so that a blocking write returns -EINTR */
@@ -115,14 +109,14 @@ static void work(ReclaimPool *p, Request *r) {
         int error = 0;
 
         while (!r->cancel && !p->stop && r->done < r->bytes) {
-                uint64_t n = MIN(r->chunk, r->bytes - r->done), t0 = mono_usec(), dt;
+                uint64_t n = MIN(r->chunk, r->bytes - r->done), t0 = now_usec(), dt;
                 VmId vm = r->vm;
                 int swappiness = r->swappiness, e;
 
                 pthread_mutex_unlock(&p->lock);
                 e = kh_mem_reclaim(p->host, &vm, n, swappiness);
                 pthread_mutex_lock(&p->lock);
-                dt = mono_usec() - t0;
+                dt = now_usec() - t0;
                 r->chunks++;
                 r->busy_usec += dt;
                 p->stats.chunks++;
