@@ -217,6 +217,8 @@ static void wait_link(const char *uuid, const char *want, unsigned ms) {
         }
 }
 
+static int64_t cap_on_disk(const char *uuid);
+
 /* ---- a registration whose QEMU hangs ------------------------------------------ */
 
 typedef struct Pending {
@@ -252,11 +254,16 @@ static void test_hung_registration_delays_nobody(void **state) {
         assert_int_equal(call("GET", "/v1/vms/" UUID_A "/credits", NULL, &o), 200);
         json_object_put(o);
         assert_int_equal(call("GET", "/v1/host", NULL, NULL), 200);
+        /* It cannot be removed under its waiting client. */
+        assert_int_equal(call("DELETE", "/v1/vms/" UUID_S, NULL, NULL), 409);
+        assert_int_equal(call("PUT", "/v1/vms/" UUID_S "/memory", "{\"priority\":3}", NULL), 409);
         assert_false(__atomic_load_n(&p.done, __ATOMIC_SEQ_CST));
         pthread_join(t, NULL);
-        /* The hung QEMU's registration times out and leaves nothing. */
+        /* The hung QEMU's registration times out and leaves nothing, in
+         * memory or on disk. */
         assert_int_equal(p.status, 504);
         assert_int_equal(call("GET", "/v1/vms/" UUID_S, NULL, NULL), 404);
+        assert_int_equal(cap_on_disk(UUID_S), -1);
         assert_int_equal(call("GET", "/v1/vms/" UUID_A, NULL, NULL), 200);
 }
 

@@ -298,6 +298,11 @@ static int svc_vm_unregister(void *ctx, const VmId *id, ServiceError *err) {
 
         if (!vm)
                 return -ENOENT;
+        /* Its registration's client is still waiting for QEMU: that
+         * answer comes first (within the link's deadline). */
+        if (vm->registering)
+                return fail(err, -EBUSY, NULL, "VM %s is still being registered (QEMU has not answered yet)",
+                            id->str);
         r = state_begin(d->db, &serr);
         if (r == 0)
                 r = state_vm_delete(d->db, id, &serr);
@@ -528,6 +533,9 @@ static int svc_memory_set(void *ctx, const VmId *id, const ServiceMemorySet *m, 
 
         if (!vm)
                 return -ENOENT;
+        if (vm->registering) /* not stored yet: nothing to store this with */
+                return fail(err, -EBUSY, NULL, "VM %s is still being registered (QEMU has not answered yet)",
+                            id->str);
         undo.priority = vm->mem_priority;
         snprintf(undo.gpu_pci, sizeof(undo.gpu_pci), "%s", vm->gpu_pci);
         undo.dmem_max = vm->dmem.max;
