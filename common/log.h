@@ -10,6 +10,8 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "common/macros.h"
 
@@ -40,3 +42,12 @@ int log_internal(int level, int r, const char *file, int line, const char *fmt, 
 #define log_notice(...) (void) log_full_errno(LOG_LEVEL_NOTICE, 0, __VA_ARGS__)
 #define log_info(...) (void) log_full_errno(LOG_LEVEL_INFO, 0, __VA_ARGS__)
 #define log_debug(...) (void) log_full_errno(LOG_LEVEL_DEBUG, 0, __VA_ARGS__)
+
+/* For a message that could repeat every tick: true at most once per
+ * interval_usec, judged by *last_usec (the caller's field, 0 at first). */
+static inline bool log_ratelimit(uint64_t *last_usec, uint64_t now_usec, uint64_t interval_usec) {
+        if (*last_usec != 0 && now_usec < *last_usec + interval_usec)
+                return false;
+        *last_usec = now_usec ? now_usec : 1;
+        return true;
+}

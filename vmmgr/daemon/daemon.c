@@ -24,7 +24,7 @@
 #include "common/parse.h"
 
 #define HOUSEKEEPING_USEC (5 * USEC_PER_SEC)
-#define TICK_WARNING_INTERVAL_USEC (60 * USEC_PER_SEC)
+#define WARNING_INTERVAL_USEC (60 * USEC_PER_SEC) /* for warnings that could repeat every tick */
 #define SURPLUS_NOTICE_QUIET_USEC (60 * USEC_PER_SEC)
 
 uint64_t daemon_now_mono_usec(void) {
@@ -442,11 +442,9 @@ void daemon_tick_now(Daemon *d) {
                         d->stats.tick_errors++;
                         if (r == -ENOENT) /* the group is gone: QEMU exited */
                                 vm_link_close(d, vm, "its cgroup disappeared", false);
-                        else if (now >= vm->tick_warned_usec + TICK_WARNING_INTERVAL_USEC) {
-                                /* Once a minute at most: this can repeat every tick. */
-                                log_warning_errno(r, "VM %s: credit tick failed: %m", vm->id.str);
-                                vm->tick_warned_usec = now;
-                        }
+                        else if (log_ratelimit(&vm->tick_warned_usec, now, WARNING_INTERVAL_USEC))
+                                log_warning_errno(r, "VM %s: credit tick failed (said once a minute): %m",
+                                                  vm->id.str);
                 }
         }
         d->tick_batch = false;
@@ -510,8 +508,8 @@ static int on_housekeeping(sd_event_source *s, uint64_t usec, void *userdata) {
 static int api_dispatch_and_rearm(Daemon *d) {
         int r = api_dispatch(d->api), t;
 
-        if (r < 0)
-                log_warning_errno(r, "API dispatch failed: %m");
+        if (r < 0 && log_ratelimit(&d->api_warned_usec, daemon_now_mono_usec(), WARNING_INTERVAL_USEC))
+                log_warning_errno(r, "API dispatch failed (said once a minute): %m");
         t = api_get_timeout_ms(d->api);
         return rearm(d->api_timer, t < 0 || t > 1000 ? USEC_PER_SEC : (uint64_t) t * 1000);
 }

@@ -128,6 +128,7 @@ struct Daemon {
         sd_event_source *mem_timer, *mem_io;
         DaemonStats stats;
         bool tick_batch, tick_batch_open; /* a tick's events in one transaction */
+        uint64_t api_warned_usec;          /* log_ratelimit() of API dispatch failures */
         bool quitting;
         bool remove_subtree_on_exit;
         bool on_model; /* given a stand-in host, not this machine's (test seam) */

@@ -61,6 +61,7 @@ struct MemEngine {
         MemVm **vms;
         size_t n_vms;
         size_t n_balloon_pending; /* VMs with balloon_pending: the owner's loop skips them all when 0 */
+        uint64_t pool_warned_usec; /* log_ratelimit() of worker start failures */
         uint64_t next_host_usec;
         /* What one worker really reclaims per second here (from the pool's
          * results; 0 until known): the pool is sized by it when lower than
@@ -649,8 +650,8 @@ int mem_engine_tick(MemEngine *e, uint64_t now_usec) {
                 if (e->worker_rate > 0 && e->worker_rate < p.reclaim.thread_bytes_per_sec)
                         p.reclaim.thread_bytes_per_sec = e->worker_rate;
                 q = reclaim_pool_set_threads(e->pool, mempol_pool_threads(&p, e->ncpus, &demand));
-                if (q < 0)
-                        log_warning("reclaim pool: cannot start workers: %s", strerror(-q));
+                if (q < 0 && log_ratelimit(&e->pool_warned_usec, now_usec, 60 * USEC_PER_SEC))
+                        log_warning("reclaim pool: cannot start workers (said once a minute): %s", strerror(-q));
         } else {
                 reclaim_pool_run_pending(e->pool);
                 mem_engine_collect(e);
