@@ -64,8 +64,20 @@ static void test_plain_stderr(void **state) {
         assert_string_equal(child_log("other"), "warning: disk full\n");
 }
 
+/* Once per interval, the first time included. */
+static void test_ratelimit(void **state) {
+        uint64_t last = 0;
+
+        assert_true(log_ratelimit(&last, 5, 100));
+        assert_false(log_ratelimit(&last, 6, 100));
+        assert_false(log_ratelimit(&last, 104, 100));
+        assert_true(log_ratelimit(&last, 105, 100));
+        assert_false(log_ratelimit(&last, 200, 100));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_ratelimit),
                 cmocka_unit_test(test_journal_priority),
                 cmocka_unit_test(test_plain_stderr),
         };
