@@ -178,14 +178,6 @@ static void release_vm(Daemon *d, Vm *vm) {
         vm_free(vm);
 }
 
-static void vm_list_remove(Daemon *d, Vm *vm) {
-        for (size_t i = 0; i < d->n_vms; i++)
-                if (d->vms[i] == vm) {
-                        memmove(&d->vms[i], &d->vms[i + 1], (d->n_vms - i - 1) * sizeof(Vm *));
-                        d->n_vms--;
-                        return;
-                }
-}
 
 /* Registration, first half: checks what can be checked at once, then
  * starts the VM's link.  The VM is listed (as "connecting") so that a
@@ -196,7 +188,7 @@ static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceRegiste
         Daemon *d = ctx;
         const char *cname = req->class_name ? req->class_name : d->cfg.default_class;
         const CreditClass *cls = credit_class_find(&d->cfg.classes, cname);
-        Vm *vm, **nv;
+        Vm *vm;
         int r;
 
         if (daemon_find_vm(d, &req->id))
@@ -211,13 +203,10 @@ static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceRegiste
         if (!vm)
                 return fail(err, -ENOMEM, NULL, "out of memory");
         vm->registering = calloc(1, sizeof(VmRegistration));
-        nv = reallocarray(d->vms, d->n_vms + 1, sizeof(Vm *));
-        if (!vm->registering || !nv) {
-                free(nv == d->vms ? NULL : nv);
+        if (!vm->registering) {
                 vm_free(vm);
                 return fail(err, -ENOMEM, NULL, "out of memory");
         }
-        d->vms = nv;
         *vm->registering = (VmRegistration) { .done = done, .userdata = userdata };
         vm->daemon = d;
         vm->id = req->id;
@@ -234,12 +223,16 @@ static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceRegiste
          * request's spec names them. */
         if (!req->has_spec || req->spec.vcpus == 0)
                 vm->spec.vcpus = 0;
-        d->vms[d->n_vms++] = vm;
+        r = daemon_vm_list_add(d, vm);
+        if (r < 0) {
+                vm_free(vm);
+                return fail(err, r, NULL, "out of memory");
+        }
         r = vm_link_start(d, vm, true);
         if (r < 0) {
                 fail(err, r == -ENOENT || r == -ECONNREFUSED ? -EINVAL : r, "qmp", "cannot talk QMP on %s: %s",
                      vm->qmp_path, vm->link_error[0] ? vm->link_error : strerror(-r));
-                vm_list_remove(d, vm);
+                daemon_vm_list_remove(d, vm);
                 vm_free(vm);
                 return err->field ? (r == -ENOENT || r == -ECONNREFUSED ? -EINVAL : r) : r;
         }
@@ -285,7 +278,7 @@ void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, con
         reg.done(0, &svm, NULL, reg.userdata);
         return;
 fail:
-        vm_list_remove(d, vm);
+        daemon_vm_list_remove(d, vm);
         release_vm(d, vm);
         reg.done(r, NULL, &err, reg.userdata);
 }
@@ -315,7 +308,7 @@ static int svc_vm_unregister(void *ctx, const VmId *id, ServiceError *err) {
                         state_rollback(d->db);
                 return fail(err, r, NULL, "could not unregister: %s", serr.message);
         }
-        vm_list_remove(d, vm);
+        daemon_vm_list_remove(d, vm);
         release_vm(d, vm);
         log_info("VM %s unregistered", id->str);
         return 0;

@@ -39,11 +39,72 @@ static uint64_t thread_cpu_nsec(void) {
         return clock_now_nsec(CLOCK_THREAD_CPUTIME_ID);
 }
 
+/* The VMs are kept twice: d->vms in registration order (what the API
+ * lists, what the loops walk) and d->by_id sorted by id, so that finding
+ * one -- every API request does -- is a binary search, not a walk over
+ * 1,000 VMs. */
+static size_t by_id_position(const Daemon *d, const char *id, bool *ret_found) {
+        size_t lo = 0, hi = d->n_vms;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = strcmp(d->by_id[mid]->id.str, id);
+
+                if (c == 0) {
+                        *ret_found = true;
+                        return mid;
+                }
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        *ret_found = false;
+        return lo;
+}
+
 Vm *daemon_find_vm(Daemon *d, const VmId *id) {
+        bool found;
+        size_t i = by_id_position(d, id->str, &found);
+
+        return found ? d->by_id[i] : NULL;
+}
+
+int daemon_vm_list_add(Daemon *d, Vm *vm) {
+        Vm **nv, **ni;
+        size_t pos;
+        bool found;
+
+        pos = by_id_position(d, vm->id.str, &found);
+        if (found)
+                return -EEXIST;
+        nv = reallocarray(d->vms, d->n_vms + 1, sizeof(Vm *));
+        if (!nv)
+                return -ENOMEM;
+        d->vms = nv;
+        ni = reallocarray(d->by_id, d->n_vms + 1, sizeof(Vm *));
+        if (!ni)
+                return -ENOMEM;
+        d->by_id = ni;
+        memmove(&d->by_id[pos + 1], &d->by_id[pos], (d->n_vms - pos) * sizeof(Vm *));
+        d->by_id[pos] = vm;
+        d->vms[d->n_vms++] = vm;
+        return 0;
+}
+
+void daemon_vm_list_remove(Daemon *d, Vm *vm) {
+        bool found;
+        size_t pos = by_id_position(d, vm->id.str, &found);
+
+        if (!found || d->by_id[pos] != vm)
+                return;
+        memmove(&d->by_id[pos], &d->by_id[pos + 1], (d->n_vms - pos - 1) * sizeof(Vm *));
         for (size_t i = 0; i < d->n_vms; i++)
-                if (strcmp(d->vms[i]->id.str, id->str) == 0)
-                        return d->vms[i];
-        return NULL;
+                if (d->vms[i] == vm) {
+                        memmove(&d->vms[i], &d->vms[i + 1], (d->n_vms - i - 1) * sizeof(Vm *));
+                        break;
+                }
+        d->n_vms--;
 }
 
 int daemon_event(Daemon *d, const VmId *vm, const char *kind, struct json_object *detail) {
@@ -227,7 +288,7 @@ int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, co
         StateError serr = { 0 };
         VmBindStats st;
         _cleanup_json_ struct json_object *detail = json_object_new_object();
-        Vm *vm, **nv;
+        Vm *vm;
         int r;
 
         if (!detail)
@@ -276,13 +337,9 @@ int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, co
                 log_error_errno(r, "VM %s: could not register: %s", vm->id.str, serr.message);
                 goto fail_groups;
         }
-        nv = reallocarray(d->vms, d->n_vms + 1, sizeof(Vm *));
-        if (!nv) {
-                r = -ENOMEM; /* committed but not tracked: the next start adopts it */
+        r = daemon_vm_list_add(d, vm);
+        if (r < 0) /* committed but not tracked: the next start adopts it */
                 goto fail_groups;
-        }
-        d->vms = nv;
-        d->vms[d->n_vms++] = vm;
         log_debug("VM %s registered on the kernel model: pid %d, vCPU thread %d, %s bank", vm->id.str, (int) pid,
                   (int) vcpu_tid, credit_bank_kind_to_string(d->bank_kind));
         return 0;
@@ -608,7 +665,6 @@ static int adopt_known_vms(Daemon *d) {
         for (size_t i = 0; i < n; i++) {
                 Vm *vm = calloc(1, sizeof(Vm));
                 StateLedger led;
-                Vm **nv;
 
                 if (!vm)
                         return -ENOMEM;
@@ -631,13 +687,11 @@ static int adopt_known_vms(Daemon *d) {
                         vm->committed_generation = led.ledger.generation;
                 } else
                         credit_ledger_init(&vm->ledger, &vm->spec);
-                nv = reallocarray(d->vms, d->n_vms + 1, sizeof(Vm *));
-                if (!nv) {
+                r = daemon_vm_list_add(d, vm);
+                if (r < 0) {
                         vm_free(vm);
-                        return -ENOMEM;
+                        return r == -EEXIST ? 0 : r;
                 }
-                d->vms = nv;
-                d->vms[d->n_vms++] = vm;
                 /* PIDs and thread ids are re-discovered, never trusted from
                  * disk; the link reports back when QEMU has answered. */
                 if (vm_link_start(d, vm, false) < 0)
@@ -858,6 +912,7 @@ Daemon *daemon_free(Daemon *d) {
         for (size_t i = 0; i < d->n_vms; i++)
                 vm_free(d->vms[i]);
         free(d->vms);
+        free(d->by_id);
         daemon_memory_close(d);
         sd_event_source_disable_unref(d->api_io);
         sd_event_source_disable_unref(d->api_timer);

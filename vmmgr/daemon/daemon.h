@@ -121,7 +121,8 @@ struct Daemon {
         StateDb *db;
         Api *api;
         sd_event_source *api_io, *api_timer, *tick_timer, *commit_timer, *housekeeping_timer;
-        Vm **vms;
+        Vm **vms;   /* registration order */
+        Vm **by_id; /* the same, sorted by id (daemon_find_vm) */
         size_t n_vms;
         MemEngine *mem; /* NULL where memory is not managed */
         KTaskstats *taskstats; /* NULL without taskstats */
@@ -171,6 +172,9 @@ extern const ServiceOps daemon_service_ops;
 
 /* Helpers shared by daemon.c and daemon-service.c. */
 Vm *daemon_find_vm(Daemon *d, const VmId *id);
+/* Adds a VM to both lists (-EEXIST, -ENOMEM); removes it from both. */
+int daemon_vm_list_add(Daemon *d, Vm *vm);
+void daemon_vm_list_remove(Daemon *d, Vm *vm);
 uint64_t daemon_now_mono_usec(void);
 uint64_t daemon_now_unix_usec(void);
 void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why);
