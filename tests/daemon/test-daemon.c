@@ -386,6 +386,13 @@ static void test_contract(void **state) {
                 assert_int_equal(status, 200);
                 assert_non_null(strstr(text, "vmmgr_credit_balance_usec{vm=\"" UUID_A "\"}"));
                 assert_non_null(strstr(text, "vmmgrd_tick_cpu_seconds_total"));
+                /* Per-role delays where vmmgrd reports them (memory managed,
+                 * taskstats answers): from the cache the tick keeps. */
+                KTaskstats *ts = NULL;
+                if (F.memory_managed && kh_taskstats_open(&ts) == 0)
+                        assert_non_null(strstr(text, "vmmgr_thread_direct_reclaim_seconds_total{vm=\"" UUID_A
+                                                     "\",role=\"vcpus\"}"));
+                kh_taskstats_free(ts);
                 free(text);
         }
 }

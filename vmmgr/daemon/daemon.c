@@ -504,6 +504,7 @@ void daemon_tick_now(Daemon *d) {
                                                   vm->id.str);
                 }
         }
+        daemon_delays_refresh(d, now);
         d->tick_batch = false;
         if (d->tick_batch_open) {
                 StateError err;

@@ -79,6 +79,9 @@ typedef struct Vm {
         CreditState shown_state;        /* as last recorded in the event history */
         uint64_t surplus_noticed_usec;  /* last look that saw a surplus charged */
         uint64_t tick_warned_usec;      /* last "credit tick failed" warning */
+        /* Per-role taskstats delays for /metrics, refreshed by the tick. */
+        ServiceRoleDelays delays[_SERVICE_ROLE_MAX];
+        uint64_t delays_at_usec;
 
         /* Credit history: a ring of samples taken at bank looks, at most one a second. */
         ServiceHistoryPoint *history;
@@ -130,6 +133,7 @@ struct Daemon {
         DaemonStats stats;
         bool tick_batch, tick_batch_open; /* a tick's events in one transaction */
         uint64_t api_warned_usec;          /* log_ratelimit() of API dispatch failures */
+        size_t delays_cursor;              /* daemon_delays_refresh()'s round robin */
         bool quitting;
         bool remove_subtree_on_exit;
         bool on_model; /* given a stand-in host, not this machine's (test seam) */
@@ -226,6 +230,8 @@ int daemon_vm_memory_set_gpu(Daemon *d, Vm *vm, const char *pci, const MemPolDme
 /* GET /v1/vms/{uuid}/memory: a JSON object as text; malloc'd. */
 void daemon_vm_memory_report(Daemon *d, Vm *vm, ServiceMemory *ret);
 void daemon_memory_metrics(Daemon *d, ServiceMetrics *ret);
+/* Refreshes a few VMs' cached per-role delays (for /metrics); each tick. */
+void daemon_delays_refresh(Daemon *d, uint64_t now_mono_usec);
 
 /* ---- test and benchmark seam (a daemon opened with opts->model) ---------
  * Registers a VM without QMP: `pid` is a process of the kernel model and

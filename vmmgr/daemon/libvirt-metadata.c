@@ -8,6 +8,7 @@
  * write, so no attribute value is ever pasted into XML text by hand.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
