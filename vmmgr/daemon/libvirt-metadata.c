@@ -110,7 +110,10 @@ static int parse_attr(LvCredits *c, const char *name, const char *value, LvCredi
         return 0;
 }
 
-static int parse_root(xmlDocPtr doc, LvCredits *c, LvCreditsError *err) {
+/* ns_selected: libvirt already picked the element by namespace and
+ * returns it without one (virDomainGetMetadata); a bare <credits> is then
+ * ours too. */
+static int parse_root(xmlDocPtr doc, bool ns_selected, LvCredits *c, LvCreditsError *err) {
         xmlNodePtr root = xmlDocGetRootElement(doc);
         int r;
 
@@ -118,8 +121,9 @@ static int parse_root(xmlDocPtr doc, LvCredits *c, LvCreditsError *err) {
                 set_err(err, NULL, "a DTD is not allowed in the credits metadata");
                 return -EBADMSG;
         }
-        if (!root || strcmp((const char *) root->name, "credits") != 0 || !root->ns || !root->ns->href ||
-            strcmp((const char *) root->ns->href, LV_CREDITS_NS) != 0) {
+        if (!root || strcmp((const char *) root->name, "credits") != 0 ||
+            (root->ns ? !root->ns->href || strcmp((const char *) root->ns->href, LV_CREDITS_NS) != 0
+                      : !ns_selected)) {
                 set_err(err, NULL, "expected a <credits> element in namespace %s", LV_CREDITS_NS);
                 return -EBADMSG;
         }
@@ -160,7 +164,7 @@ static int parse_root(xmlDocPtr doc, LvCredits *c, LvCreditsError *err) {
         return 0;
 }
 
-int lv_credits_parse(const char *xml, size_t len, LvCredits *ret, LvCreditsError *err) {
+static int parse_text(const char *xml, size_t len, bool ns_selected, LvCredits *ret, LvCreditsError *err) {
         LvCredits c = {};
         xmlParserCtxtPtr ctxt;
         xmlDocPtr doc;
@@ -188,13 +192,17 @@ int lv_credits_parse(const char *xml, size_t len, LvCredits *ret, LvCreditsError
                 xmlFreeParserCtxt(ctxt);
                 return -EBADMSG;
         }
-        r = parse_root(doc, &c, err);
+        r = parse_root(doc, ns_selected, &c, err);
         xmlFreeDoc(doc);
         xmlFreeParserCtxt(ctxt);
         if (r < 0)
                 return r;
         *ret = c;
         return 0;
+}
+
+int lv_credits_parse(const char *xml, size_t len, LvCredits *ret, LvCreditsError *err) {
+        return parse_text(xml, len, false, ret, err);
 }
 
 /* ---- format -------------------------------------------------------------- */
@@ -223,7 +231,10 @@ static void format_baseline(char *buf, size_t size, uint32_t ppm) {
                 buf[--n] = '\0';
 }
 
-int lv_credits_format(const LvCredits *c, char **ret) {
+/* with_ns: the namespace declared on the element (what GetMetadata
+ * returns); without: for virDomainSetMetadata, which declares it itself
+ * and refuses an element that already has the prefix. */
+static int format_element(const LvCredits *c, bool with_ns, char **ret) {
         xmlDocPtr doc = NULL;
         xmlNodePtr node;
         xmlNsPtr ns;
@@ -246,10 +257,12 @@ int lv_credits_format(const LvCredits *c, char **ret) {
         if (!node)
                 goto out;
         xmlDocSetRootElement(doc, node);
-        ns = xmlNewNs(node, (const xmlChar *) LV_CREDITS_NS, (const xmlChar *) LV_CREDITS_PREFIX);
-        if (!ns)
-                goto out;
-        xmlSetNs(node, ns);
+        if (with_ns) {
+                ns = xmlNewNs(node, (const xmlChar *) LV_CREDITS_NS, (const xmlChar *) LV_CREDITS_PREFIX);
+                if (!ns)
+                        goto out;
+                xmlSetNs(node, ns);
+        }
         if ((c->set & LV_CREDITS_CLASS) && !xmlNewProp(node, (const xmlChar *) "class", (const xmlChar *) c->class_name))
                 goto out;
         if (c->set & LV_CREDITS_BASELINE) {
@@ -282,6 +295,10 @@ out:
         xmlBufferFree(buf);
         xmlFreeDoc(doc);
         return r;
+}
+
+int lv_credits_format(const LvCredits *c, char **ret) {
+        return format_element(c, true, ret);
 }
 
 /* ---- resolve ------------------------------------------------------------- */
@@ -342,7 +359,7 @@ int lv_credits_get(virDomainPtr dom, unsigned flags, LvCredits *ret, LvCreditsEr
                 set_err_libvirt(err, "reading the credits metadata");
                 return -EIO;
         }
-        r = lv_credits_parse(xml, strlen(xml), ret, err);
+        r = parse_text(xml, strlen(xml), true, ret, err);
         free(xml);
         return r;
 }
@@ -353,7 +370,7 @@ int lv_credits_set(virDomainPtr dom, const LvCredits *c, LvCreditsError *err) {
         int r, active, persistent;
 
         if (c) {
-                r = lv_credits_format(c, &xml);
+                r = format_element(c, false, &xml);
                 if (r < 0) {
                         set_err(err, NULL, "cannot format the credits metadata");
                         return r;

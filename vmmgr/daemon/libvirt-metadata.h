@@ -93,12 +93,14 @@ int lv_credits_resolve(const LvCredits *c, const CreditClassTable *classes, cons
                        uint32_t vcpus, CreditSpec *ret_spec, const char **ret_class, LvCreditsError *err);
 
 /* Reads the domain's element (flags: VIR_DOMAIN_AFFECT_LIVE or _CONFIG;
- * 0 = current).  -ENOENT when the domain has none (a domain vmmgr does
+ * 0 = current).  libvirt selects it by namespace and returns it without
+ * one (`<credits .../>`), which is accepted here only.  -ENOENT when the domain has none (a domain vmmgr does
  * not manage), -EIO with libvirt's message in err when libvirt fails, or
  * lv_credits_parse()'s errors. */
 int lv_credits_get(virDomainPtr dom, unsigned flags, LvCredits *ret, LvCreditsError *err);
 
-/* Writes the element (c == NULL removes it): live while the domain runs
+/* Writes the element (c == NULL removes it; libvirt adds the namespace
+ * with the prefix "vmmgr" itself): live while the domain runs
  * and into its config when it is persistent, so the spec survives a
  * restart and travels with a migration.  -EIO with libvirt's message in
  * err, -EINVAL from lv_credits_format(). */
