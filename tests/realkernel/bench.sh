@@ -12,7 +12,9 @@
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root" || exit 1
-export VMMGR_BUILD_DIR=${VMMGR_BUILD_DIR:-$(basename "${VMMGR_BUILD_ROOT:-build}")}
+# meson gives the build directory's absolute path (VMMGR_BUILD_ROOT): the
+# checks take it as it is, inside the tree or not.
+export VMMGR_BUILD_DIR=${VMMGR_BUILD_DIR:-${VMMGR_BUILD_ROOT:-build}}
 INJECT_UNTHROTTLE_LIMIT_MS=1.0
 rc=0
 figures=''
