@@ -14,14 +14,23 @@
  * connection reconnecting with back-off; an unreachable URI retrying with
  * growing waits; the back-off rules on their own.
  *
- * The real close callback (libvirtd going away) needs the remote driver
- * and a real libvirtd; the test driver never closes, so lv_conn_drop()
- * takes the same path here.
+ * The real close callback needs the remote driver: where libvirtd is
+ * installed, a private session libvirtd (as `nobody` when run as root,
+ * in a temporary XDG tree) serves the test driver over its socket
+ * (test+unix:///default?socket=...), and the test kills and restarts it.
+ * Without libvirtd that case skips; the test driver alone never closes,
+ * so lv_conn_drop() takes the same path in the other cases.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <libvirt/virterror.h>
@@ -456,6 +465,125 @@ static void test_conn_unreachable(void **state) {
         lv_conn_free(c);
 }
 
+/* ---- a private session libvirtd ------------------------------------------- */
+
+static const char *libvirtd_path(void) {
+        static const char *const paths[] = { "/usr/sbin/libvirtd", "/usr/local/sbin/libvirtd" };
+
+        for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+                if (access(paths[i], X_OK) == 0)
+                        return paths[i];
+        return NULL;
+}
+
+/* Starts libvirtd in session mode with everything under dir: as nobody
+ * when we are root (root's libvirtd would be the system one), else as
+ * ourselves.  --timeout: it exits by itself if the test dies. */
+static pid_t libvirtd_start(const char *exe, const char *dir, const struct passwd *as) {
+        pid_t pid = fork();
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char home[512], run[600], cfg[600], cache[600];
+                char *env[] = { home, run, cfg, cache, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+                snprintf(home, sizeof(home), "HOME=%s", dir);
+                snprintf(run, sizeof(run), "XDG_RUNTIME_DIR=%s/run", dir);
+                snprintf(cfg, sizeof(cfg), "XDG_CONFIG_HOME=%s/config", dir);
+                snprintf(cache, sizeof(cache), "XDG_CACHE_HOME=%s/cache", dir);
+                if (null >= 0) {
+                        dup2(null, STDIN_FILENO);
+                        dup2(null, STDOUT_FILENO);
+                        dup2(null, STDERR_FILENO);
+                }
+                if (as && (setgroups(0, NULL) < 0 || setgid(as->pw_gid) < 0 || setuid(as->pw_uid) < 0))
+                        _exit(126);
+                execle(exe, exe, "--timeout", "30", (char *) NULL, env);
+                _exit(127);
+        }
+        return pid;
+}
+
+static void libvirtd_stop(pid_t pid) {
+        int status;
+
+        if (pid <= 0)
+                return;
+        (void) kill(pid, SIGTERM);
+        (void) waitpid(pid, &status, 0);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+static void test_conn_real_close(void **state) {
+        static const char xml[] = "<domain type='test'><name>vmmgr-r1</name><memory>65536</memory>"
+                                  "<vcpu>1</vcpu><os><type>hvm</type></os></domain>";
+        const char *exe = libvirtd_path();
+        const struct passwd *as = NULL;
+        char dir[] = "/tmp/vmmgr-libvirtd-XXXXXX", uri[256];
+        LvConnOptions o = { .uri = uri, .backoff_min_usec = 20 * MSEC, .backoff_max_usec = 160 * MSEC };
+        Seen s = {};
+        LvConn *c = NULL;
+        virDomainPtr dom;
+        pid_t pid;
+
+        if (!exe)
+                vt_skip("libvirtd is not installed (Debian: libvirt-daemon)");
+        if (geteuid() == 0) {
+                as = getpwnam("nobody");
+                if (!as)
+                        vt_skip("running as root and there is no user 'nobody' to run a session libvirtd as");
+        }
+        assert_non_null(mkdtemp(dir));
+        if (as)
+                assert_int_equal(chown(dir, as->pw_uid, as->pw_gid), 0);
+        snprintf(uri, sizeof(uri), "test+unix:///default?socket=%s/run/libvirt/libvirt-sock", dir);
+
+        /* The connection first: it retries with its back-off until the
+         * daemon listens (no sleeps in the test). */
+        assert_int_equal(lv_conn_new(loop, &o, &seen_ops, &s, &c), 0);
+        pid = libvirtd_start(exe, dir, as);
+        if (lv_conn_start(c) < 0)
+                assert_int_equal(lv_conn_state(c), LV_CONN_WAITING);
+        if (!run_until(&s.up, 10 * SEC))
+                fail_msg("no connection to the session libvirtd: %s", lv_conn_error(c));
+        assert_true(lv_conn_keepalive(c)); /* the remote driver has it */
+        assert_true(s.running >= 1);
+
+        /* Events over the socket. */
+        dom = virDomainCreateXML(lv_conn_get(c), xml, 0);
+        assert_non_null(dom);
+        assert_int_equal(virDomainGetUUIDString(dom, s.uuid), 0);
+        assert_true(run_until(&s.got_event, 2 * SEC));
+        assert_int_equal(s.lifecycle[VIR_DOMAIN_EVENT_STARTED], 1);
+        virDomainFree(dom);
+
+        /* libvirtd goes away: the close callback, then retries that fail. */
+        libvirtd_stop(pid);
+        s.waiting = false;
+        assert_true(run_until(&s.waiting, 5 * SEC));
+        assert_null(lv_conn_get(c));
+        run_for(100 * MSEC);
+        assert_true(s.states_waiting >= 2); /* the close, then at least one failed retry */
+        assert_int_equal(lv_conn_generation(c), 1);
+
+        /* Back: reconnected, running domains reported again. */
+        s.up = false;
+        s.running = 0;
+        pid = libvirtd_start(exe, dir, as);
+        if (!run_until(&s.up, 10 * SEC))
+                fail_msg("no reconnection: %s", lv_conn_error(c));
+        assert_int_equal(lv_conn_generation(c), 2);
+        assert_true(s.running >= 1);
+
+        lv_conn_free(c);
+        libvirtd_stop(pid);
+        (void) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void test_backoff(void **state) {
         LvBackoff b;
         static const uint64_t want[] = { 1, 2, 4, 8, 16, 32, 60, 60, 60 };
@@ -502,6 +630,7 @@ int main(void) {
                 cmocka_unit_test(test_conn_persistent_metadata),
                 cmocka_unit_test(test_conn_reconnect),
                 cmocka_unit_test(test_conn_unreachable),
+                cmocka_unit_test(test_conn_real_close),
                 cmocka_unit_test(test_backoff),
         };
         /* The loop is never freed: libvirt's impl outlives it otherwise. */
