@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -226,6 +227,35 @@ static void test_handles(void **state) {
         assert_int_equal(st.handles, 0);
         assert_int_equal(st.pending_free, 0);
         close(fds[0]);
+}
+
+static void *off_thread(void *arg) {
+        int *r = arg;
+        Probe p = {};
+
+        r[0] = virEventAddTimeout(0, on_timer, &p, NULL);
+        r[1] = virEventRemoveTimeout(r[2]);
+        virEventUpdateTimeout(r[2], 0); /* ignored */
+        return NULL;
+}
+
+/* sd-event is not thread safe: calls from another thread are refused. */
+static void test_other_thread(void **state) {
+        Probe p = {};
+        int r[3];
+        pthread_t t;
+
+        r[2] = virEventAddTimeout(-1, on_timer, &p, probe_free);
+        assert_true(r[2] > 0);
+        assert_int_equal(pthread_create(&t, NULL, off_thread, r), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(r[0], -1);
+        assert_int_equal(r[1], -1);
+        run_for(20 * MSEC);
+        assert_int_equal(p.fired, 0); /* still off */
+        assert_int_equal(virEventRemoveTimeout(r[2]), 0);
+        run_for(5 * MSEC);
+        assert_int_equal(p.freed, 1);
 }
 
 /* ---- the connection --------------------------------------------------------- */
@@ -626,6 +656,7 @@ int main(void) {
                 cmocka_unit_test(test_register),
                 cmocka_unit_test(test_timeouts),
                 cmocka_unit_test(test_handles),
+                cmocka_unit_test(test_other_thread),
                 cmocka_unit_test(test_conn_events),
                 cmocka_unit_test(test_conn_persistent_metadata),
                 cmocka_unit_test(test_conn_reconnect),

@@ -107,7 +107,9 @@ typedef struct LvConnOptions {
  * opened yet. */
 int lv_conn_new(sd_event *event, const LvConnOptions *opts, const LvConnOps *ops, void *userdata, LvConn **ret);
 /* Deregisters every callback and closes the connection; no callback runs
- * from inside.  Returns NULL. */
+ * from inside.  Not from inside one of c's own callbacks (libvirt is
+ * dispatching on the connection then): arm a defer source for it.
+ * Returns NULL. */
 LvConn *lv_conn_free(LvConn *c);
 
 /* Opens now (blocking, see above).  0: up, domains reported; -ECONNREFUSED:
