@@ -109,6 +109,61 @@ static void test_parse_errors(void **state) {
         }
 }
 
+static int parse_domain(const char *xml, LvCredits *c, LvCreditsError *err) {
+        memset(err, 0, sizeof(*err));
+        return lv_credits_parse_domain_xml(xml, strlen(xml), c, err);
+}
+
+/* A whole domain definition, as a hook reads it on stdin. */
+static void test_parse_domain_xml(void **state) {
+#define DOM_HEAD "<domain type='kvm' id='3'>\n  <name>web1</name>\n  <uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>\n"
+#define DOM_TAIL "  <memory unit='KiB'>65536</memory>\n  <vcpu>2</vcpu>\n</domain>\n"
+#define OTHER "<nova:instance xmlns:nova=\"http://openstack.org/xmlns/libvirt/nova/1.1\"><nova:name>x</nova:name></nova:instance>"
+        LvCredits c;
+        LvCreditsError err;
+
+        assert_int_equal(parse_domain(DOM_HEAD "  <metadata>\n    " OTHER "\n    <vmmgr:credits " NS
+                                               " class=\"t3.small\" launch=\"30cr\"/>\n  </metadata>\n" DOM_TAIL,
+                                      &c, &err),
+                         0);
+        assert_int_equal(c.set, LV_CREDITS_CLASS | LV_CREDITS_LAUNCH);
+        assert_string_equal(c.class_name, "t3.small");
+        assert_int_equal(c.launch_usec, 30 * 60 * SEC);
+
+        /* None: no metadata, or only someone else's. */
+        assert_int_equal(parse_domain(DOM_HEAD DOM_TAIL, &c, &err), -ENOENT);
+        assert_int_equal(parse_domain(DOM_HEAD "<metadata>" OTHER "</metadata>" DOM_TAIL, &c, &err), -ENOENT);
+        /* An element of ours in someone else's subtree is not ours to read. */
+        assert_int_equal(parse_domain(DOM_HEAD "<metadata><nova:instance xmlns:nova=\"urn:n\"><vmmgr:credits " NS
+                                               "/></nova:instance></metadata>" DOM_TAIL,
+                                      &c, &err),
+                         -ENOENT);
+
+        /* Errors. */
+        assert_int_equal(parse_domain(DOM_HEAD "<metadata><vmmgr:credits " NS " baseline=\"2\"/></metadata>" DOM_TAIL,
+                                      &c, &err),
+                         -ERANGE);
+        assert_string_equal(err.attr, "baseline");
+        assert_int_equal(parse_domain(DOM_HEAD "<metadata><vmmgr:credits " NS " cpus=\"2\"/></metadata>" DOM_TAIL,
+                                      &c, &err),
+                         -ENOKEY);
+        assert_int_equal(parse_domain(DOM_HEAD "<metadata><vmmgr:class " NS ">t3.small</vmmgr:class></metadata>" DOM_TAIL,
+                                      &c, &err),
+                         -EBADMSG);
+        assert_int_equal(parse_domain(DOM_HEAD "<metadata><vmmgr:credits " NS "/><vmmgr:credits " NS
+                                               "/></metadata>" DOM_TAIL,
+                                      &c, &err),
+                         -EBADMSG);
+        assert_non_null(strstr(err.message, "one <credits> element"));
+        assert_int_equal(parse_domain("<vmmgr:credits " NS "/>", &c, &err), -EBADMSG);
+        assert_int_equal(parse_domain(DOM_HEAD "<metadata>", &c, &err), -EBADMSG);
+        assert_int_equal(parse_domain("<!DOCTYPE domain [<!ENTITY x \"y\">]>" DOM_HEAD DOM_TAIL, &c, &err), -EBADMSG);
+        assert_non_null(strstr(err.message, "DTD"));
+#undef DOM_HEAD
+#undef DOM_TAIL
+#undef OTHER
+}
+
 static void test_round_trip(void **state) {
         static const LvCredits cases[] = {
                 { 0 },
@@ -226,6 +281,7 @@ static void test_resolve(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_full),   cmocka_unit_test(test_parse_errors),
+                cmocka_unit_test(test_parse_domain_xml),
                 cmocka_unit_test(test_round_trip),   cmocka_unit_test(test_format_text),
                 cmocka_unit_test(test_resolve),
         };

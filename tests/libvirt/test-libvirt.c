@@ -385,6 +385,19 @@ static void test_conn_events(void **state) {
                 assert_int_equal(out.launch_usec, 90 * SEC);
                 assert_int_equal(out.mode, CREDIT_MODE_UNLIMITED);
 
+                /* The same from the domain definition libvirt formats. */
+                {
+                        char *def = virDomainGetXMLDesc(dom, 0);
+
+                        assert_non_null(def);
+                        out = (LvCredits) {};
+                        if (lv_credits_parse_domain_xml(def, strlen(def), &out, &err) != 0)
+                                fail_msg("domain xml: %s\n%s", err.message, def);
+                        assert_int_equal(out.set, in.set);
+                        assert_int_equal(out.baseline_ppm, 250000);
+                        free(def);
+                }
+
                 /* A malformed spec written by someone else reads as an error. */
                 assert_int_equal(virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
                                                       "<credits baseline='2'/>", "vmmgr", LV_CREDITS_NS,

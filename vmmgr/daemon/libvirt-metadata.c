@@ -110,20 +110,22 @@ static int parse_attr(LvCredits *c, const char *name, const char *value, LvCredi
         return 0;
 }
 
-/* ns_selected: libvirt already picked the element by namespace and
- * returns it without one (virDomainGetMetadata); a bare <credits> is then
- * ours too. */
-static int parse_root(xmlDocPtr doc, bool ns_selected, LvCredits *c, LvCreditsError *err) {
-        xmlNodePtr root = xmlDocGetRootElement(doc);
+typedef enum ParseMode {
+        PARSE_ELEMENT,  /* the element, in our namespace */
+        PARSE_SELECTED, /* from virDomainGetMetadata: libvirt picked it by
+                         * namespace and returns it without one */
+        PARSE_DOMAIN,   /* a whole domain definition */
+} ParseMode;
+
+static bool in_our_ns(xmlNodePtr n) {
+        return n->ns && n->ns->href && strcmp((const char *) n->ns->href, LV_CREDITS_NS) == 0;
+}
+
+static int parse_root(xmlDocPtr doc, xmlNodePtr root, bool ns_selected, LvCredits *c, LvCreditsError *err) {
         int r;
 
-        if (doc->intSubset || doc->extSubset) {
-                set_err(err, NULL, "a DTD is not allowed in the credits metadata");
-                return -EBADMSG;
-        }
         if (!root || strcmp((const char *) root->name, "credits") != 0 ||
-            (root->ns ? !root->ns->href || strcmp((const char *) root->ns->href, LV_CREDITS_NS) != 0
-                      : !ns_selected)) {
+            (root->ns ? !in_our_ns(root) : !ns_selected)) {
                 set_err(err, NULL, "expected a <credits> element in namespace %s", LV_CREDITS_NS);
                 return -EBADMSG;
         }
@@ -164,7 +166,38 @@ static int parse_root(xmlDocPtr doc, bool ns_selected, LvCredits *c, LvCreditsEr
         return 0;
 }
 
-static int parse_text(const char *xml, size_t len, bool ns_selected, LvCredits *ret, LvCreditsError *err) {
+/* Our element in <domain><metadata>; -ENOENT when there is none. */
+static int parse_domain(xmlDocPtr doc, LvCredits *c, LvCreditsError *err) {
+        xmlNodePtr root = xmlDocGetRootElement(doc), found = NULL;
+
+        if (!root || root->ns || strcmp((const char *) root->name, "domain") != 0) {
+                set_err(err, NULL, "expected a libvirt <domain> definition");
+                return -EBADMSG;
+        }
+        for (xmlNodePtr m = root->children; m; m = m->next) {
+                if (m->type != XML_ELEMENT_NODE || m->ns || strcmp((const char *) m->name, "metadata") != 0)
+                        continue;
+                for (xmlNodePtr n = m->children; n; n = n->next) {
+                        if (n->type != XML_ELEMENT_NODE || !in_our_ns(n))
+                                continue;
+                        /* libvirt keeps one element per namespace; anything
+                         * else in ours is a hand edit gone wrong. */
+                        if (found || strcmp((const char *) n->name, "credits") != 0) {
+                                set_err(err, NULL, "the domain's metadata in namespace %s must be one <credits> element",
+                                        LV_CREDITS_NS);
+                                return -EBADMSG;
+                        }
+                        found = n;
+                }
+        }
+        if (!found) {
+                set_err(err, NULL, "no credits metadata");
+                return -ENOENT;
+        }
+        return parse_root(doc, found, false, c, err);
+}
+
+static int parse_text(const char *xml, size_t len, ParseMode mode, LvCredits *ret, LvCreditsError *err) {
         LvCredits c = {};
         xmlParserCtxtPtr ctxt;
         xmlDocPtr doc;
@@ -192,7 +225,13 @@ static int parse_text(const char *xml, size_t len, bool ns_selected, LvCredits *
                 xmlFreeParserCtxt(ctxt);
                 return -EBADMSG;
         }
-        r = parse_root(doc, ns_selected, &c, err);
+        if (doc->intSubset || doc->extSubset) {
+                set_err(err, NULL, "a DTD is not allowed in the credits metadata");
+                r = -EBADMSG;
+        } else if (mode == PARSE_DOMAIN)
+                r = parse_domain(doc, &c, err);
+        else
+                r = parse_root(doc, xmlDocGetRootElement(doc), mode == PARSE_SELECTED, &c, err);
         xmlFreeDoc(doc);
         xmlFreeParserCtxt(ctxt);
         if (r < 0)
@@ -202,7 +241,11 @@ static int parse_text(const char *xml, size_t len, bool ns_selected, LvCredits *
 }
 
 int lv_credits_parse(const char *xml, size_t len, LvCredits *ret, LvCreditsError *err) {
-        return parse_text(xml, len, false, ret, err);
+        return parse_text(xml, len, PARSE_ELEMENT, ret, err);
+}
+
+int lv_credits_parse_domain_xml(const char *xml, size_t len, LvCredits *ret, LvCreditsError *err) {
+        return parse_text(xml, len, PARSE_DOMAIN, ret, err);
 }
 
 /* ---- format -------------------------------------------------------------- */
@@ -359,7 +402,7 @@ int lv_credits_get(virDomainPtr dom, unsigned flags, LvCredits *ret, LvCreditsEr
                 set_err_libvirt(err, "reading the credits metadata");
                 return -EIO;
         }
-        r = parse_text(xml, strlen(xml), true, ret, err);
+        r = parse_text(xml, strlen(xml), PARSE_SELECTED, ret, err);
         free(xml);
         return r;
 }

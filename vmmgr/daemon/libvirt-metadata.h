@@ -79,6 +79,14 @@ typedef struct LvCreditsError {
  * *ret is written only on success; err (may be NULL) only on failure. */
 int lv_credits_parse(const char *xml, size_t len, LvCredits *ret, LvCreditsError *err);
 
+/* The same from a whole domain definition (what a libvirt hook reads on
+ * stdin, or virDomainGetXMLDesc): the <credits> element in our namespace
+ * under <domain><metadata>.  -ENOENT when there is none (a domain vmmgr
+ * gives the default class, or does not manage); -EBADMSG also for a
+ * document that is not a <domain>, or for another element or a second
+ * one in our namespace; else lv_credits_parse()'s errors. */
+int lv_credits_parse_domain_xml(const char *xml, size_t len, LvCredits *ret, LvCreditsError *err);
+
 /* The element as text, built by libxml2, with the namespace declared;
  * attributes in a fixed order, amounts in the largest exact unit.
  * parse(format(x)) == x.  malloc'd into *ret.  -EINVAL for a spec whose
