@@ -5,10 +5,12 @@
 # patched test kernels (tests/realkernel/build-test-kernels must have built them;
 # otherwise this skips).  Prints only the figure lines and the verdicts.
 #
-# The bench judges what the tests leave to it: the patch's unthrottle
-# target, kernel.patched.inject_unthrottle_ms under 1 ms, as measured
-# (test-cpu-max-runtime only checks that the write acts before the next
-# period).  Exit: 0 all passed, 1 a check or a target failed, 77 skip.
+# The bench judges what the tests leave to it: the credit banks' accuracy
+# targets (burst >= 95 %, baseline 20 +- 2 %, entitlement and ledger
+# within 0.1 %; the tests assert the behaviour with wider bounds) and the
+# patch's unthrottle target, kernel.patched.inject_unthrottle_ms under
+# 1 ms, as measured (test-cpu-max-runtime only checks that the write acts
+# before the next period).  Exit: 0 all passed, 1 a check or a target failed, 77 skip.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root" || exit 1
@@ -33,6 +35,29 @@ done
 figure_value() {
   sed -n "s/^figure: ${1//./\\.} \\([-0-9.]*\\) .*/\\1/p" <<<"$figures" | tail -n 1
 }
+# The credit checks inside the test kernels assert behaviour (bounds a
+# bug would cross); the accuracy targets are judged here, on their figures.
+# check_range NAME LO HI: the figure NAME lies within LO..HI.
+check_range() {
+  local v
+  v=$(figure_value "$1")
+  if [ -z "$v" ]; then
+    echo "FAILED: no $1 figure to judge"
+    rc=1
+  elif awk -v v="$v" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v >= lo && v <= hi) }'; then
+    echo "$1 $v: within $2..$3"
+  else
+    echo "FAILED: $1 $v: the target is $2..$3"
+    rc=1
+  fi
+}
+for b in stock.emulated_bank patched.kernel_bank; do
+  check_range "kernel.$b.burst_cpu_pct" 95 100
+  check_range "kernel.$b.baseline_cpu_pct" 18 22
+  check_range "kernel.$b.entitlement_error_pct" -0.1 0.1
+  check_range "kernel.$b.ledger_error_pct" -0.1 0.1
+done
+
 v=$(figure_value kernel.patched.inject_unthrottle_ms)
 if [ -z "$v" ]; then
   echo "FAILED: no kernel.patched.inject_unthrottle_ms figure to judge"
