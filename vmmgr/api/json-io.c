@@ -281,12 +281,6 @@ static struct json_object *size_or_max(uint64_t v) {
         return v == UINT64_MAX ? json_object_new_string("max") : json_object_new_uint64(v);
 }
 
-static const char *const role_names[_SERVICE_ROLE_MAX] = {
-        [SERVICE_ROLE_VCPUS] = "vcpus",
-        [SERVICE_ROLE_EMULATOR] = "emulator",
-        [SERVICE_ROLE_IO] = "io",
-};
-
 /* Keys: docs/memory.md ("API"). */
 struct json_object *json_io_memory(const ServiceMemory *m) {
         struct json_object *o = json_object_new_object(), *x;
@@ -365,11 +359,11 @@ struct json_object *json_io_memory(const ServiceMemory *m) {
                         struct json_object *r;
 
                         if (!dl->known) {
-                                ok = json_object_object_add(x, role_names[i], NULL) == 0;
+                                ok = json_object_object_add(x, service_role_name(i), NULL) == 0;
                                 continue;
                         }
                         r = json_object_new_object();
-                        ok = add(x, role_names[i], r) && r && add(r, "threads", json_object_new_uint64(dl->threads)) &&
+                        ok = add(x, service_role_name(i), r) && r && add(r, "threads", json_object_new_uint64(dl->threads)) &&
                              add(r, "cpu_delay_ns", json_object_new_uint64(dl->cpu_delay_ns)) &&
                              add(r, "direct_reclaim_delay_ns", json_object_new_uint64(dl->direct_reclaim_delay_ns)) &&
                              add(r, "thrashing_delay_ns", json_object_new_uint64(dl->thrashing_delay_ns)) &&

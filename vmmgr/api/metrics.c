@@ -82,12 +82,6 @@ static void daemon_families(FILE *f, const ServiceMetrics *m) {
 }
 
 static void memory_families(FILE *f, const ServiceMetrics *m) {
-        static const char *const roles[_SERVICE_ROLE_MAX] = {
-                [SERVICE_ROLE_VCPUS] = "vcpus",
-                [SERVICE_ROLE_EMULATOR] = "emulator",
-                [SERVICE_ROLE_IO] = "io",
-        };
-
         fputs("# HELP vmmgr_memory_managed 1 where vmmgr manages the VM's memory\n"
               "# TYPE vmmgr_memory_managed gauge\n",
               f);
@@ -120,7 +114,7 @@ static void memory_families(FILE *f, const ServiceMetrics *m) {
                                         fprintf(f,
                                                 "vmmgr_thread_direct_reclaim_seconds_total{vm=\"%s\",role=\"%s\"} "
                                                 "%.9f\n",
-                                                m->vms[i].credits.id.str, roles[k],
+                                                m->vms[i].credits.id.str, service_role_name(k),
                                                 (double) m->vms[i].direct_reclaim_ns[k] / 1e9);
         }
         fprintf(f,

@@ -134,6 +134,17 @@ typedef struct ServiceRoleDelays {
 
 enum { SERVICE_ROLE_VCPUS, SERVICE_ROLE_EMULATOR, SERVICE_ROLE_IO, _SERVICE_ROLE_MAX };
 
+/* "vcpus", "emulator", "io": the one spelling of a role in JSON and
+ * /metrics labels. */
+static inline const char *service_role_name(size_t role) {
+        static const char *const names[_SERVICE_ROLE_MAX] = {
+                [SERVICE_ROLE_VCPUS] = "vcpus",
+                [SERVICE_ROLE_EMULATOR] = "emulator",
+                [SERVICE_ROLE_IO] = "io",
+        };
+        return role < _SERVICE_ROLE_MAX ? names[role] : "?";
+}
+
 typedef struct ServiceMemory {
         VmId id;
         uint32_t priority;

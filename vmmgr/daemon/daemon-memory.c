@@ -191,14 +191,11 @@ int daemon_vm_memory_set_gpu(Daemon *d, Vm *vm, const char *pci, const MemPolDme
 
 /* ---- reports ------------------------------------------------------------ */
 
-/* The roles whose delays are reported, in ServiceMemory's order. */
-static const struct {
-        const char *name;
-        CgRole role;
-} roles[_SERVICE_ROLE_MAX] = {
-        [SERVICE_ROLE_VCPUS] = { "vcpus", CG_ROLE_VCPUS },
-        [SERVICE_ROLE_EMULATOR] = { "emulator", CG_ROLE_EMULATOR },
-        [SERVICE_ROLE_IO] = { "io", CG_ROLE_IO },
+/* The cgroup role of each reported role, in ServiceMemory's order. */
+static const CgRole roles[_SERVICE_ROLE_MAX] = {
+        [SERVICE_ROLE_VCPUS] = CG_ROLE_VCPUS,
+        [SERVICE_ROLE_EMULATOR] = CG_ROLE_EMULATOR,
+        [SERVICE_ROLE_IO] = CG_ROLE_IO,
 };
 
 /* One role's taskstats delays, summed over its threads. */
@@ -206,7 +203,7 @@ static bool role_delays(Daemon *d, Vm *vm, size_t role, ServiceRoleDelays *ret) 
         ThreadDelays td;
         size_t n = 0;
 
-        if (!d->taskstats || vm->pid <= 0 || kh_vm_delays(d->host, d->taskstats, &vm->id, roles[role].role, &td, &n) < 0) {
+        if (!d->taskstats || vm->pid <= 0 || kh_vm_delays(d->host, d->taskstats, &vm->id, roles[role], &td, &n) < 0) {
                 *ret = (ServiceRoleDelays) { 0 };
                 return false;
         }

@@ -278,7 +278,7 @@ int daemon_store_registration(Daemon *d, Vm *vm, struct json_object *detail, Sta
 }
 
 /* ---- test and benchmark seam: VMs on the kernel model ------------------
- * What svc_vm_register and daemon_vm_connect do, minus QMP: the pid and
+ * What a registration and its link do, minus QMP: the pid and
  * the vCPU thread are given instead of learnt from QEMU.  Only a daemon
  * opened on a kernel model accepts it, so it can never move a real
  * process. */
