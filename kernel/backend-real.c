@@ -6,6 +6,7 @@
  * every access is then confined beneath that fd (kernel/cgfs.c).  vmmgr's
  * groups live under "<mount>/<subtree>/", so a group path "" is the
  * subtree root and NULL the mount root (read-only use by the front end).
+ * A group "/a/b" is "<mount>/a/b": a foreign VM's groups (backend.h).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -17,11 +18,14 @@
 #include "common/macros.h"
 #include "common/parse.h"
 #include "kernel/cgfs.h"
+#include "kernel/cgparse.h"
 #include "kernel/internal.h"
 
 typedef struct RealBackend {
         size_t n_hier;
         int mount_fd[_CG_CTRL_MAX + 1];
+        CgVersion version[_CG_CTRL_MAX + 1];
+        uint32_t controllers[_CG_CTRL_MAX + 1];
         int proc_fd;
         char subtree[256];
 } RealBackend;
@@ -55,6 +59,8 @@ int real_backend_new(const KBackendLayout *layout, const char *subtree, void **r
                         real_free(b);
                         return r;
                 }
+                b->version[i] = layout->hier[i].version;
+                b->controllers[i] = layout->hier[i].controllers;
                 b->n_hier = i + 1;
         }
         b->proc_fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -67,13 +73,16 @@ int real_backend_new(const KBackendLayout *layout, const char *subtree, void **r
         return 0;
 }
 
-/* "<subtree>[/<group>][/<file>]", or just "<file>" at the mount root. */
+/* "<subtree>[/<group>][/<file>]", "<group>[/<file>]" for a group from the
+ * mount root ("/a/b"), or just "<file>" at the mount root. */
 static int build_path(const RealBackend *b, const char *group, const char *file, char *buf,
                       size_t size) {
         int n;
 
         if (!group)
                 n = snprintf(buf, size, "%s", file ? file : ".");
+        else if (group[0] == '/')
+                n = group[1] ? snprintf(buf, size, "%s%s%s", group + 1, file ? "/" : "", file ? file : "") : -1;
         else
                 n = snprintf(buf, size, "%s%s%s%s%s", b->subtree, *group ? "/" : "", group,
                              file ? "/" : "", file ? file : "");
@@ -101,7 +110,7 @@ static int real_mkdir(void *p, unsigned hier, const char *group) {
         char path[CG_PATH_MAX];
         int fd;
 
-        if (!group)
+        if (!group || group[0] == '/') /* never another manager's groups */
                 return -EINVAL;
         fd = resolve(b, hier, group, NULL, path);
         return fd < 0 ? fd : cgfs_mkdir(fd, path);
@@ -112,7 +121,7 @@ static int real_rmdir(void *p, unsigned hier, const char *group) {
         char path[CG_PATH_MAX];
         int fd;
 
-        if (!group)
+        if (!group || group[0] == '/')
                 return -EINVAL;
         fd = resolve(b, hier, group, NULL, path);
         return fd < 0 ? fd : cgfs_rmdir(fd, path);
@@ -252,6 +261,26 @@ static int real_open_rw(void *p, unsigned hier, const char *group, const char *f
         return fd < 0 ? fd : cgfs_open_beneath(fd, path, O_RDWR | O_NONBLOCK);
 }
 
+static int real_thread_group(void *p, unsigned hier, pid_t tid, char *buf, size_t size) {
+        RealBackend *b = p;
+        char path[48], text[4096];
+        int r;
+
+        if (hier >= b->n_hier)
+                return -EINVAL;
+        if (tid <= 0)
+                return -EINVAL;
+        /* /proc/<tid>/cgroup names the thread's own group: /proc/<tgid>/
+         * would name the process's, and threads may sit elsewhere. */
+        snprintf(path, sizeof(path), "%d/cgroup", (int) tid);
+        r = cgfs_read(b->proc_fd, path, text, sizeof(text), NULL);
+        if (r == -ENOENT)
+                return -ESRCH;
+        if (r < 0)
+                return r;
+        return cg_parse_proc_cgroup(text, b->version[hier], b->controllers[hier], buf, size);
+}
+
 static int real_taskstats_available(void *p) {
         return taskstats_family_available();
 }
@@ -271,4 +300,5 @@ const KBackendOps real_backend_ops = {
         .free = real_free,
         .open_read = real_open_read,
         .open_rw = real_open_rw,
+        .thread_group = real_thread_group,
 };

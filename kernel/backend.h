@@ -10,7 +10,11 @@
  * Addressing: `hier` indexes the host's hierarchy table; `group` is a path
  * relative to vmmgr's subtree root in that hierarchy ("" is the subtree
  * root itself, "vm-<uuid>/vcpus" a role group).  group == NULL addresses
- * the hierarchy's mount root, which the front end only ever reads.
+ * the hierarchy's mount root, which the front end only ever reads.  A
+ * group that starts with '/' is a path from the mount root: another
+ * manager's groups (libvirt's), which the front end addresses only for a
+ * VM registered as foreign (kh_vm_set_foreign) and never creates, removes
+ * or moves threads into.
  * Callers pass only paths built by the front end from validated names.
  */
 #pragma once
@@ -67,6 +71,10 @@ typedef struct KBackendOps {
         /* Optional: an O_RDWR|O_NONBLOCK fd on a file that is used through
          * the fd itself (PSI triggers live as long as it is open). */
         int (*open_rw)(void *be, unsigned hier, const char *group, const char *file);
+        /* The group a thread is in, in hierarchy `hier` (/proc/<tid>/cgroup):
+         * a path from the mount root without the leading '/' ("" for the
+         * root itself).  -ESRCH if the thread is gone. */
+        int (*thread_group)(void *be, unsigned hier, pid_t tid, char *buf, size_t size);
 } KBackendOps;
 
 /* What a backend reports about the hierarchies it serves. */

@@ -30,9 +30,10 @@ static bool component_is_safe(const char *s, size_t n) {
                 char c = s[i];
                 /* ':' appears in cgroup file names of some controllers (none
                  * we use today) and in dmem region names, never in paths we
-                 * build from user input. */
+                 * build from user input; '\\' in systemd's escaped unit names
+                 * ("machine-qemu\x2d1\x2dweb.scope", libvirt's groups). */
                 if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '.' || c == '_' || c == '-' || c == ':'))
+                      c == '.' || c == '_' || c == '-' || c == ':' || c == '\\'))
                         return false;
         }
         return true;

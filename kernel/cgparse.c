@@ -478,3 +478,49 @@ int cg_format_reclaim(char *buf, size_t size, uint64_t bytes, int swappiness) {
                 return -ENOBUFS;
         return n;
 }
+
+int cg_parse_proc_cgroup(const char *text, CgVersion version, uint32_t controllers, char *buf, size_t size) {
+        const char *line = text;
+
+        while (line && *line) {
+                const char *eol = strchr(line, '\n'), *c1, *c2, *end = eol ? eol : line + strlen(line);
+                bool match = false;
+
+                c1 = memchr(line, ':', (size_t) (end - line));
+                c2 = c1 ? memchr(c1 + 1, ':', (size_t) (end - c1 - 1)) : NULL;
+                if (!c1 || !c2)
+                        return -EBADMSG;
+                if (version == CG_V2)
+                        match = c1 - line == 1 && line[0] == '0' && c2 == c1 + 1;
+                else
+                        for (const char *p = c1 + 1; p < c2 && !match;) {
+                                size_t len = strcspn(p, ",:");
+                                char name[32];
+                                int ctrl;
+
+                                if (len > 0 && len < sizeof(name)) {
+                                        memcpy(name, p, len);
+                                        name[len] = '\0';
+                                        ctrl = cg_controller_from_string(name);
+                                        match = ctrl >= 0 && (controllers & CG_CTRL_BIT(ctrl));
+                                }
+                                p += len;
+                                if (*p == ',')
+                                        p++;
+                        }
+                if (match) {
+                        size_t len = (size_t) (end - c2 - 1);
+
+                        if (len == 0 || c2[1] != '/')
+                                return -EBADMSG;
+                        len--; /* without the leading '/' */
+                        if (len >= size)
+                                return -ENAMETOOLONG;
+                        memcpy(buf, c2 + 2, len);
+                        buf[len] = '\0';
+                        return 0;
+                }
+                line = eol ? eol + 1 : NULL;
+        }
+        return -ENOENT;
+}

@@ -48,6 +48,13 @@ int cg_parse_psi(const char *text, Psi *ret);
  * other lines are skipped).  -EBADMSG when either is missing or bad. */
 int cg_parse_meminfo(const char *text, uint64_t *ret_total, uint64_t *ret_available);
 
+/* /proc/<pid>/cgroup: the path of the line for one hierarchy, from its
+ * mount root without the leading '/' ("" for the root).  A v2 hierarchy
+ * is the "0::" line; a v1 one the line whose controller list shares a
+ * controller with `controllers` (a CG_CTRL_BIT mask).  -ENOENT when no
+ * line matches, -EBADMSG for a malformed line or a path that is not
+ * absolute, -ENAMETOOLONG when it does not fit. */
+int cg_parse_proc_cgroup(const char *text, CgVersion version, uint32_t controllers, char *buf, size_t size);
 /* cgroup.procs / cgroup.threads / tasks: one id per line; *ret malloc'd. */
 int cg_parse_pid_list(const char *text, pid_t **ret, size_t *ret_n);
 

@@ -87,6 +87,7 @@ bool kh_is_real(const KHost *h) {
 KHost *kh_free(KHost *h) {
         if (!h)
                 return NULL;
+        free(h->foreign);
         h->ops->free(h->be);
         free(h);
         return NULL;
@@ -132,11 +133,31 @@ int kh_managed_hier(const KHost *h, CgController c, unsigned *ret) {
         return 0;
 }
 
-int kh_group_path(const VmId *vm, CgRole role, char *buf, size_t size) {
+static int foreign_cmp(const void *key, const void *elem) {
+        return strcmp(((const VmId *) key)->str, ((const KhForeignVm *) elem)->id.str);
+}
+
+const KhForeignVm *kh_foreign_find(const KHost *h, const VmId *vm) {
+        if (h->n_foreign == 0)
+                return NULL;
+        return bsearch(vm, h->foreign, h->n_foreign, sizeof(KhForeignVm), foreign_cmp);
+}
+
+int kh_group_path(const KHost *h, const VmId *vm, CgRole role, char *buf, size_t size) {
+        const KhForeignVm *f;
         int n;
 
         if ((unsigned) role >= _CG_ROLE_MAX)
                 return -EINVAL;
+        f = kh_foreign_find(h, vm);
+        if (f) {
+                /* The credit bank's bandwidth and usage live at the domain
+                 * level: libvirt has a group per vCPU, not one for all. */
+                if (role == CG_ROLE_IO)
+                        return -EOPNOTSUPP;
+                n = snprintf(buf, size, "/%s%s", f->domain, role == CG_ROLE_EMULATOR ? "/emulator" : "");
+                return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
+        }
         if (role == CG_ROLE_VM)
                 n = snprintf(buf, size, VM_GROUP_PREFIX "%s", vm->str);
         else
@@ -304,6 +325,9 @@ static int mkdir_existing_ok(KHost *h, unsigned hier, const char *group) {
 int kh_vm_create(KHost *h, const VmId *vm) {
         bool all_existed = true;
 
+        if (kh_foreign_find(h, vm))
+                return -EPERM; /* another manager's groups */
+
         for (size_t i = 0; i < h->layout.n_hier; i++) {
                 const CgHierarchyInfo *hi = &h->layout.hier[i];
                 char group[CG_PATH_MAX];
@@ -311,7 +335,7 @@ int kh_vm_create(KHost *h, const VmId *vm) {
 
                 if (!hier_is_managed(h, i))
                         continue;
-                r = kh_group_path(vm, CG_ROLE_VM, group, sizeof(group));
+                r = kh_group_path(h, vm, CG_ROLE_VM, group, sizeof(group));
                 if (r < 0)
                         return r;
                 r = mkdir_existing_ok(h, (unsigned) i, group);
@@ -327,7 +351,7 @@ int kh_vm_create(KHost *h, const VmId *vm) {
                                 return r;
                 }
                 for (size_t k = 0; k < ARRAY_SIZE(thread_roles); k++) {
-                        r = kh_group_path(vm, thread_roles[k], group, sizeof(group));
+                        r = kh_group_path(h, vm, thread_roles[k], group, sizeof(group));
                         if (r < 0)
                                 return r;
                         r = mkdir_existing_ok(h, (unsigned) i, group);
@@ -346,6 +370,8 @@ int kh_vm_create(KHost *h, const VmId *vm) {
 }
 
 int kh_vm_remove(KHost *h, const VmId *vm) {
+        if (kh_foreign_find(h, vm))
+                return -EPERM;
         for (size_t i = 0; i < h->layout.n_hier; i++) {
                 char group[CG_PATH_MAX];
                 int r;
@@ -353,14 +379,14 @@ int kh_vm_remove(KHost *h, const VmId *vm) {
                 if (!hier_is_managed(h, i))
                         continue;
                 for (size_t k = 0; k < ARRAY_SIZE(thread_roles); k++) {
-                        r = kh_group_path(vm, thread_roles[k], group, sizeof(group));
+                        r = kh_group_path(h, vm, thread_roles[k], group, sizeof(group));
                         if (r < 0)
                                 return r;
                         r = h->ops->rmdir(h->be, (unsigned) i, group);
                         if (r < 0 && r != -ENOENT)
                                 return r;
                 }
-                r = kh_group_path(vm, CG_ROLE_VM, group, sizeof(group));
+                r = kh_group_path(h, vm, CG_ROLE_VM, group, sizeof(group));
                 if (r < 0)
                         return r;
                 r = h->ops->rmdir(h->be, (unsigned) i, group);
@@ -391,7 +417,7 @@ int kh_vm_exists(KHost *h, const VmId *vm) {
         r = placement_hier(h, &hier);
         if (r < 0)
                 return r;
-        r = kh_group_path(vm, CG_ROLE_VM, group, sizeof(group));
+        r = kh_group_path(h, vm, CG_ROLE_VM, group, sizeof(group));
         if (r < 0)
                 return r;
         return h->ops->exists(h->be, hier, group, NULL);
@@ -454,7 +480,73 @@ static int group_threads(KHost *h, unsigned hier, const char *group, pid_t **ret
         return cg_parse_pid_list(text, ret, ret_n);
 }
 
+/* Whether a child of a libvirt domain group holds threads of `role`:
+ * vcpu<N>, iothread<N>, emulator. */
+static bool foreign_child_has_role(const char *name, CgRole role) {
+        const char *prefix = role == CG_ROLE_VCPUS ? "vcpu" : role == CG_ROLE_IO ? "iothread" : NULL;
+        size_t len;
+
+        if (role == CG_ROLE_EMULATOR)
+                return strcmp(name, "emulator") == 0;
+        if (!prefix || strncmp(name, prefix, strlen(prefix)) != 0)
+                return false;
+        name += strlen(prefix);
+        len = strspn(name, "0123456789");
+        return len > 0 && name[len] == '\0';
+}
+
+/* A foreign VM's threads of one role: the union of the children that hold
+ * it; CG_ROLE_VM is the domain group's own (usually none). */
+static int foreign_threads(KHost *h, unsigned hier, const KhForeignVm *f, CgRole role, pid_t **ret, size_t *ret_n) {
+        _cleanup_free_ pid_t *all = NULL;
+        char group[CG_PATH_MAX], child[CG_PATH_MAX];
+        char **names = NULL;
+        size_t n = 0;
+        int r;
+
+        snprintf(group, sizeof(group), "/%s", f->domain);
+        if (role == CG_ROLE_VM)
+                return group_threads(h, hier, group, ret, ret_n);
+        r = h->ops->list_children(h->be, hier, group, &names);
+        if (r < 0)
+                return r;
+        for (char **p = names; *p; p++) {
+                _cleanup_free_ pid_t *l = NULL;
+                size_t m = 0;
+                pid_t *na;
+
+                if (!foreign_child_has_role(*p, role))
+                        continue;
+                if ((size_t) snprintf(child, sizeof(child), "%s/%s", group, *p) >= sizeof(child)) {
+                        r = -ENAMETOOLONG;
+                        break;
+                }
+                r = group_threads(h, hier, child, &l, &m);
+                if (r == -ENOENT)
+                        continue; /* removed meanwhile (vCPU unplug) */
+                if (r < 0)
+                        break;
+                na = reallocarray(all, n + m + 1, sizeof(pid_t));
+                if (!na) {
+                        r = -ENOMEM;
+                        break;
+                }
+                all = na;
+                if (m > 0)
+                        memcpy(all + n, l, m * sizeof(pid_t));
+                n += m;
+                r = 0;
+        }
+        strv_free(names);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(all);
+        *ret_n = n;
+        return 0;
+}
+
 int kh_vm_threads(KHost *h, const VmId *vm, CgRole role, pid_t **ret, size_t *ret_n) {
+        const KhForeignVm *f = kh_foreign_find(h, vm);
         char group[CG_PATH_MAX];
         unsigned hier;
         int r;
@@ -462,7 +554,9 @@ int kh_vm_threads(KHost *h, const VmId *vm, CgRole role, pid_t **ret, size_t *re
         r = placement_hier(h, &hier);
         if (r < 0)
                 return r;
-        r = kh_group_path(vm, role, group, sizeof(group));
+        if (f)
+                return foreign_threads(h, hier, f, role, ret, ret_n);
+        r = kh_group_path(h, vm, role, group, sizeof(group));
         if (r < 0)
                 return r;
         return group_threads(h, hier, group, ret, ret_n);
@@ -491,7 +585,7 @@ static int placed_threads(KHost *h, unsigned hier, const VmId *vm, pid_t **ret, 
                 pid_t *na;
                 int r;
 
-                r = kh_group_path(vm, thread_roles[k], group, sizeof(group));
+                r = kh_group_path(h, vm, thread_roles[k], group, sizeof(group));
                 if (r < 0)
                         return r;
                 r = group_threads(h, hier, group, &l, &m);
@@ -529,10 +623,12 @@ int kh_vm_attach_process(KHost *h, const VmId *vm, pid_t pid) {
 
         if (pid <= 0)
                 return -EINVAL;
-        r = kh_group_path(vm, CG_ROLE_VM, vmgroup, sizeof(vmgroup));
+        if (kh_foreign_find(h, vm))
+                return -EPERM;
+        r = kh_group_path(h, vm, CG_ROLE_VM, vmgroup, sizeof(vmgroup));
         if (r < 0)
                 return r;
-        r = kh_group_path(vm, CG_ROLE_EMULATOR, emu, sizeof(emu));
+        r = kh_group_path(h, vm, CG_ROLE_EMULATOR, emu, sizeof(emu));
         if (r < 0)
                 return r;
         r = kh_process_threads(h, pid, &tids, &ntids);
@@ -583,7 +679,9 @@ int kh_vm_attach_thread(KHost *h, const VmId *vm, CgRole role, pid_t tid) {
 
         if (tid <= 0 || role == CG_ROLE_VM)
                 return -EINVAL;
-        r = kh_group_path(vm, role, group, sizeof(group));
+        if (kh_foreign_find(h, vm))
+                return -EPERM;
+        r = kh_group_path(h, vm, role, group, sizeof(group));
         if (r < 0)
                 return r;
         for (size_t i = 0; i < h->layout.n_hier; i++) {
@@ -613,4 +711,70 @@ int kh_thread_cpu_usec(KHost *h, pid_t pid, pid_t tid, uint64_t *ret_usec) {
                 return r;
         *ret_usec = ns / NSEC_PER_USEC;
         return 0;
+}
+
+/* ---- foreign VMs (libvirt's groups) ----------------------------------- */
+
+int kh_vm_set_foreign(KHost *h, const VmId *vm, const char *domain) {
+        size_t len, i;
+        KhForeignVm *f;
+
+        if (!domain || !cgfs_path_is_safe(domain))
+                return -EINVAL;
+        len = strlen(domain);
+        if (len >= sizeof(f->domain) - 32)
+                return -ENAMETOOLONG;
+        /* Never vmmgr's own subtree: those groups are vmmgr's to make. */
+        if (strncmp(domain, h->subtree, strlen(h->subtree)) == 0 &&
+            (domain[strlen(h->subtree)] == '\0' || domain[strlen(h->subtree)] == '/'))
+                return -EINVAL;
+        f = (KhForeignVm *) kh_foreign_find(h, vm);
+        if (f) {
+                snprintf(f->domain, sizeof(f->domain), "%s", domain);
+                return 0;
+        }
+        if (h->n_foreign == h->foreign_cap) {
+                size_t ncap = h->foreign_cap ? h->foreign_cap * 2 : 16;
+                KhForeignVm *nf = reallocarray(h->foreign, ncap, sizeof(KhForeignVm));
+
+                if (!nf)
+                        return -ENOMEM;
+                h->foreign = nf;
+                h->foreign_cap = ncap;
+        }
+        for (i = h->n_foreign; i > 0 && strcmp(h->foreign[i - 1].id.str, vm->str) > 0; i--)
+                ;
+        memmove(h->foreign + i + 1, h->foreign + i, (h->n_foreign - i) * sizeof(KhForeignVm));
+        h->foreign[i] = (KhForeignVm) { .id = *vm };
+        snprintf(h->foreign[i].domain, sizeof(h->foreign[i].domain), "%s", domain);
+        h->n_foreign++;
+        return 0;
+}
+
+int kh_vm_forget_foreign(KHost *h, const VmId *vm) {
+        const KhForeignVm *f = kh_foreign_find(h, vm);
+        size_t i;
+
+        if (!f)
+                return -ENOENT;
+        i = (size_t) (f - h->foreign);
+        memmove(h->foreign + i, h->foreign + i + 1, (h->n_foreign - i - 1) * sizeof(KhForeignVm));
+        h->n_foreign--;
+        return 0;
+}
+
+const char *kh_vm_foreign_group(const KHost *h, const VmId *vm) {
+        const KhForeignVm *f = kh_foreign_find(h, vm);
+
+        return f ? f->domain : NULL;
+}
+
+int kh_thread_group(KHost *h, CgController c, pid_t tid, char *buf, size_t size) {
+        if ((unsigned) c >= _CG_CTRL_MAX || h->ctrl_hier[c] < 0)
+                return -EOPNOTSUPP;
+        if (tid <= 0)
+                return -EINVAL;
+        if (!h->ops->thread_group)
+                return -EOPNOTSUPP;
+        return h->ops->thread_group(h->be, (unsigned) h->ctrl_hier[c], tid, buf, size);
 }

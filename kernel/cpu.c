@@ -36,7 +36,7 @@ static int cpu_target(KHost *h, const VmId *vm, CgRole role, CpuTarget *ret) {
         if (r < 0)
                 return r;
         ret->version = h->layout.hier[ret->hier].version;
-        return kh_group_path(vm, role, ret->group, sizeof(ret->group));
+        return kh_group_path(h, vm, role, ret->group, sizeof(ret->group));
 }
 
 static int read_u64_file(KHost *h, const CpuTarget *t, const char *file, uint64_t *ret) {

@@ -70,7 +70,7 @@ int kh_dmem_read(KHost *h, const VmId *vm, DmemRegion **ret, size_t *ret_n) {
         r = kh_managed_hier(h, CG_CTRL_DMEM, &hier);
         if (r < 0)
                 return r;
-        r = kh_group_path(vm, CG_ROLE_VM, group, sizeof(group));
+        r = kh_group_path(h, vm, CG_ROLE_VM, group, sizeof(group));
         if (r < 0)
                 return r;
         r = kh_dmem_regions(h, &regions, &n);
@@ -119,7 +119,7 @@ int kh_dmem_set(KHost *h, const VmId *vm, const char *region, DmemLimit which, u
         r = kh_managed_hier(h, CG_CTRL_DMEM, &hier);
         if (r < 0)
                 return r;
-        r = kh_group_path(vm, CG_ROLE_VM, group, sizeof(group));
+        r = kh_group_path(h, vm, CG_ROLE_VM, group, sizeof(group));
         if (r < 0)
                 return r;
         if (bytes == MEM_MAX)

@@ -162,6 +162,34 @@ int kh_vm_attach_thread(KHost *h, const VmId *vm, CgRole role, pid_t tid);
  * else the first managed one).  *ret is malloc'd. */
 int kh_vm_threads(KHost *h, const VmId *vm, CgRole role, pid_t **ret, size_t *ret_n);
 
+/* ---- VMs in another manager's groups (libvirt) ------------------------
+ * libvirt creates a group per domain and places each of its threads in a
+ * child: vcpu<N>, emulator, iothread<N> ("machine/qemu-1-web.libvirt-qemu"
+ * without systemd; "machine.slice/machine-qemu\x2d1\x2dweb.scope/libvirt"
+ * with it).  vmmgr registers such a VM as foreign: from then on every
+ * typed call on it (cpu.c, memory.c, dmem.c) addresses libvirt's groups,
+ * and nothing creates, removes or moves threads there (kh_vm_create,
+ * kh_vm_remove and kh_vm_attach_* answer -EPERM).  The role groups of a
+ * foreign VM:
+ *   CG_ROLE_VM, CG_ROLE_VCPUS  the domain group (the credit bank's
+ *                              bandwidth and usage cover the whole domain;
+ *                              memory lives there on v2)
+ *   CG_ROLE_EMULATOR           <domain>/emulator
+ *   CG_ROLE_IO                 no single group: its files are -EOPNOTSUPP
+ * kh_vm_threads() answers by role from the children's names.
+ * `domain` is a path from each hierarchy's mount root without the leading
+ * '/', the same in every hierarchy (libvirt names it so); never vmmgr's
+ * own subtree (-EINVAL).  Setting it again replaces it. */
+int kh_vm_set_foreign(KHost *h, const VmId *vm, const char *domain);
+/* Forgets it (nothing on disk changes); -ENOENT if it was not foreign. */
+int kh_vm_forget_foreign(KHost *h, const VmId *vm);
+/* The domain group of a foreign VM; NULL for vmmgr's own. */
+const char *kh_vm_foreign_group(const KHost *h, const VmId *vm);
+/* The group a thread is in, in the hierarchy of controller c
+ * (/proc/<tid>/cgroup): from the mount root, without the leading '/'.
+ * -ESRCH: no such thread; -EOPNOTSUPP: c is not mounted. */
+int kh_thread_group(KHost *h, CgController c, pid_t tid, char *buf, size_t size);
+
 /* ---- processes ------------------------------------------------------- */
 
 /* Thread ids of a process (/proc/<pid>/task).  *ret is malloc'd. */

@@ -28,7 +28,7 @@ static int mem_target(KHost *h, const VmId *vm, MemTarget *ret) {
                 return r;
         if (h->layout.hier[ret->hier].version != CG_V2)
                 return -EOPNOTSUPP;
-        return kh_group_path(vm, CG_ROLE_VM, ret->group, sizeof(ret->group));
+        return kh_group_path(h, vm, CG_ROLE_VM, ret->group, sizeof(ret->group));
 }
 
 static int read_value(KHost *h, const MemTarget *t, const char *file, uint64_t *ret) {
@@ -350,7 +350,7 @@ int kh_psi_trigger_open(KHost *h, const VmId *vm, PsiResource resource, bool ful
                 return r;
         if (h->layout.hier[hier].version != CG_V2 || !h->ops->open_rw)
                 return -EOPNOTSUPP;
-        r = kh_group_path(vm, CG_ROLE_VM, group, sizeof(group));
+        r = kh_group_path(h, vm, CG_ROLE_VM, group, sizeof(group));
         if (r < 0)
                 return r;
         fd = h->ops->open_rw(h->be, hier, group, files[resource].file);

@@ -246,7 +246,8 @@ typedef struct KmView {
 } KmView;
 
 /* Resolves a front-end group path: NULL is the hierarchy root, "" the
- * subtree root, anything else lies below the subtree root. */
+ * subtree root, "/a/b" a path from the hierarchy root (another manager's
+ * groups, backend.h), anything else lies below the subtree root. */
 static int view_resolve(KmView *v, unsigned hier, const char *group, KmGroup **ret) {
         KModel *m = v->model;
         KmGroup *g;
@@ -258,7 +259,13 @@ static int view_resolve(KmView *v, unsigned hier, const char *group, KmGroup **r
                 *ret = m->root;
                 return 0;
         }
-        g = group_child(m->root, v->subtree, strlen(v->subtree));
+        if (group[0] == '/') {
+                g = m->root;
+                group++;
+                if (*group == '\0')
+                        return -EINVAL;
+        } else
+                g = group_child(m->root, v->subtree, strlen(v->subtree));
         if (!g)
                 return -ENOENT;
         for (p = group; *p;) {
@@ -293,6 +300,11 @@ static int view_resolve_parent(KmView *v, unsigned hier, const char *group, KmGr
                 return 0;
         }
         slash = strrchr(group, '/');
+        if (slash == group) { /* "/name": a child of the hierarchy root */
+                *ret_parent = m->root;
+                *ret_name = group + 1;
+                return 0;
+        }
         if (!slash) {
                 r = view_resolve(v, hier, "", ret_parent);
                 *ret_name = group;
@@ -715,6 +727,34 @@ static int view_list_tasks(void *be, pid_t pid, pid_t **ret, size_t *ret_n) {
         return 0;
 }
 
+/* /proc/<tid>/cgroup's path: the group's names from below the root. */
+static int view_thread_group(void *be, unsigned hier, pid_t tid, char *buf, size_t size) {
+        KmView *v = be;
+        KmThread *t = km_thread_lookup(v->model, tid);
+        const KmGroup *chain[64];
+        size_t n = 0, len = 0;
+
+        if (hier != 0)
+                return -ENOENT;
+        if (!t)
+                return -ESRCH;
+        for (const KmGroup *g = t->group; g && g->parent; g = g->parent) {
+                if (n == ARRAY_SIZE(chain))
+                        return -ENAMETOOLONG;
+                chain[n++] = g;
+        }
+        if (size == 0)
+                return -ENAMETOOLONG;
+        buf[0] = '\0';
+        while (n-- > 0) {
+                int k = snprintf(buf + len, size - len, "%s%s", len ? "/" : "", chain[n]->name);
+                if (k < 0 || (size_t) k >= size - len)
+                        return -ENAMETOOLONG;
+                len += (size_t) k;
+        }
+        return 0;
+}
+
 static int view_read_host_file(void *be, KHostFile which, char *buf, size_t size,
                                size_t *ret_len) {
         KmView *v = be;
@@ -781,6 +821,7 @@ static const KBackendOps model_ops = {
         .read_host_file = view_read_host_file,
         .taskstats_available = view_taskstats_available,
         .free = view_free,
+        .thread_group = view_thread_group,
 };
 
 static int view_new(KModel *m, const char *subtree, KmView **ret) {

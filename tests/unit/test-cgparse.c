@@ -267,6 +267,33 @@ static void test_reclaim_format(void **state) {
         assert_int_equal(cg_format_reclaim(buf, 4, 1048576, -1), -ENOBUFS);
 }
 
+/* /proc/<pid>/cgroup on a hybrid host (what libvirt's QEMU shows here). */
+static void test_proc_cgroup(void **state) {
+        const char *hybrid = "12:memory:/machine/qemu-1-web.libvirt-qemu\n"
+                             "4:cpu,cpuacct:/machine/qemu-1-web.libvirt-qemu/emulator\n"
+                             "1:name=systemd:/system.slice/libvirtd.service\n"
+                             "0::/system.slice/libvirtd.service\n";
+        char buf[256];
+
+        (void) state;
+        assert_int_equal(cg_parse_proc_cgroup(hybrid, CG_V1, CG_CTRL_BIT(CG_CTRL_CPU), buf, sizeof buf), 0);
+        assert_string_equal(buf, "machine/qemu-1-web.libvirt-qemu/emulator");
+        assert_int_equal(cg_parse_proc_cgroup(hybrid, CG_V1, CG_CTRL_BIT(CG_CTRL_CPUACCT), buf, sizeof buf), 0);
+        assert_string_equal(buf, "machine/qemu-1-web.libvirt-qemu/emulator");
+        assert_int_equal(cg_parse_proc_cgroup(hybrid, CG_V2, 0, buf, sizeof buf), 0);
+        assert_string_equal(buf, "system.slice/libvirtd.service");
+        assert_int_equal(cg_parse_proc_cgroup(hybrid, CG_V1, CG_CTRL_BIT(CG_CTRL_PIDS), buf, sizeof buf), -ENOENT);
+        /* The root is "". */
+        assert_int_equal(cg_parse_proc_cgroup("0::/\n", CG_V2, 0, buf, sizeof buf), 0);
+        assert_string_equal(buf, "");
+        /* Malformed: no colons, a relative path, too long for the buffer. */
+        assert_int_equal(cg_parse_proc_cgroup("garbage\n", CG_V2, 0, buf, sizeof buf), -EBADMSG);
+        assert_int_equal(cg_parse_proc_cgroup("0::relative\n", CG_V2, 0, buf, sizeof buf), -EBADMSG);
+        assert_int_equal(cg_parse_proc_cgroup("0::\n", CG_V2, 0, buf, sizeof buf), -EBADMSG);
+        assert_int_equal(cg_parse_proc_cgroup("0::/abcdef\n", CG_V2, 0, buf, 4), -ENAMETOOLONG);
+        assert_int_equal(cg_parse_proc_cgroup("", CG_V2, 0, buf, sizeof buf), -ENOENT);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_u64_or_max),   cmocka_unit_test(test_i64),
@@ -276,6 +303,7 @@ int main(void) {
                 cmocka_unit_test(test_cgroup_type),  cmocka_unit_test(test_controller_list),
                 cmocka_unit_test(test_dmem),         cmocka_unit_test(test_flat_keyed),
                 cmocka_unit_test(test_reclaim_format), cmocka_unit_test(test_meminfo),
+                cmocka_unit_test(test_proc_cgroup),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
