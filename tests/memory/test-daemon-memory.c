@@ -58,7 +58,8 @@ static long call(const char *method, const char *path, const char *body, struct 
         if (http_request(sock, method, path, body, 20000, &status, &reply, &err) < 0) {
                 fprintf(stderr, "%s %s: %s\n", method, path, err.message);
                 status = -1;
-        }
+        } else if (status >= 400)
+                fprintf(stderr, "%s %s: %ld %s\n", method, path, status, reply ? reply : "");
         if (ret)
                 *ret = reply && *reply == '{' ? json_tokener_parse(reply) : NULL;
         if (ret && !*ret && reply && status == 200 && strcmp(path, "/metrics") == 0)

@@ -278,6 +278,9 @@ void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, con
         reg.done(0, &svm, NULL, reg.userdata);
         return;
 fail:
+        /* The client hears why; the log keeps it for the operator who did
+         * not make the call (a hook, the control plane). */
+        log_warning("VM %s not registered: %s", vm->id.str, err.message[0] ? err.message : strerror(-r));
         daemon_vm_list_remove(d, vm);
         release_vm(d, vm);
         reg.done(r, NULL, &err, reg.userdata);
