@@ -359,6 +359,7 @@ static void test_migrates_v1(void **state) {
                                       "ALTER TABLE vms DROP COLUMN dmem_low;"
                                       "ALTER TABLE vms DROP COLUMN dmem_min;"
                                       "ALTER TABLE ledger DROP COLUMN frozen;"
+                                      "ALTER TABLE vms DROP COLUMN libvirt_name;"
                                       "UPDATE schema_version SET version = 1;"
                                       "INSERT INTO vms (uuid, qmp_path, class, vcpus, baseline_ppm, cap_usec, "
                                       "launch_usec, mode, registered_at) VALUES "
@@ -373,6 +374,7 @@ static void test_migrates_v1(void **state) {
         assert_string_equal(got.qmp_path, "/run/q.sock");
         assert_int_equal(got.mem_priority, 0);
         assert_string_equal(got.gpu_pci, "");
+        assert_string_equal(got.libvirt_name, ""); /* schema 4: a QMP VM */
         assert_true(got.dmem.max == UINT64_MAX && got.dmem.soft == UINT64_MAX && got.dmem.low == 0);
         got.mem_priority = 4000000000u;
         snprintf(got.gpu_pci, sizeof(got.gpu_pci), "0000:03:00.0");

@@ -81,7 +81,9 @@ struct json_object *json_io_vm(const ServiceVm *vm) {
         if (!o)
                 return NULL;
         ok = add(o, "uuid", json_object_new_string(vm->id.str));
-        ok = ok && add(o, "qmp", json_object_new_string(vm->qmp_path));
+        ok = ok && add_str_or_null(o, "qmp", vm->qmp_path);
+        ok = ok && add(o, "source", json_object_new_string(vm->libvirt_domain[0] ? "libvirt" : "qmp"));
+        ok = ok && add_str_or_null(o, "libvirt_domain", vm->libvirt_domain);
         ok = ok && add_str_or_null(o, "class", vm->class_name);
         if (vm->pid > 0)
                 ok = ok && add(o, "pid", json_object_new_int64(vm->pid));

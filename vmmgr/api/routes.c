@@ -482,6 +482,40 @@ static int h_memory_put(ApiRequest *req) {
         return reply_json(req, 200, json_io_memory(&report));
 }
 
+/* The libvirt hook (vmmgr-libvirt-hook at started/stopped/release):
+ * {"name": ..., "operation": ..., "sub_operation": ...}; 202 at once. */
+static int h_libvirt_notify(ApiRequest *req) {
+        static const char *const keys[] = { "name", "operation", "sub_operation", NULL };
+        static const char *const operations[] = { "started", "stopped", "release", NULL };
+        const char *name = NULL, *op = NULL, *sub = NULL;
+        ServiceError err = {};
+        struct json_object *o;
+        bool known = false;
+        int r;
+
+        if (!check_keys(req, req->json, keys, ""))
+                return 0;
+        if (!get_string(req, req->json, "name", "name", 255, &name) ||
+            !get_string(req, req->json, "operation", "operation", 31, &op) ||
+            !get_string(req, req->json, "sub_operation", "sub_operation", 31, &sub))
+                return 0;
+        for (size_t i = 0; op && operations[i]; i++)
+                known = known || strcmp(op, operations[i]) == 0;
+        if (!known)
+                return reply_error(req, 400, "operation", "operation must be started, stopped or release");
+        if (!req->api->ops->libvirt_notify)
+                return reply_error(req, 404, NULL, "vmmgrd does not talk to libvirt");
+        r = req->api->ops->libvirt_notify(req->api->ops_ctx, &req->id, name ? name : "", op, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        o = json_object_new_object();
+        if (o && (json_object_object_add(o, "accepted", json_object_new_boolean(true)) < 0)) {
+                json_object_put(o);
+                o = NULL;
+        }
+        return reply_json(req, 202, o);
+}
+
 static const char *const events_query[] = { "since", "limit", NULL };
 
 static const ApiRoute routes[] = {
@@ -499,6 +533,7 @@ static const ApiRoute routes[] = {
         { "PUT", "/v1/vms/{uuid}/memory", true, NULL, h_memory_put },
         { "GET", "/v1/events", false, events_query, h_events },
         { "GET", "/metrics", false, NULL, h_metrics },
+        { "POST", "/v1/libvirt/domains/{uuid}/notify", true, NULL, h_libvirt_notify },
 };
 
 size_t api_routes(const ApiRoute **ret) {

@@ -48,6 +48,7 @@ typedef struct ServiceVm {
         char run_state[32];                     /* QEMU's status: "running", "paused", ... or "unknown" */
         uint32_t n_vcpus, n_iothreads;
         uint64_t registered_at_unix;
+        char libvirt_domain[256]; /* the libvirt domain's name; "" for a VM registered over QMP */
 } ServiceVm;
 
 typedef struct ServiceCredits {
@@ -238,6 +239,13 @@ typedef struct ServiceOps {
                           ServiceError *err);
         /* GET /metrics: the values (service_metrics_done() frees them). */
         int (*metrics)(void *ctx, ServiceMetrics *ret, ServiceError *err);
+        /* The libvirt hook says a domain started or went (operation is
+         * libvirt's: "started", "stopped", "release"; name is the domain's).
+         * Answers at once and never calls libvirt from inside: libvirtd is
+         * waiting for the hook.  -ENOENT when vmmgrd does not talk to
+         * libvirt.  May be NULL (404 too). */
+        int (*libvirt_notify)(void *ctx, const VmId *id, const char *name, const char *operation,
+                              ServiceError *err);
 } ServiceOps;
 
 void service_events_free(ServiceEvent *e, size_t n);

@@ -31,6 +31,8 @@ int config_init(VmmgrConfig *c) {
         snprintf(c->socket_path, sizeof(c->socket_path), "%s", CONFIG_DEFAULT_SOCKET);
         snprintf(c->subtree, sizeof(c->subtree), "%s", "vmmgr.slice");
         snprintf(c->default_class, sizeof(c->default_class), "%s", "t3.small");
+        snprintf(c->libvirt_uri, sizeof(c->libvirt_uri), "%s", CONFIG_DEFAULT_LIBVIRT_URI);
+        snprintf(c->libvirt_pid_dir, sizeof(c->libvirt_pid_dir), "%s", CONFIG_DEFAULT_LIBVIRT_PID_DIR);
         mempol_default(&c->memory);
         return credit_class_table_init(&c->classes);
 }
@@ -167,7 +169,36 @@ static int tls_key(VmmgrConfig *c, const char *k, const char *v) {
         return -ENOKEY;
 }
 
-typedef enum Section { SEC_NONE, SEC_DAEMON, SEC_API, SEC_TLS, SEC_CLASS, SEC_MEMORY } Section;
+/* [libvirt]: the connection to libvirtd and which domains vmmgr adopts. */
+static int libvirt_key(VmmgrConfig *c, const char *k, const char *v) {
+        if (strcmp(k, "enabled") == 0) {
+                if (strcmp(v, "auto") == 0)
+                        c->libvirt = CONFIG_LIBVIRT_AUTO;
+                else if (strcmp(v, "yes") == 0)
+                        c->libvirt = CONFIG_LIBVIRT_YES;
+                else if (strcmp(v, "no") == 0)
+                        c->libvirt = CONFIG_LIBVIRT_NO;
+                else
+                        return -EINVAL;
+                return 0;
+        }
+        if (strcmp(k, "manage") == 0) {
+                if (strcmp(v, "tagged") == 0)
+                        c->libvirt_manage = CONFIG_LIBVIRT_MANAGE_TAGGED;
+                else if (strcmp(v, "all") == 0)
+                        c->libvirt_manage = CONFIG_LIBVIRT_MANAGE_ALL;
+                else
+                        return -EINVAL;
+                return 0;
+        }
+        if (strcmp(k, "uri") == 0)
+                return v[0] && !strpbrk(v, " \t") ? set_string(c->libvirt_uri, sizeof(c->libvirt_uri), v) : -EINVAL;
+        if (strcmp(k, "pid_dir") == 0)
+                return set_path(c->libvirt_pid_dir, sizeof(c->libvirt_pid_dir), v);
+        return -ENOKEY;
+}
+
+typedef enum Section { SEC_NONE, SEC_DAEMON, SEC_API, SEC_TLS, SEC_CLASS, SEC_MEMORY, SEC_LIBVIRT } Section;
 
 /* Finishes a [class] section: validated and put in the table. */
 static int class_end(VmmgrConfig *c, CreditClass *cls, bool *open) {
@@ -234,6 +265,8 @@ int config_load_text(VmmgrConfig *c, const char *text, const char *name, char *r
                                 sec = SEC_TLS;
                         else if (strcmp(l, "memory") == 0)
                                 sec = SEC_MEMORY;
+                        else if (strcmp(l, "libvirt") == 0)
+                                sec = SEC_LIBVIRT;
                         else if (strncmp(l, "class ", 6) == 0) {
                                 const char *cname = strip(l + 6);
                                 sec = SEC_CLASS;
@@ -282,6 +315,9 @@ int config_load_text(VmmgrConfig *c, const char *text, const char *name, char *r
                         break;
                 case SEC_MEMORY:
                         r = mempol_set_key(&n.memory, k, v, NULL);
+                        break;
+                case SEC_LIBVIRT:
+                        r = libvirt_key(&n, k, v);
                         break;
                 case SEC_CLASS:
                         if (strcmp(k, "like") == 0) {

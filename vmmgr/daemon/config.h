@@ -56,6 +56,19 @@ typedef enum ConfigDelayacct {
         CONFIG_DELAYACCT_OFF,
 } ConfigDelayacct;
 
+/* [libvirt] enabled: whether vmmgrd talks to libvirtd (docs/libvirt.md). */
+typedef enum ConfigLibvirt {
+        CONFIG_LIBVIRT_AUTO, /* yes, and no libvirtd is a normal state (default) */
+        CONFIG_LIBVIRT_YES,  /* yes, and no libvirtd is worth a warning */
+        CONFIG_LIBVIRT_NO,
+} ConfigLibvirt;
+
+/* [libvirt] manage: which running domains vmmgrd adopts. */
+typedef enum ConfigLibvirtManage {
+        CONFIG_LIBVIRT_MANAGE_TAGGED, /* those with a <vmmgr:credits> element (default) */
+        CONFIG_LIBVIRT_MANAGE_ALL,    /* every domain; untagged ones get default_class */
+} ConfigLibvirtManage;
+
 typedef struct VmmgrConfig {
         char state_dir[CONFIG_PATH_MAX];
         char socket_path[108];
@@ -82,7 +95,15 @@ typedef struct VmmgrConfig {
          * mempol_set_key() names the keys); used where vmmgr manages cgroup
          * v2 memory. */
         MemPolicy memory;
+        /* [libvirt] */
+        ConfigLibvirt libvirt;
+        ConfigLibvirtManage libvirt_manage;
+        char libvirt_uri[256];
+        char libvirt_pid_dir[CONFIG_PATH_MAX]; /* where libvirt writes <domain>.pid */
 } VmmgrConfig;
+
+#define CONFIG_DEFAULT_LIBVIRT_URI "qemu:///system"
+#define CONFIG_DEFAULT_LIBVIRT_PID_DIR "/run/libvirt/qemu"
 
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/vmmgr"
 #define CONFIG_DEFAULT_SOCKET "/run/vmmgr/vmmgr.sock"

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/macros.h"
 #include "vmmgr/daemon/daemon.h"
+#include "vmmgr/daemon/daemon-libvirt.h"
 #include "vmmgr/api/hostinfo.h"
 #include "vmmgr/api/json-io.h"
 
@@ -56,6 +57,7 @@ static void fill_vm(const Vm *vm, ServiceVm *ret) {
                 .registered_at_unix = vm->registered_at_unix,
         };
         snprintf(ret->qmp_path, sizeof(ret->qmp_path), "%s", vm->qmp_path);
+        snprintf(ret->libvirt_domain, sizeof(ret->libvirt_domain), "%s", vm->libvirt_name);
         snprintf(ret->class_name, sizeof(ret->class_name), "%s", vm->class_name);
         snprintf(ret->run_state, sizeof(ret->run_state), "%s", vm->run_state);
         snprintf(ret->link_error, sizeof(ret->link_error), "%s", vm->link == VM_LINK_BOUND ? "" : vm->link_error);
@@ -174,7 +176,9 @@ static void release_vm(Daemon *d, Vm *vm) {
 
         if (kh_vm_exists(d->host, &vm->id) == 1)
                 (void) kh_cpu_set_bandwidth(d->host, &vm->id, CG_ROLE_VCPUS, &free_bw, NULL);
-        (void) kh_vm_remove(d->host, &vm->id);
+        /* A libvirt domain's groups are libvirt's: lifted, not removed. */
+        if (kh_vm_forget_foreign(d->host, &vm->id) < 0)
+                (void) kh_vm_remove(d->host, &vm->id);
         vm_free(vm);
 }
 
@@ -286,24 +290,55 @@ fail:
         reg.done(r, NULL, &err, reg.userdata);
 }
 
-static int svc_vm_unregister(void *ctx, const VmId *id, ServiceError *err) {
-        Daemon *d = ctx;
+/* The "unregister" event's detail: why, and the final ledger (the VM's
+ * ledger row goes with its VM row, so this is where it is kept). */
+static struct json_object *unregister_detail(Vm *vm, const char *reason) {
+        struct json_object *o = json_object_new_object();
+        CreditLedger l = vm->ledger;
+
+        if (vm->bank) {
+                CreditSnapshot s;
+
+                (void) credit_bank_tick(vm->bank, daemon_now_mono_usec());
+                credit_bank_snapshot(vm->bank, &s);
+                l = s.ledger;
+        }
+        if (!o || json_io_add_string(o, "reason", reason) < 0 ||
+            json_io_add_int(o, "available_usec", credit_ledger_available(&l)) < 0 ||
+            json_io_add_int(o, "balance_usec", l.balance_usec) < 0 ||
+            json_io_add_int(o, "launch_usec", l.launch_usec) < 0 ||
+            json_io_add_int(o, "earned_usec", (int64_t) l.earned_usec) < 0 ||
+            json_io_add_int(o, "spent_usec", (int64_t) l.spent_usec) < 0 ||
+            json_io_add_int(o, "generation", (int64_t) l.generation) < 0) {
+                json_object_put(o);
+                return NULL;
+        }
+        if (vm->libvirt_name[0] && json_io_add_string(o, "libvirt_domain", vm->libvirt_name) < 0) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+int daemon_vm_unregister(Daemon *d, Vm *vm, const char *reason, ServiceError *err) {
+        _cleanup_json_ struct json_object *detail = NULL;
         StateError serr;
-        Vm *vm = need_vm(d, id, err);
         int r;
 
-        if (!vm)
-                return -ENOENT;
         /* Its registration's client is still waiting for QEMU: that
          * answer comes first (within the link's deadline). */
         if (vm->registering)
                 return fail(err, -EBUSY, NULL, "VM %s is still being registered (QEMU has not answered yet)",
-                            id->str);
+                            vm->id.str);
+        detail = unregister_detail(vm, reason);
+        if (!detail)
+                return fail(err, -ENOMEM, NULL, "out of memory");
         r = state_begin(d->db, &serr);
         if (r == 0)
-                r = state_vm_delete(d->db, id, &serr);
+                r = state_vm_delete(d->db, &vm->id, &serr);
         if (r == 0)
-                r = state_event_add(d->db, daemon_now_unix_usec(), id->str, "unregister", "{}", NULL, &serr);
+                r = state_event_add(d->db, daemon_now_unix_usec(), vm->id.str, "unregister", json_io_plain(detail),
+                                    NULL, &serr);
         if (r == 0)
                 r = state_commit(d->db, &serr);
         if (r < 0) {
@@ -311,10 +346,25 @@ static int svc_vm_unregister(void *ctx, const VmId *id, ServiceError *err) {
                         state_rollback(d->db);
                 return fail(err, r, NULL, "could not unregister: %s", serr.message);
         }
+        log_info("VM %s unregistered (%s): %" PRId64 " usec of credits left", vm->id.str, reason,
+                 json_object_get_int64(json_object_object_get(detail, "available_usec")));
         daemon_vm_list_remove(d, vm);
         release_vm(d, vm);
-        log_info("VM %s unregistered", id->str);
         return 0;
+}
+
+static int svc_vm_unregister(void *ctx, const VmId *id, ServiceError *err) {
+        Daemon *d = ctx;
+        Vm *vm = need_vm(d, id, err);
+
+        if (!vm)
+                return -ENOENT;
+        return daemon_vm_unregister(d, vm, "api", err);
+}
+
+static int svc_libvirt_notify(void *ctx, const VmId *id, const char *name, const char *operation,
+                              ServiceError *err) {
+        return daemon_libvirt_notify(ctx, id, name, operation, err);
 }
 
 static int svc_credits_get(void *ctx, const VmId *id, ServiceCredits *ret, ServiceError *err) {
@@ -583,6 +633,7 @@ const ServiceOps daemon_service_ops = {
         .host_info = svc_host_info,
         .vm_list = svc_vm_list,
         .vm_get = svc_vm_get,
+        .libvirt_notify = svc_libvirt_notify,
         .vm_register = svc_vm_register,
         .vm_unregister = svc_vm_unregister,
         .credits_get = svc_credits_get,

@@ -5,6 +5,7 @@
  * are in daemon-service.c.
  */
 #include "vmmgr/daemon/daemon.h"
+#include "vmmgr/daemon/daemon-libvirt.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -130,6 +131,7 @@ void daemon_vm_state_row(const Vm *vm, StateVm *ret) {
         snprintf(ret->qmp_path, sizeof(ret->qmp_path), "%s", vm->qmp_path);
         snprintf(ret->class_name, sizeof(ret->class_name), "%s", vm->class_name);
         snprintf(ret->gpu_pci, sizeof(ret->gpu_pci), "%s", vm->gpu_pci);
+        snprintf(ret->libvirt_name, sizeof(ret->libvirt_name), "%s", vm->libvirt_name);
 }
 
 void vm_free(Vm *vm) {
@@ -552,6 +554,7 @@ static int on_housekeeping(sd_event_source *s, uint64_t usec, void *userdata) {
                     vm_link_refresh_roles(vm) < 0)
                         log_debug("VM %s: role refresh not started", vm->id.str);
         }
+        daemon_libvirt_housekeeping(d);
         if (kh_vm_list(d->host, &ids, &n) == 0) {
                 for (size_t i = 0; i < n; i++)
                         if (!daemon_find_vm(d, &ids[i]) && kh_vm_remove(d->host, &ids[i]) == 0)
@@ -628,7 +631,9 @@ int daemon_reload(Daemon *d) {
                         F("controllers", controllers),     F("task_delayacct", task_delayacct),
                         F("tls_listen", tls_listen),       F("tls_cert", tls_cert),
                         F("tls_key", tls_key),             F("tls_client_ca", tls_client_ca),
-                        F("[memory]", memory),
+                        F("[memory]", memory),             F("[libvirt] enabled", libvirt),
+                        F("[libvirt] uri", libvirt_uri),   F("[libvirt] pid_dir", libvirt_pid_dir),
+                        F("[libvirt] manage", libvirt_manage),
 #undef F
                 };
                 for (size_t i = 0; i < ARRAY_SIZE(restart_only); i++)
@@ -678,6 +683,7 @@ static int adopt_known_vms(Daemon *d) {
                 vm->mem_priority = rows[i].mem_priority;
                 snprintf(vm->gpu_pci, sizeof(vm->gpu_pci), "%s", rows[i].gpu_pci);
                 vm->dmem = rows[i].dmem;
+                snprintf(vm->libvirt_name, sizeof(vm->libvirt_name), "%s", rows[i].libvirt_name);
                 snprintf(vm->run_state, sizeof(vm->run_state), "unknown");
                 r = state_ledger_get(d->db, &vm->id, &led, &err);
                 if (r == 0) {
@@ -694,7 +700,14 @@ static int adopt_known_vms(Daemon *d) {
                         return r == -EEXIST ? 0 : r;
                 }
                 /* PIDs and thread ids are re-discovered, never trusted from
-                 * disk; the link reports back when QEMU has answered. */
+                 * disk; the link reports back when QEMU has answered.  A
+                 * libvirt domain comes back through libvirt instead
+                 * (daemon-libvirt.c: the running domains at connect). */
+                if (vm->libvirt_name[0]) {
+                        vm->link = VM_LINK_DOWN;
+                        snprintf(vm->link_error, sizeof(vm->link_error), "waiting for libvirt");
+                        continue;
+                }
                 if (vm_link_start(d, vm, false) < 0)
                         log_warning("VM %s not adopted now (retrying): %s", vm->id.str, vm->link_error);
         }
@@ -842,6 +855,9 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         r = adopt_known_vms(d);
         if (r < 0)
                 goto fail;
+        r = daemon_libvirt_open(d);
+        if (r < 0)
+                goto fail;
         log_info("vmmgrd %s: cgroup %s, cpu on v%d, %s credit bank, %zu VM(s), API on %s", VMMGR_VERSION,
                  cg_mode_to_string(d->features.mode), d->features.controllers[CG_CTRL_CPU].version,
                  credit_bank_kind_to_string(d->bank_kind), d->n_vms, d->cfg.socket_path);
@@ -905,6 +921,8 @@ int daemon_run(Daemon *d) {
 Daemon *daemon_free(Daemon *d) {
         if (!d)
                 return NULL;
+        /* First: no libvirt callback may run into a half-freed daemon. */
+        daemon_libvirt_close(d);
         /* Registrations still waiting for QEMU are answered before the API
          * goes (their clients are suspended in it). */
         for (size_t i = d->n_vms; i > 0; i--)

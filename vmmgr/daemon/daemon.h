@@ -95,6 +95,12 @@ typedef struct Vm {
         char gpu_pci[SERVICE_PCI_MAX]; /* "" without a GPU */
         MemPolDmemSpec dmem;           /* its dmem limits */
 
+        /* A libvirt domain (daemon-libvirt.c): its name there; "" for a
+         * VM registered over QMP.  libvirt owns its groups and its
+         * monitor: vmmgrd never opens qmp_path ("") for it. */
+        char libvirt_name[STATE_LIBVIRT_NAME_MAX];
+        unsigned lv_seen_generation; /* the libvirt connection that last reported it running */
+
         /* Kept while disconnected: the ledger as last known; frozen
          * while QEMU is gone (no earnings); dirty until written. */
         CreditLedger ledger;
@@ -134,6 +140,12 @@ struct Daemon {
         bool tick_batch, tick_batch_open; /* a tick's events in one transaction */
         uint64_t api_warned_usec;          /* log_ratelimit() of API dispatch failures */
         size_t delays_cursor;              /* daemon_delays_refresh()'s round robin */
+        /* libvirt (daemon-libvirt.c): the connection (NULL when off), and
+         * domains a hook said started, looked at a moment later. */
+        struct LvConn *lv;
+        sd_event_source *lv_recheck;
+        VmId lv_pending[64];
+        size_t n_lv_pending;
         bool quitting;
         bool remove_subtree_on_exit;
         bool on_model; /* given a stand-in host, not this machine's (test seam) */
@@ -193,6 +205,9 @@ void daemon_vm_linked(Daemon *d, Vm *vm, int r, const char *field, const char *r
 /* Stores a new VM (row, fresh ledger, "register" event) in one
  * transaction; nothing of it on failure. */
 int daemon_store_registration(Daemon *d, Vm *vm, struct json_object *detail, StateError *serr);
+/* Forgets a VM: its row goes, an "unregister" event keeps why and its
+ * final ledger, its limit is lifted; vm is freed on success. */
+int daemon_vm_unregister(Daemon *d, Vm *vm, const char *reason, ServiceError *err);
 /* Ends a registration that waits for its link (daemon-service.c). */
 void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, const char *reason);
 

@@ -311,9 +311,13 @@ static int conn_open(LvConn *c) {
                 return -ECONNREFUSED;
         }
         r = register_events(c);
+        /* The domains reported belong to the new generation already: an
+         * owner can tell those it did not hear of again. */
+        c->generation++;
         if (r == 0)
                 r = report_running(c);
         if (r < 0) {
+                c->generation--;
                 conn_teardown(c);
                 conn_wait(c, lv_backoff_failed(&c->backoff));
                 return -ECONNREFUSED;
@@ -321,7 +325,6 @@ static int conn_open(LvConn *c) {
         set_keepalive(c);
         c->error[0] = '\0';
         c->state = LV_CONN_UP;
-        c->generation++;
         lv_backoff_up(&c->backoff, now_usec(c));
         if (c->ops.state)
                 c->ops.state(c, c->state, NULL, 0, c->userdata);

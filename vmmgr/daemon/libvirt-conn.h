@@ -130,5 +130,6 @@ const char *lv_conn_error(const LvConn *c);
 /* Whether keepalive is on: false on drivers without it (test:///, and
  * any local driver opened in-process). */
 bool lv_conn_keepalive(const LvConn *c);
-/* How many times it went up (1 after the first open). */
+/* How many times it went up (1 after the first open); during
+ * domain_running at a (re)connect it is already the new number. */
 unsigned lv_conn_generation(const LvConn *c);

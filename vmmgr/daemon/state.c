@@ -36,7 +36,7 @@ typedef enum StmtId {
 
 #define VM_COLUMNS                                                                                       \
         "uuid, qmp_path, class, vcpus, baseline_ppm, cap_usec, launch_usec, mode, registered_at, mem_priority, " \
-        "gpu_pci, dmem_max, dmem_soft, dmem_low, dmem_min"
+        "gpu_pci, dmem_max, dmem_soft, dmem_low, dmem_min, libvirt_name"
 #define LEDGER_COLUMNS                                                                                      \
         "uuid, balance_usec, launch_usec, surplus_usec, charged_usec, earned_usec, spent_usec, "            \
         "forfeited_usec, overdraft_usec, debt_usec, adjusted_usec, earn_remainder, generation, "            \
@@ -50,13 +50,14 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_ROLLBACK] = "ROLLBACK",
         /* An upsert, not INSERT OR REPLACE: REPLACE deletes the row first,
          * and the delete would cascade to the VM's ledger. */
-        [ST_VM_PUT] = "INSERT INTO vms (" VM_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
+        [ST_VM_PUT] = "INSERT INTO vms (" VM_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
                       "ON CONFLICT (uuid) DO UPDATE SET qmp_path = excluded.qmp_path, class = excluded.class, "
                       "vcpus = excluded.vcpus, baseline_ppm = excluded.baseline_ppm, "
                       "cap_usec = excluded.cap_usec, launch_usec = excluded.launch_usec, mode = excluded.mode, "
                       "registered_at = excluded.registered_at, mem_priority = excluded.mem_priority, "
                       "gpu_pci = excluded.gpu_pci, dmem_max = excluded.dmem_max, dmem_soft = excluded.dmem_soft, "
-                      "dmem_low = excluded.dmem_low, dmem_min = excluded.dmem_min",
+                      "dmem_low = excluded.dmem_low, dmem_min = excluded.dmem_min, "
+                      "libvirt_name = excluded.libvirt_name",
         [ST_VM_DELETE] = "DELETE FROM vms WHERE uuid = ?1",
         [ST_VM_GET] = "SELECT " VM_COLUMNS " FROM vms WHERE uuid = ?1",
         [ST_VM_LIST] = "SELECT " VM_COLUMNS " FROM vms ORDER BY registered_at, uuid",
@@ -128,6 +129,9 @@ static const char *const migrations[] = {
         /* 3: a ledger frozen while the VM's QEMU is gone earns nothing
          * until it is back (docs/credits.md). */
         "ALTER TABLE ledger ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0 CHECK (frozen IN (0, 1));",
+        /* 4: libvirt (issue 11): a domain libvirt runs is known by its
+         * name there and has no QMP socket of vmmgr's ("" otherwise). */
+        "ALTER TABLE vms ADD COLUMN libvirt_name TEXT NOT NULL DEFAULT '';",
 };
 
 _Static_assert(ARRAY_SIZE(migrations) == STATE_SCHEMA_VERSION, "one migration per schema version");
@@ -516,6 +520,7 @@ static int read_vm(StateDb *db, sqlite3_stmt *s, StateVm *ret, StateError *err) 
         vm.dmem.soft = (uint64_t) sqlite3_column_int64(s, 12);
         vm.dmem.low = (uint64_t) sqlite3_column_int64(s, 13);
         vm.dmem.min = (uint64_t) sqlite3_column_int64(s, 14);
+        copy_text(vm.libvirt_name, sizeof vm.libvirt_name, s, 15);
         *ret = vm;
         return 0;
 }
@@ -542,6 +547,7 @@ int state_vm_put(StateDb *db, const StateVm *vm, StateError *err) {
         sqlite3_bind_int64(s, 13, (sqlite3_int64) vm->dmem.soft);
         sqlite3_bind_int64(s, 14, (sqlite3_int64) vm->dmem.low);
         sqlite3_bind_int64(s, 15, (sqlite3_int64) vm->dmem.min);
+        sqlite3_bind_text(s, 16, vm->libvirt_name, -1, SQLITE_STATIC);
         r = exec_stmt(db, s, err, "storing a VM");
         if (r < 0 && err) {
                 char ctx[sizeof err->message];

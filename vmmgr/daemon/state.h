@@ -31,7 +31,9 @@
 #include "policies/memory.h"
 #include "vmmgr/api/service.h"
 
-#define STATE_SCHEMA_VERSION 3
+#define STATE_SCHEMA_VERSION 4
+/* libvirt's own limit on a domain name is far larger; vmmgr adopts none longer. */
+#define STATE_LIBVIRT_NAME_MAX 256
 #define STATE_EVENTS_KEEP_DEFAULT 10000u
 #define STATE_DB_NAME "vmmgr.db"
 
@@ -50,6 +52,7 @@ typedef struct StateVm {
         uint32_t mem_priority; /* host-pressure order, lower reclaimed first */
         char gpu_pci[SERVICE_PCI_MAX]; /* "" without a GPU */
         MemPolDmemSpec dmem;           /* its dmem limits */
+        char libvirt_name[STATE_LIBVIRT_NAME_MAX]; /* a libvirt domain's name; "" for a QMP VM */
 } StateVm;
 
 typedef struct StateLedger {

@@ -397,6 +397,23 @@ fail:
         return r;
 }
 
+int credit_bank_resync(CreditBank *b, uint64_t now_usec) {
+        CreditEnforcement before = b->enf;
+        CpuBandwidth bw;
+        int r;
+
+        r = kh_cpu_get_bandwidth(b->host, &b->vm, CG_ROLE_VCPUS, &bw);
+        if (r < 0)
+                return r;
+        b->enf.period_usec = bw.period_usec;
+        b->enf.quota_usec = bw.quota_usec == CPU_QUOTA_MAX ? CREDIT_QUOTA_UNLIMITED : bw.quota_usec;
+        r = credit_bank_tick(b, now_usec);
+        if (r < 0)
+                return r;
+        return before.period_usec != bw.period_usec ||
+               before.quota_usec != (bw.quota_usec == CPU_QUOTA_MAX ? CREDIT_QUOTA_UNLIMITED : bw.quota_usec);
+}
+
 CreditBank *credit_bank_free(CreditBank *b) {
         if (!b)
                 return NULL;

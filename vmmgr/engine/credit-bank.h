@@ -105,6 +105,11 @@ int credit_bank_inject(CreditBank *b, int64_t delta_usec, uint64_t now_usec);
 /* Moves credits between two VMs: either both change or neither does. */
 int credit_bank_transfer(CreditBank *from, CreditBank *to, int64_t amount_usec, uint64_t now_usec);
 
+/* Someone else wrote the group's CPU bandwidth (libvirt's schedinfo or
+ * a vCPU hotplug): takes what is applied now as the bank's view and
+ * looks, so the bank's own limit is written back if it differs.  1 when
+ * the applied value was not the bank's, 0 when it was, or an error. */
+int credit_bank_resync(CreditBank *b, uint64_t now_usec);
 void credit_bank_snapshot(const CreditBank *b, CreditSnapshot *ret);
 const VmId *credit_bank_vm(const CreditBank *b);
 /* CREDIT_NOTICE_* bits gathered by looks since the last call; clears them. */
