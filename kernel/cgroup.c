@@ -778,3 +778,25 @@ int kh_thread_group(KHost *h, CgController c, pid_t tid, char *buf, size_t size)
                 return -EOPNOTSUPP;
         return h->ops->thread_group(h->be, (unsigned) h->ctrl_hier[c], tid, buf, size);
 }
+
+int kh_vm_foreign_role_groups(KHost *h, const VmId *vm, CgRole role) {
+        const KhForeignVm *f = kh_foreign_find(h, vm);
+        char group[CG_PATH_MAX];
+        char **names = NULL;
+        unsigned hier;
+        int r, n = 0;
+
+        if (!f)
+                return -ENOENT;
+        r = placement_hier(h, &hier);
+        if (r < 0)
+                return r;
+        snprintf(group, sizeof(group), "/%s", f->domain);
+        r = h->ops->list_children(h->be, hier, group, &names);
+        if (r < 0)
+                return r;
+        for (char **p = names; *p; p++)
+                n += foreign_child_has_role(*p, role);
+        strv_free(names);
+        return n;
+}

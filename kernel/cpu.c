@@ -267,11 +267,89 @@ static int v1_usage_from_threads(KHost *h, const CpuTarget *t, uint64_t *ret) {
         return 0;
 }
 
+/* A foreign VM's threads of every role (libvirt's groups hold no thread
+ * at the domain level). */
+static int foreign_usage_from_threads(KHost *h, const VmId *vm, uint64_t *ret) {
+        static const CgRole roles[] = { CG_ROLE_VCPUS, CG_ROLE_EMULATOR, CG_ROLE_IO };
+        uint64_t sum = 0;
+
+        for (size_t k = 0; k < ARRAY_SIZE(roles); k++) {
+                _cleanup_free_ pid_t *tids = NULL;
+                size_t n = 0;
+                int r = kh_vm_threads(h, vm, roles[k], &tids, &n);
+
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < n; i++) {
+                        uint64_t usec;
+
+                        r = kh_thread_cpu_usec(h, tids[i], tids[i], &usec);
+                        if (r == -ESRCH)
+                                continue;
+                        if (r < 0)
+                                return r;
+                        sum += usec;
+                }
+        }
+        *ret = sum;
+        return 0;
+}
+
+/* The cgroup v2 hierarchy of a hybrid host (no controllers there: its
+ * cpu.stat still counts usage_usec for every group). */
+static int unified_hier(const KHost *h, unsigned *ret) {
+        for (size_t i = 0; i < h->layout.n_hier; i++)
+                if (h->layout.hier[i].version == CG_V2) {
+                        *ret = (unsigned) i;
+                        return 0;
+                }
+        return -ENOENT;
+}
+
+/* v1: the group's CPU usage.  cpuacct where vmmgr manages it.  A libvirt
+ * domain may have no cpuacct group (libvirt on a hybrid host counts with
+ * the v2 hierarchy, where it places the threads too): there the v2
+ * group's cpu.stat, else the sum over its threads. */
+static int v1_usage(KHost *h, const VmId *vm, const CpuTarget *t, uint64_t *ret) {
+        bool foreign = kh_foreign_find(h, vm) != NULL;
+        char buf[1024];
+        unsigned hier;
+        int r;
+
+        if (kh_managed_hier(h, CG_CTRL_CPUACCT, &hier) == 0) {
+                uint64_t ns;
+
+                r = kh_read(h, hier, t->group, "cpuacct.usage", buf, sizeof(buf));
+                if (r == 0) {
+                        r = cg_parse_u64_or_max(buf, &ns);
+                        if (r < 0)
+                                return r;
+                        if (ns == UINT64_MAX)
+                                return -EBADMSG;
+                        *ret = ns / NSEC_PER_USEC;
+                        return 0;
+                }
+                if (r != -ENOENT || !foreign)
+                        return r;
+        }
+        if (!foreign)
+                return v1_usage_from_threads(h, t, ret);
+        if (unified_hier(h, &hier) == 0 && kh_read(h, hier, t->group, "cpu.stat", buf, sizeof(buf)) == 0) {
+                CpuStat st;
+
+                r = cg_parse_cpu_stat(buf, CG_V2, &st);
+                if (r == 0 && (st.have & CPU_STAT_USAGE)) {
+                        *ret = st.usage_usec;
+                        return 0;
+                }
+        }
+        return foreign_usage_from_threads(h, vm, ret);
+}
+
 int kh_cpu_read_stat(KHost *h, const VmId *vm, CgRole role, CpuStat *ret) {
         char buf[1024];
         CpuStat s;
         CpuTarget t;
-        unsigned acct;
         int r;
 
         r = cpu_target(h, vm, role, &t);
@@ -284,22 +362,9 @@ int kh_cpu_read_stat(KHost *h, const VmId *vm, CgRole role, CpuStat *ret) {
         if (r < 0)
                 return r;
         if (t.version == CG_V1) {
-                if (kh_managed_hier(h, CG_CTRL_CPUACCT, &acct) == 0) {
-                        uint64_t ns;
-                        r = kh_read(h, acct, t.group, "cpuacct.usage", buf, sizeof(buf));
-                        if (r < 0)
-                                return r;
-                        r = cg_parse_u64_or_max(buf, &ns);
-                        if (r < 0)
-                                return r;
-                        if (ns == UINT64_MAX)
-                                return -EBADMSG;
-                        s.usage_usec = ns / NSEC_PER_USEC;
-                } else {
-                        r = v1_usage_from_threads(h, &t, &s.usage_usec);
-                        if (r < 0)
-                                return r;
-                }
+                r = v1_usage(h, vm, &t, &s.usage_usec);
+                if (r < 0)
+                        return r;
                 s.have |= CPU_STAT_USAGE;
         }
         *ret = s;
@@ -344,6 +409,11 @@ int kh_cpu_stat_reader_open(KHost *h, const VmId *vm, CgRole role, KhCpuStatRead
                         r->usage_fd = open_cached(h, acct, t.group, "cpuacct.usage");
                 else
                         r->fallback = true; /* usage from threads: no single file */
+                if (r->usage_fd == -ENOENT && kh_foreign_find(h, vm)) {
+                        /* libvirt made no cpuacct group: v1_usage() finds another source */
+                        r->usage_fd = -EBADF;
+                        r->fallback = true;
+                }
         }
         if (r->stat_fd == -ENOENT || r->usage_fd == -ENOENT) {
                 kh_cpu_stat_reader_free(r);

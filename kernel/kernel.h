@@ -181,6 +181,10 @@ int kh_vm_threads(KHost *h, const VmId *vm, CgRole role, pid_t **ret, size_t *re
  * '/', the same in every hierarchy (libvirt names it so); never vmmgr's
  * own subtree (-EINVAL).  Setting it again replaces it. */
 int kh_vm_set_foreign(KHost *h, const VmId *vm, const char *domain);
+/* How many groups of `role` libvirt made for it: vcpu<N> (one per vCPU;
+ * threads a vCPU thread starts land in its group too, so counting threads
+ * would not do), iothread<N>.  -ENOENT if it is not foreign. */
+int kh_vm_foreign_role_groups(KHost *h, const VmId *vm, CgRole role);
 /* Forgets it (nothing on disk changes); -ENOENT if it was not foreign. */
 int kh_vm_forget_foreign(KHost *h, const VmId *vm);
 /* The domain group of a foreign VM; NULL for vmmgr's own. */

@@ -19,6 +19,7 @@
 #include "vmmgr/daemon/libvirt-conn.h"
 #include "vmmgr/daemon/libvirt-loop.h"
 #include "vmmgr/daemon/libvirt-metadata.h"
+#include "vmmgr/daemon/libvirt-worker.h"
 
 #include <libvirt/virterror.h>
 
@@ -156,23 +157,23 @@ static void domain_event(Daemon *d, const VmId *id, const char *kind, const char
 
 /* The spec the domain asks for: 1 with *ret set, 0 when the domain is not
  * vmmgr's (no element and manage = tagged), or an error with why. */
-static int domain_spec(Daemon *d, virDomainPtr dom, uint32_t vcpus, CreditSpec *ret, char *class_name,
-                       size_t class_size, char *why, size_t why_size) {
+static int domain_spec(Daemon *d, const LvDomainFacts *f, CreditSpec *ret, char *class_name, size_t class_size,
+                       char *why, size_t why_size) {
         LvCreditsError lerr = { 0 };
-        LvCredits lc = { 0 };
+        LvCredits lc = f->credits;
         const char *cls = NULL;
         int r;
 
-        r = lv_credits_get(dom, VIR_DOMAIN_AFFECT_LIVE, &lc, &lerr);
-        if (r == -ENOENT) {
+        if (f->credits_r == -ENOENT) {
                 if (d->cfg.libvirt_manage != CONFIG_LIBVIRT_MANAGE_ALL)
                         return 0;
                 lc = (LvCredits) { 0 };
-        } else if (r < 0) {
-                snprintf(why, why_size, "<vmmgr:credits>: %s", lerr.message[0] ? lerr.message : strerror(-r));
-                return r;
+        } else if (f->credits_r < 0) {
+                snprintf(why, why_size, "<vmmgr:credits>: %s",
+                         f->credits_err.message[0] ? f->credits_err.message : strerror(-f->credits_r));
+                return f->credits_r;
         }
-        r = lv_credits_resolve(&lc, &d->cfg.classes, d->cfg.default_class, vcpus, ret, &cls, &lerr);
+        r = lv_credits_resolve(&lc, &d->cfg.classes, d->cfg.default_class, f->nr_vcpus, ret, &cls, &lerr);
         if (r < 0) {
                 snprintf(why, why_size, "<vmmgr:credits>: %s", lerr.message[0] ? lerr.message : strerror(-r));
                 return r;
@@ -197,47 +198,90 @@ static int store_new(Daemon *d, Vm *vm) {
         return r;
 }
 
-/* Adopts a running domain (idempotent).  `why` names the occasion. */
-static void adopt(Daemon *d, virDomainPtr dom, const char *uuid, const char *occasion) {
+static void let_go(Daemon *d, Vm *vm, const char *reason);
+
+/* A new spec for a managed domain (its metadata changed). */
+static void respec(Daemon *d, Vm *vm, const CreditSpec *spec, const char *class_name) {
+        StateError serr;
+        StateVm row;
+        int r;
+
+        if (memcmp(spec, &vm->spec, sizeof(*spec)) == 0 && strcmp(class_name, vm->class_name) == 0)
+                return; /* our own write coming back, or no change */
+        r = credit_bank_set_spec(vm->bank, spec, daemon_now_mono_usec());
+        if (r < 0) {
+                log_warning("Domain %s (%s): cannot apply the new spec: %s", vm->libvirt_name, vm->id.str,
+                            strerror(-r));
+                return;
+        }
+        vm->spec = *spec;
+        snprintf(vm->class_name, sizeof(vm->class_name), "%s", class_name);
+        daemon_vm_state_row(vm, &row);
+        if (state_vm_put(d->db, &row, &serr) < 0)
+                log_warning("Domain %s (%s): new spec not stored: %s", vm->libvirt_name, vm->id.str, serr.message);
+        domain_event(d, &vm->id, "spec", "source", "libvirt metadata");
+        log_info("Domain %s (%s): spec from its metadata: class %s", vm->libvirt_name, vm->id.str,
+                 class_name[0] ? class_name : "(custom)");
+}
+
+/* What libvirtd said about a domain (libvirt-worker.c): adopt it, update
+ * its spec, or let it go.  Nothing here calls libvirt. */
+static void on_facts(const LvDomainFacts *f, void *userdata) {
         char domain[CG_PATH_MAX], class_name[CREDIT_CLASS_NAME_MAX], why[512] = "";
-        const char *name = virDomainGetName(dom);
+        Daemon *d = userdata;
+        const char *name = f->name;
         CreditSpec spec;
-        virDomainInfo info;
         bool fresh = false;
         pid_t pid = 0;
         VmId id;
         Vm *vm;
         int r;
 
-        if (vm_id_parse(uuid, &id) < 0 || !name)
+        if (vm_id_parse(f->uuid, &id) < 0)
                 return;
         vm = daemon_find_vm(d, &id);
         if (vm && !vm->libvirt_name[0]) {
-                if (log_ratelimit(&vm->tick_warned_usec, daemon_now_mono_usec(), 60 * USEC_PER_SEC))
+                if (f->r == 0 && log_ratelimit(&vm->tick_warned_usec, daemon_now_mono_usec(), 60 * USEC_PER_SEC))
                         log_warning("Domain %s (%s) is registered over QMP; libvirt's domain is left alone", name,
-                                    uuid);
+                                    f->uuid);
                 return;
         }
-        if (virDomainGetInfo(dom, &info) < 0) {
-                log_debug("Domain %s (%s): no info (%s); not adopted now", name, uuid, virGetLastErrorMessage());
+        log_debug("libvirt: domain %s (%s): r %d, state %d, credits %d; libvirtd answered in %" PRIu64 " us", name,
+                  f->uuid, f->r, f->state, f->credits_r, f->took_usec);
+        if (f->r == -ENOENT || (f->r == 0 && f->state == VIR_DOMAIN_SHUTOFF)) {
+                if (vm)
+                        let_go(d, vm, "not running");
                 return;
         }
-        if (info.state == VIR_DOMAIN_SHUTOFF)
+        if (f->r < 0) {
+                log_warning("Domain %s not looked at now: %s", f->uuid, f->error);
                 return;
-        r = domain_spec(d, dom, info.nrVirtCpu, &spec, class_name, sizeof(class_name), why, sizeof(why));
+        }
+        r = domain_spec(d, f, &spec, class_name, sizeof(class_name), why, sizeof(why));
         if (r == 0) {
-                log_debug("Domain %s (%s) has no <vmmgr:credits>: not managed", name, uuid);
+                if (vm)
+                        let_go(d, vm, "metadata removed");
+                else
+                        log_debug("Domain %s (%s) has no <vmmgr:credits>: not managed", name, f->uuid);
                 return;
         }
-        if (r > 0)
-                r = read_pid_file(d, name, &pid);
-        if (r < 0 && !why[0])
+        if (r < 0) {
+                if (vm && vm->bank) {
+                        log_warning("Domain %s (%s): the new spec is refused, the old one stays: %s", name, f->uuid,
+                                    why);
+                        domain_event(d, &id, "spec-refused", "reason", why);
+                } else
+                        log_warning("Domain %s (%s) not managed: %s", name, f->uuid, why);
+                return;
+        }
+        r = read_pid_file(d, name, &pid);
+        if (r < 0)
                 snprintf(why, sizeof(why), "cannot read its pid from %s/%s.pid: %s", d->cfg.libvirt_pid_dir, name,
                          strerror(-r));
         if (r >= 0)
                 r = domain_group(d, pid, domain, sizeof(domain), why, sizeof(why));
         if (r < 0) {
-                log_warning("Domain %s (%s) not managed: %s", name, uuid, why);
+                log_warning("Domain %s (%s) not managed: %s", name, f->uuid, why);
                 if (vm) {
                         vm->link = VM_LINK_DOWN;
                         snprintf(vm->link_error, sizeof(vm->link_error), "%s", why);
@@ -245,15 +289,15 @@ static void adopt(Daemon *d, virDomainPtr dom, const char *uuid, const char *occ
                 return;
         }
         if (vm && vm->link == VM_LINK_BOUND && vm->pid == pid) {
-                snprintf(vm->run_state, sizeof(vm->run_state), "%s", run_state_name(info.state));
-                vm->lv_seen_generation = lv_conn_generation(d->lv);
-                return; /* already managed: a reconnect or a second report */
+                snprintf(vm->run_state, sizeof(vm->run_state), "%s", run_state_name(f->state));
+                respec(d, vm, &spec, class_name);
+                return; /* already managed: a reconnect, a second report, a metadata change */
         }
         if (vm && vm->bank) /* a new QEMU under the same id: the old one's ledger first */
                 daemon_vm_disconnect(d, vm, "QEMU replaced");
         r = kh_vm_set_foreign(d->host, &id, domain);
         if (r < 0) {
-                log_warning("Domain %s (%s) not managed: its group /%s was refused: %s", name, uuid, domain,
+                log_warning("Domain %s (%s) not managed: its group /%s was refused: %s", name, f->uuid, domain,
                             strerror(-r));
                 return;
         }
@@ -265,10 +309,7 @@ static void adopt(Daemon *d, virDomainPtr dom, const char *uuid, const char *occ
                 }
                 vm->daemon = d;
                 vm->id = id;
-                vm->spec = spec;
-                snprintf(vm->class_name, sizeof(vm->class_name), "%s", class_name);
                 vm->registered_at_unix = daemon_now_unix_usec() / USEC_PER_SEC;
-                snprintf(vm->libvirt_name, sizeof(vm->libvirt_name), "%s", name);
                 r = daemon_vm_list_add(d, vm);
                 if (r < 0) {
                         (void) kh_vm_forget_foreign(d->host, &id);
@@ -276,20 +317,19 @@ static void adopt(Daemon *d, virDomainPtr dom, const char *uuid, const char *occ
                         return;
                 }
                 fresh = true;
-        } else {
-                /* Known from the database: the spec may have changed in the
-                 * metadata while vmmgrd was down; the domain's is the truth. */
-                vm->spec = spec;
-                snprintf(vm->class_name, sizeof(vm->class_name), "%s", class_name);
-                snprintf(vm->libvirt_name, sizeof(vm->libvirt_name), "%s", name);
         }
+        /* The domain's metadata is the truth, also for one known from the
+         * database (it may have changed while vmmgrd was down). */
+        vm->spec = spec;
+        snprintf(vm->class_name, sizeof(vm->class_name), "%s", class_name);
+        snprintf(vm->libvirt_name, sizeof(vm->libvirt_name), "%s", name);
         vm->pid = pid;
-        snprintf(vm->run_state, sizeof(vm->run_state), "%s", run_state_name(info.state));
+        snprintf(vm->run_state, sizeof(vm->run_state), "%s", run_state_name(f->state));
         refresh_roles(d, vm);
         r = daemon_vm_bank_start(d, vm, fresh, daemon_now_mono_usec());
         if (r < 0) {
                 snprintf(vm->link_error, sizeof(vm->link_error), "cannot start its credit bank: %s", strerror(-r));
-                log_warning("Domain %s (%s): %s", name, uuid, vm->link_error);
+                log_warning("Domain %s (%s): %s", name, f->uuid, vm->link_error);
                 vm->link = VM_LINK_DOWN;
                 vm->pid = 0;
                 if (fresh) {
@@ -308,19 +348,26 @@ static void adopt(Daemon *d, virDomainPtr dom, const char *uuid, const char *occ
         }
         vm->link = VM_LINK_BOUND;
         vm->link_error[0] = '\0';
-        vm->lv_seen_generation = lv_conn_generation(d->lv);
         if (!fresh)
                 daemon_vm_linked(d, vm, 0, NULL, NULL); /* the "adopt" event; the ledger thaws */
         vm->adopted_once = true;
         if (d->mem) {
-                MemPolVmSpec mspec = { .priority = vm->mem_priority, .ram_bytes = (uint64_t) info.maxMem * 1024 };
+                MemPolVmSpec mspec = { .priority = vm->mem_priority, .ram_bytes = (uint64_t) f->max_mem_kib * 1024 };
 
                 /* Balloon through libvirt is not wired yet: none is offered. */
                 daemon_vm_memory_start(d, vm, &mspec, 0);
         }
-        log_info("Domain %s (%s) %s (%s): pid %d, %zu vCPU(s), group /%s, %s bank", name, uuid,
-                 fresh ? "managed" : "re-adopted", occasion, (int) pid, vm->roles.n_vcpus, domain,
-                 credit_bank_kind_to_string(d->bank_kind));
+        log_info("Domain %s (%s) %s: pid %d, %u vCPU(s), group /%s, %s bank; libvirtd answered in %" PRIu64 " ms",
+                 name, f->uuid, fresh ? "managed" : "re-adopted", (int) pid, vm->spec.vcpus, domain,
+                 credit_bank_kind_to_string(d->bank_kind), f->took_usec / 1000);
+}
+
+/* Asks the worker about a domain; the answer comes to on_facts(). */
+static void look_at(Daemon *d, const char *uuid) {
+        int r = d->lv_worker ? lv_worker_request(d->lv_worker, uuid) : -ENOTCONN;
+
+        if (r < 0)
+                log_warning("libvirt: cannot look at domain %s now: %s", uuid, strerror(-r));
 }
 
 /* The domain stopped (or is no longer running at a reconnect): its final
@@ -338,7 +385,14 @@ static void let_go(Daemon *d, Vm *vm, const char *reason) {
 }
 
 static void on_domain_running(LvConn *c, virDomainPtr dom, const char *uuid, void *userdata) {
-        adopt(userdata, dom, uuid, "running at connect");
+        Daemon *d = userdata;
+        VmId id;
+        Vm *vm;
+
+        /* Seen running at this connect: not let go when it comes up. */
+        if (vm_id_parse(uuid, &id) == 0 && (vm = daemon_find_vm(d, &id)))
+                vm->lv_seen_generation = lv_conn_generation(c);
+        look_at(d, uuid);
 }
 
 static const char *stopped_reason(int detail) {
@@ -370,12 +424,12 @@ static void on_lifecycle(LvConn *c, virDomainPtr dom, const char *uuid, int even
         vm = daemon_find_vm(d, &id);
         switch (event) {
         case VIR_DOMAIN_EVENT_STARTED:
-                adopt(d, dom, uuid, "started");
+                look_at(d, uuid);
                 break;
         case VIR_DOMAIN_EVENT_RESUMED:
         case VIR_DOMAIN_EVENT_SUSPENDED:
                 if (!vm || vm->link != VM_LINK_BOUND)
-                        adopt(d, dom, uuid, event == VIR_DOMAIN_EVENT_RESUMED ? "resumed" : "suspended");
+                        look_at(d, uuid);
                 else
                         snprintf(vm->run_state, sizeof(vm->run_state), "%s",
                                  event == VIR_DOMAIN_EVENT_RESUMED ? "running" : "paused");
@@ -391,55 +445,8 @@ static void on_lifecycle(LvConn *c, virDomainPtr dom, const char *uuid, int even
 
 static void on_metadata(LvConn *c, virDomainPtr dom, const char *uuid, int type, const char *nsuri,
                         void *userdata) {
-        char class_name[CREDIT_CLASS_NAME_MAX], why[512] = "";
-        Daemon *d = userdata;
-        virDomainInfo info;
-        CreditSpec spec;
-        VmId id;
-        Vm *vm;
-        int r;
-
-        if (type != VIR_DOMAIN_METADATA_ELEMENT || !nsuri || strcmp(nsuri, LV_CREDITS_NS) != 0 ||
-            vm_id_parse(uuid, &id) < 0)
-                return;
-        vm = daemon_find_vm(d, &id);
-        if (!vm) { /* tagged now: adopt it if it runs */
-                adopt(d, dom, uuid, "metadata added");
-                return;
-        }
-        if (!vm->libvirt_name[0] || !vm->bank || virDomainGetInfo(dom, &info) < 0)
-                return;
-        r = domain_spec(d, dom, info.nrVirtCpu, &spec, class_name, sizeof(class_name), why, sizeof(why));
-        if (r < 0) {
-                log_warning("Domain %s (%s): the new spec is refused, the old one stays: %s", vm->libvirt_name,
-                            uuid, why);
-                domain_event(d, &id, "spec-refused", "reason", why);
-                return;
-        }
-        if (r == 0) { /* the element is gone: vmmgr lets the domain go */
-                let_go(d, vm, "metadata removed");
-                return;
-        }
-        if (memcmp(&spec, &vm->spec, sizeof(spec)) == 0 && strcmp(class_name, vm->class_name) == 0)
-                return; /* our own write coming back, or no change */
-        r = credit_bank_set_spec(vm->bank, &spec, daemon_now_mono_usec());
-        if (r < 0) {
-                log_warning("Domain %s (%s): cannot apply the new spec: %s", vm->libvirt_name, uuid, strerror(-r));
-                return;
-        }
-        vm->spec = spec;
-        snprintf(vm->class_name, sizeof(vm->class_name), "%s", class_name);
-        {
-                StateVm row;
-                StateError serr;
-
-                daemon_vm_state_row(vm, &row);
-                if (state_vm_put(d->db, &row, &serr) < 0)
-                        log_warning("Domain %s (%s): new spec not stored: %s", vm->libvirt_name, uuid, serr.message);
-        }
-        domain_event(d, &id, "spec", "source", "libvirt metadata");
-        log_info("Domain %s (%s): spec from its metadata: class %s", vm->libvirt_name, uuid,
-                 class_name[0] ? class_name : "(custom)");
+        if (type == VIR_DOMAIN_METADATA_ELEMENT && nsuri && strcmp(nsuri, LV_CREDITS_NS) == 0)
+                look_at(userdata, uuid); /* the spec is read there, off the loop */
 }
 
 /* libvirt rewrote CPU bandwidth (virsh schedinfo, or <cputune> applied at
@@ -468,6 +475,7 @@ static void on_tunable(LvConn *c, virDomainPtr dom, const char *uuid, virTypedPa
         }
         if (!cpu)
                 return;
+        daemon_libvirt_housekeeping(d); /* a vCPU hotplug comes with one too */
         r = credit_bank_resync(vm->bank, daemon_now_mono_usec());
         if (r < 0)
                 log_warning("Domain %s (%s): cannot re-apply its CPU limit: %s", vm->libvirt_name, uuid, strerror(-r));
@@ -510,25 +518,13 @@ static void on_state(LvConn *c, LvConnState state, const char *why, uint64_t ret
 
 static int on_recheck(sd_event_source *s, uint64_t usec, void *userdata) {
         Daemon *d = userdata;
-        virConnectPtr conn = lv_conn_get(d->lv);
 
         d->lv_recheck = sd_event_source_disable_unref(d->lv_recheck);
-        if (!conn)
-                return 0;
         for (size_t i = 0; i < d->n_lv_pending; i++) {
-                char uuid[VM_ID_STRLEN + 1];
-                virDomainPtr dom;
                 Vm *vm = daemon_find_vm(d, &d->lv_pending[i]);
 
-                if (vm && vm->link == VM_LINK_BOUND)
-                        continue; /* libvirt's event came first */
-                snprintf(uuid, sizeof(uuid), "%s", d->lv_pending[i].str);
-                dom = virDomainLookupByUUIDString(conn, uuid);
-                if (!dom)
-                        continue;
-                if (virDomainIsActive(dom) == 1)
-                        adopt(d, dom, uuid, "hook");
-                virDomainFree(dom);
+                if (!vm || vm->link != VM_LINK_BOUND) /* libvirt's event did not come first */
+                        look_at(d, d->lv_pending[i].str);
         }
         d->n_lv_pending = 0;
         return 0;
@@ -541,7 +537,7 @@ int daemon_libvirt_notify(Daemon *d, const VmId *id, const char *name, const cha
                 snprintf(err->message, sizeof(err->message), "vmmgrd does not talk to libvirt ([libvirt] enabled = no)");
                 return -ENOENT;
         }
-        log_debug("libvirt hook: domain %s (%s) %s", name, id->str, operation);
+        log_info("libvirt hook: domain %s (%s) %s", name, id->str, operation);
         if (strcmp(operation, "started") != 0)
                 return 0; /* stopped/release: libvirt's STOPPED event lets the domain go */
         /* Never call libvirt from here: libvirtd is inside the hook. */
@@ -561,30 +557,33 @@ int daemon_libvirt_notify(Daemon *d, const VmId *id, const char *name, const cha
 void daemon_libvirt_housekeeping(Daemon *d) {
         for (size_t i = 0; i < d->n_vms; i++) {
                 Vm *vm = d->vms[i];
-                size_t before = vm->roles.n_vcpus;
+                CreditSpec spec;
+                int n;
 
                 if (!vm->libvirt_name[0] || vm->link != VM_LINK_BOUND || !vm->bank)
                         continue;
                 refresh_roles(d, vm);
                 /* vCPU hotplug: libvirt made or removed a vcpuN group; the
                  * earn rate is per vCPU. */
-                if (vm->roles.n_vcpus > 0 && vm->roles.n_vcpus != before && vm->roles.n_vcpus != vm->spec.vcpus) {
-                        CreditSpec spec = vm->spec;
+                n = kh_vm_foreign_role_groups(d->host, &vm->id, CG_ROLE_VCPUS);
+                if (n <= 0 || (uint32_t) n == vm->spec.vcpus)
+                        continue;
+                spec = vm->spec;
+                spec.vcpus = (uint32_t) n;
+                if (credit_bank_set_spec(vm->bank, &spec, daemon_now_mono_usec()) == 0) {
+                        StateVm row;
+                        StateError serr;
+                        char v[16];
 
-                        spec.vcpus = (uint32_t) vm->roles.n_vcpus;
-                        if (credit_bank_set_spec(vm->bank, &spec, daemon_now_mono_usec()) == 0) {
-                                StateVm row;
-                                StateError serr;
-                                char n[16];
-
-                                log_info("Domain %s (%s): %u vCPU(s) now (was %u)", vm->libvirt_name, vm->id.str,
-                                         spec.vcpus, vm->spec.vcpus);
-                                vm->spec = spec;
-                                daemon_vm_state_row(vm, &row);
-                                (void) state_vm_put(d->db, &row, &serr);
-                                snprintf(n, sizeof(n), "%u", spec.vcpus);
-                                domain_event(d, &vm->id, "vcpus", "vcpus", n);
-                        }
+                        log_info("Domain %s (%s): %u vCPU(s) now (was %u)", vm->libvirt_name, vm->id.str,
+                                 spec.vcpus, vm->spec.vcpus);
+                        vm->spec = spec;
+                        daemon_vm_state_row(vm, &row);
+                        if (state_vm_put(d->db, &row, &serr) < 0)
+                                log_warning("Domain %s (%s): vCPU count not stored: %s", vm->libvirt_name,
+                                            vm->id.str, serr.message);
+                        snprintf(v, sizeof(v), "%u", spec.vcpus);
+                        domain_event(d, &vm->id, "vcpus", "vcpus", v);
                 }
         }
 }
@@ -611,6 +610,9 @@ int daemon_libvirt_open(Daemon *d) {
         r = lv_loop_register(d->loop);
         if (r < 0)
                 return log_error_errno(r, "libvirt: cannot run libvirt's events on vmmgrd's loop: %m");
+        r = lv_worker_new(d->loop, d->cfg.libvirt_uri, on_facts, d, &d->lv_worker);
+        if (r < 0)
+                return log_error_errno(r, "libvirt: cannot start its worker thread: %m");
         r = lv_conn_new(d->loop, &opts, &ops, d, &d->lv);
         if (r < 0)
                 return log_error_errno(r, "libvirt: %m");
@@ -623,4 +625,5 @@ int daemon_libvirt_open(Daemon *d) {
 void daemon_libvirt_close(Daemon *d) {
         d->lv_recheck = sd_event_source_disable_unref(d->lv_recheck);
         d->lv = lv_conn_free(d->lv);
+        d->lv_worker = lv_worker_free(d->lv_worker);
 }

@@ -52,7 +52,9 @@ static void fill_vm(const Vm *vm, ServiceVm *ret) {
                 .pid = vm->pid,
                 .connected = vm->link == VM_LINK_BOUND,
                 .link = vm_link_state_to_string(vm->link),
-                .n_vcpus = (uint32_t) vm->roles.n_vcpus,
+                /* libvirt: one vcpuN group per vCPU, which may hold threads
+                 * the vCPU thread started: the spec counts vCPUs. */
+                .n_vcpus = vm->libvirt_name[0] ? vm->spec.vcpus : (uint32_t) vm->roles.n_vcpus,
                 .n_iothreads = (uint32_t) vm->roles.n_io,
                 .registered_at_unix = vm->registered_at_unix,
         };

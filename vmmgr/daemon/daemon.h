@@ -143,6 +143,7 @@ struct Daemon {
         /* libvirt (daemon-libvirt.c): the connection (NULL when off), and
          * domains a hook said started, looked at a moment later. */
         struct LvConn *lv;
+        struct LvWorker *lv_worker; /* libvirt's answers off the loop */
         sd_event_source *lv_recheck;
         VmId lv_pending[64];
         size_t n_lv_pending;

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * libvirt's answers about domains from a thread of their own (the header
+ * says why).  Two queues under one mutex: requests (UUIDs) for the thread,
+ * answers (facts) for the loop, which an eventfd wakes.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "common/clock.h"
+#include "common/macros.h"
+#include "common/vmid.h"
+#include "vmmgr/daemon/libvirt-worker.h"
+
+#define QUEUE_MAX 4096
+
+struct LvWorker {
+        sd_event_source *io;
+        int efd;
+        pthread_t thread;
+        bool started;
+        char uri[256];
+        LvFactsFn fn;
+        void *userdata;
+
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        bool quit, done; /* done: the thread has returned */
+        char (*requests)[LV_UUID_STRING_MAX];
+        size_t n_requests;
+        char busy[LV_UUID_STRING_MAX]; /* the request in progress, "" when idle */
+        LvDomainFacts *answers;
+        size_t n_answers, answers_cap;
+};
+
+static bool uuid_ok(const char *s) {
+        VmId id;
+
+        return s && vm_id_parse(s, &id) == 0;
+}
+
+/* ---- the thread ------------------------------------------------------------ */
+
+static void set_libvirt_error(LvDomainFacts *f, int r, const char *what) {
+        const char *msg = virGetLastErrorMessage();
+
+        f->r = r;
+        snprintf(f->error, sizeof(f->error), "%s: %s", what, msg ? msg : "unknown error");
+}
+
+/* The connection broke (libvirtd restarted): the next request reopens. */
+static void check_alive(virConnectPtr *conn) {
+        if (*conn && virConnectIsAlive(*conn) != 1) {
+                virConnectClose(*conn);
+                *conn = NULL;
+        }
+}
+
+static void ask(LvWorker *w, virConnectPtr *conn, const char *uuid, LvDomainFacts *f) {
+        virDomainPtr dom;
+        virDomainInfo info;
+        const char *name;
+        uint64_t t0 = now_usec();
+
+        *f = (LvDomainFacts) { .credits_r = -ENOENT };
+        snprintf(f->uuid, sizeof(f->uuid), "%s", uuid);
+        if (!*conn) {
+                *conn = virConnectOpen(w->uri);
+                if (!*conn) {
+                        set_libvirt_error(f, -ECONNREFUSED, "opening");
+                        goto out;
+                }
+        }
+        dom = virDomainLookupByUUIDString(*conn, uuid);
+        if (!dom) {
+                virErrorPtr e = virGetLastError();
+
+                set_libvirt_error(f, e && e->code == VIR_ERR_NO_DOMAIN ? -ENOENT : -EIO, "looking it up");
+                check_alive(conn);
+                goto out;
+        }
+        name = virDomainGetName(dom);
+        snprintf(f->name, sizeof(f->name), "%s", name ? name : "");
+        if (virDomainGetInfo(dom, &info) < 0) {
+                virErrorPtr e = virGetLastError();
+
+                set_libvirt_error(f, e && e->code == VIR_ERR_NO_DOMAIN ? -ENOENT : -EIO, "reading its info");
+                virDomainFree(dom);
+                check_alive(conn);
+                goto out;
+        }
+        f->state = (int) info.state;
+        f->nr_vcpus = info.nrVirtCpu;
+        f->max_mem_kib = info.maxMem;
+        f->credits_r = lv_credits_get(dom, VIR_DOMAIN_AFFECT_LIVE, &f->credits, &f->credits_err);
+        if (f->credits_r == -EIO)
+                check_alive(conn);
+        virDomainFree(dom);
+out:
+        f->took_usec = now_usec() - t0;
+}
+
+static void *worker_main(void *p) {
+        LvWorker *w = p;
+        virConnectPtr conn = NULL;
+
+        /* Open now: the first request (vmmgrd's start, a domain starting)
+         * should not wait for it.  A failure is retried by that request. */
+        conn = virConnectOpen(w->uri);
+        pthread_mutex_lock(&w->lock);
+        for (;;) {
+                char uuid[LV_UUID_STRING_MAX];
+                LvDomainFacts f;
+
+                while (!w->quit && w->n_requests == 0)
+                        pthread_cond_wait(&w->wake, &w->lock);
+                if (w->quit)
+                        break;
+                snprintf(uuid, sizeof(uuid), "%s", w->requests[0]);
+                memmove(w->requests, w->requests + 1, (w->n_requests - 1) * sizeof(w->requests[0]));
+                w->n_requests--;
+                snprintf(w->busy, sizeof(w->busy), "%s", uuid);
+                pthread_mutex_unlock(&w->lock);
+
+                ask(w, &conn, uuid, &f);
+
+                pthread_mutex_lock(&w->lock);
+                w->busy[0] = '\0';
+                if (w->n_answers == w->answers_cap) {
+                        size_t cap = w->answers_cap ? w->answers_cap * 2 : 16;
+                        LvDomainFacts *a = reallocarray(w->answers, cap, sizeof(LvDomainFacts));
+
+                        if (!a)
+                                continue; /* dropped: the loop asks again at its next event */
+                        w->answers = a;
+                        w->answers_cap = cap;
+                }
+                w->answers[w->n_answers++] = f;
+                (void) eventfd_write(w->efd, 1);
+        }
+        w->done = true;
+        pthread_mutex_unlock(&w->lock);
+        if (conn)
+                virConnectClose(conn);
+        return NULL;
+}
+
+/* ---- the loop's side ------------------------------------------------------- */
+
+static int on_answers(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        LvWorker *w = userdata;
+        LvDomainFacts *batch;
+        eventfd_t v;
+        size_t n;
+
+        (void) eventfd_read(w->efd, &v);
+        pthread_mutex_lock(&w->lock);
+        batch = w->answers;
+        n = w->n_answers;
+        w->answers = NULL;
+        w->n_answers = w->answers_cap = 0;
+        pthread_mutex_unlock(&w->lock);
+        for (size_t i = 0; i < n; i++)
+                w->fn(&batch[i], w->userdata);
+        free(batch);
+        return 0;
+}
+
+int lv_worker_new(sd_event *event, const char *uri, LvFactsFn fn, void *userdata, LvWorker **ret) {
+        LvWorker *w;
+        int r;
+
+        if (!event || !fn)
+                return -EINVAL;
+        w = calloc(1, sizeof(LvWorker));
+        if (!w)
+                return -ENOMEM;
+        snprintf(w->uri, sizeof(w->uri), "%s", uri ? uri : LV_CONN_DEFAULT_URI);
+        w->fn = fn;
+        w->userdata = userdata;
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->wake, NULL);
+        w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (w->efd < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+        r = sd_event_add_io(event, &w->io, w->efd, EPOLLIN, on_answers, w);
+        if (r < 0)
+                goto fail;
+        r = -pthread_create(&w->thread, NULL, worker_main, w);
+        if (r < 0)
+                goto fail;
+        w->started = true;
+        *ret = w;
+        return 0;
+fail:
+        lv_worker_free(w);
+        return r;
+}
+
+LvWorker *lv_worker_free(LvWorker *w) {
+        bool joined = true;
+
+        if (!w)
+                return NULL;
+        if (w->started) {
+                struct timespec until;
+
+                pthread_mutex_lock(&w->lock);
+                w->quit = true;
+                pthread_cond_signal(&w->wake);
+                pthread_mutex_unlock(&w->lock);
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_sec += 2;
+                if (pthread_timedjoin_np(w->thread, NULL, &until) != 0) {
+                        /* Stuck in a call to a hung libvirtd: it keeps its
+                         * state (the process is on its way out). */
+                        pthread_detach(w->thread);
+                        joined = false;
+                }
+        }
+        w->io = sd_event_source_disable_unref(w->io);
+        if (!joined)
+                return NULL; /* the thread still uses w, its lock and its eventfd */
+        if (w->efd >= 0)
+                close(w->efd);
+        free(w->requests);
+        free(w->answers);
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        return NULL;
+}
+
+int lv_worker_request(LvWorker *w, const char *uuid) {
+        int r = 0;
+
+        if (!uuid_ok(uuid))
+                return -EINVAL;
+        pthread_mutex_lock(&w->lock);
+        for (size_t i = 0; i < w->n_requests; i++)
+                if (strcmp(w->requests[i], uuid) == 0)
+                        goto out;
+        if (w->n_requests == QUEUE_MAX) {
+                r = -ENOBUFS;
+                goto out;
+        }
+        if (!w->requests) {
+                w->requests = calloc(QUEUE_MAX, sizeof(w->requests[0]));
+                if (!w->requests) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+        snprintf(w->requests[w->n_requests++], LV_UUID_STRING_MAX, "%s", uuid);
+        pthread_cond_signal(&w->wake);
+out:
+        pthread_mutex_unlock(&w->lock);
+        return r;
+}
+
+size_t lv_worker_pending(LvWorker *w) {
+        size_t n;
+
+        pthread_mutex_lock(&w->lock);
+        n = w->n_requests + (w->busy[0] ? 1 : 0) + w->n_answers;
+        pthread_mutex_unlock(&w->lock);
+        return n;
+}
