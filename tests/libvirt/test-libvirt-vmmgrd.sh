@@ -11,6 +11,8 @@
 #      bandwidth): vmmgr's limit is back within 2 s, with an event;
 #   3b. `virsh setvcpus --live` (vCPU hotplug): vmmgr counts the new vCPU
 #      (libvirt's new vcpuN group) and the spec follows, with an event;
+#   3c. a spec set through vmmgr's API is written to the domain's metadata
+#      and stays (the metadata-change event that follows changes nothing);
 #   4. libvirtd restarted while the domain runs: QEMU survives, the domain
 #      stays managed (same pid), the hook's reconnect exits 0 (QEMU would
 #      be killed otherwise);
@@ -247,6 +249,20 @@ c = json.load(sys.stdin)
 assert c["spec"]["vcpus"] == 2, c["spec"]' || fail "the credit spec does not have 2 vCPUs"
 "$vmmgrctl" events --json | grep -q '"vcpus"' || fail "no 'vcpus' event"
 
+# --- 3c. a spec changed through vmmgr's API lands in the domain's metadata ----
+"$vmmgrctl" credits set "$uuid" --baseline 25% >/dev/null || fail "vmmgrctl credits set"
+t0=$(now_ms)
+until virsh -q metadata "$name" "$ns" 2>/dev/null | grep -q 'baseline="25%"\|baseline="0.25"'; do
+  [ $(($(now_ms) - t0)) -lt 3000 ] || fail "the new baseline not in the domain's metadata within 3 s: $(virsh -q metadata "$name" "$ns" 2>&1)"
+  sleep 0.1
+done
+echo "credits set --baseline 25%: in the domain's metadata after $(($(now_ms) - t0)) ms: $(virsh -q metadata "$name" "$ns")"
+sleep 0.5 # the metadata-change event comes back: the spec must stay 25 %
+"$vmmgrctl" credits show "$uuid" --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+assert abs(c["spec"]["baseline"] - 0.25) < 1e-9, c["spec"]' || fail "the spec did not stay at 25 %"
+
 # --- 4. libvirtd restarted ----------------------------------------------------
 "$here/with-libvirtd" --restart-libvirtd
 sleep 1
@@ -265,9 +281,9 @@ start_vmmgrd
 ms=$(wait_managed "$uuid" "$pid" 2000) || fail "not re-adopted within 2 s of vmmgrd's start"
 after=$(available "$uuid")
 elapsed=$(($(now_ms) - t_kill))
-# Earnings meanwhile: 20 % of each of its 2 vCPUs; 0.3 s of slack for the
+# Earnings meanwhile: 25 % of each of its 2 vCPUs; 0.3 s of slack for the
 # measurement.
-limit=$((before + elapsed * 400 + 300000))
+limit=$((before + elapsed * 500 + 300000))
 echo "vmmgrd SIGKILLed and restarted: re-adopted in $ms ms; credits $before -> $after usec over $elapsed ms (at most $limit)"
 [ "$after" -le "$limit" ] || fail "credits created across the restart: $after > $limit"
 

@@ -588,6 +588,35 @@ void daemon_libvirt_housekeeping(Daemon *d) {
         }
 }
 
+static void on_spec_written(const char *uuid, int r, const char *error, void *userdata) {
+        if (r < 0)
+                log_warning("Domain %s: the new spec could not be written to its metadata: %s (vmmgr runs it; the "
+                            "domain's element still says the old one)",
+                            uuid, error && error[0] ? error : strerror(-r));
+        else
+                log_debug("Domain %s: spec written to its metadata", uuid);
+}
+
+int daemon_libvirt_spec_changed(Daemon *d, Vm *vm) {
+        LvCredits c = { 0 };
+
+        if (!vm->libvirt_name[0])
+                return 0;
+        if (!d->lv_worker)
+                return -ENOTCONN;
+        if (vm->class_name[0]) {
+                c.set = LV_CREDITS_CLASS;
+                snprintf(c.class_name, sizeof(c.class_name), "%s", vm->class_name);
+        } else {
+                c.set = LV_CREDITS_BASELINE | LV_CREDITS_CAP | LV_CREDITS_LAUNCH | LV_CREDITS_MODE;
+                c.baseline_ppm = vm->spec.baseline_ppm;
+                c.cap_usec = vm->spec.cap_usec;
+                c.launch_usec = vm->spec.launch_usec;
+                c.mode = vm->spec.mode;
+        }
+        return lv_worker_set_credits(d->lv_worker, vm->id.str, &c, on_spec_written, d);
+}
+
 bool daemon_libvirt_up(const Daemon *d) {
         return d->lv && lv_conn_state(d->lv) == LV_CONN_UP;
 }

@@ -46,5 +46,10 @@ int daemon_libvirt_notify(Daemon *d, const VmId *id, const char *name, const cha
  * (vCPU hotplug changes the earn rate). */
 void daemon_libvirt_housekeeping(Daemon *d);
 
+/* A libvirt domain's spec changed through vmmgr's API: it is written back
+ * to the domain's metadata (live, and config for a persistent domain), off
+ * the loop; a failure is logged.  0 for a VM that is not libvirt's. */
+int daemon_libvirt_spec_changed(Daemon *d, Vm *vm);
+
 /* Whether the connection is up (for host info and tests). */
 bool daemon_libvirt_up(const Daemon *d);

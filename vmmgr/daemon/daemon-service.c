@@ -447,6 +447,10 @@ static int svc_credits_set_spec(void *ctx, const VmId *id, const ServiceSpecChan
                 snprintf(vm->class_name, sizeof(vm->class_name), "%s", old_class);
                 return r;
         }
+        /* A libvirt domain's spec lives in its metadata: written back, or
+         * the next look at the domain would bring the old one back. */
+        if (daemon_libvirt_spec_changed(d, vm) < 0)
+                log_warning("VM %s: the new spec is not written to the libvirt domain's metadata now", vm->id.str);
         fill_credits(d, vm, ret);
         return 0;
 }

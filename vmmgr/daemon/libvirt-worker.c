@@ -24,6 +24,22 @@
 
 #define QUEUE_MAX 4096
 
+typedef struct LvRequest {
+        char uuid[LV_UUID_STRING_MAX];
+        bool write; /* set credits; else look */
+        LvCredits credits;
+        LvWriteFn done;
+        void *userdata;
+} LvRequest;
+
+/* An answer for the loop: facts, or a write's outcome. */
+typedef struct LvAnswer {
+        LvDomainFacts facts;
+        bool write;
+        LvWriteFn done;
+        void *userdata;
+} LvAnswer;
+
 struct LvWorker {
         sd_event_source *io;
         int efd;
@@ -36,10 +52,10 @@ struct LvWorker {
         pthread_mutex_t lock;
         pthread_cond_t wake;
         bool quit, done; /* done: the thread has returned */
-        char (*requests)[LV_UUID_STRING_MAX];
+        LvRequest *requests;
         size_t n_requests;
         char busy[LV_UUID_STRING_MAX]; /* the request in progress, "" when idle */
-        LvDomainFacts *answers;
+        LvAnswer *answers;
         size_t n_answers, answers_cap;
 };
 
@@ -110,6 +126,33 @@ out:
         f->took_usec = now_usec() - t0;
 }
 
+static void write_credits(LvWorker *w, virConnectPtr *conn, const LvRequest *q, LvDomainFacts *f) {
+        LvCreditsError err = { 0 };
+        virDomainPtr dom;
+        uint64_t t0 = now_usec();
+
+        *f = (LvDomainFacts) { 0 };
+        snprintf(f->uuid, sizeof(f->uuid), "%s", q->uuid);
+        if (!*conn && !(*conn = virConnectOpen(w->uri))) {
+                set_libvirt_error(f, -ECONNREFUSED, "opening");
+                goto out;
+        }
+        dom = virDomainLookupByUUIDString(*conn, q->uuid);
+        if (!dom) {
+                set_libvirt_error(f, -ENOENT, "looking it up");
+                check_alive(conn);
+                goto out;
+        }
+        f->r = lv_credits_set(dom, &q->credits, &err);
+        if (f->r < 0) {
+                snprintf(f->error, sizeof(f->error), "%s", err.message[0] ? err.message : strerror(-f->r));
+                check_alive(conn);
+        }
+        virDomainFree(dom);
+out:
+        f->took_usec = now_usec() - t0;
+}
+
 static void *worker_main(void *p) {
         LvWorker *w = p;
         virConnectPtr conn = NULL;
@@ -119,33 +162,37 @@ static void *worker_main(void *p) {
         conn = virConnectOpen(w->uri);
         pthread_mutex_lock(&w->lock);
         for (;;) {
-                char uuid[LV_UUID_STRING_MAX];
-                LvDomainFacts f;
+                LvRequest q;
+                LvAnswer a;
 
                 while (!w->quit && w->n_requests == 0)
                         pthread_cond_wait(&w->wake, &w->lock);
                 if (w->quit)
                         break;
-                snprintf(uuid, sizeof(uuid), "%s", w->requests[0]);
+                q = w->requests[0];
                 memmove(w->requests, w->requests + 1, (w->n_requests - 1) * sizeof(w->requests[0]));
                 w->n_requests--;
-                snprintf(w->busy, sizeof(w->busy), "%s", uuid);
+                snprintf(w->busy, sizeof(w->busy), "%s", q.uuid);
                 pthread_mutex_unlock(&w->lock);
 
-                ask(w, &conn, uuid, &f);
+                a = (LvAnswer) { .write = q.write, .done = q.done, .userdata = q.userdata };
+                if (q.write)
+                        write_credits(w, &conn, &q, &a.facts);
+                else
+                        ask(w, &conn, q.uuid, &a.facts);
 
                 pthread_mutex_lock(&w->lock);
                 w->busy[0] = '\0';
                 if (w->n_answers == w->answers_cap) {
                         size_t cap = w->answers_cap ? w->answers_cap * 2 : 16;
-                        LvDomainFacts *a = reallocarray(w->answers, cap, sizeof(LvDomainFacts));
+                        LvAnswer *na = reallocarray(w->answers, cap, sizeof(LvAnswer));
 
-                        if (!a)
+                        if (!na)
                                 continue; /* dropped: the loop asks again at its next event */
-                        w->answers = a;
+                        w->answers = na;
                         w->answers_cap = cap;
                 }
-                w->answers[w->n_answers++] = f;
+                w->answers[w->n_answers++] = a;
                 (void) eventfd_write(w->efd, 1);
         }
         w->done = true;
@@ -159,7 +206,7 @@ static void *worker_main(void *p) {
 
 static int on_answers(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         LvWorker *w = userdata;
-        LvDomainFacts *batch;
+        LvAnswer *batch;
         eventfd_t v;
         size_t n;
 
@@ -170,8 +217,12 @@ static int on_answers(sd_event_source *s, int fd, uint32_t revents, void *userda
         w->answers = NULL;
         w->n_answers = w->answers_cap = 0;
         pthread_mutex_unlock(&w->lock);
-        for (size_t i = 0; i < n; i++)
-                w->fn(&batch[i], w->userdata);
+        for (size_t i = 0; i < n; i++) {
+                if (!batch[i].write)
+                        w->fn(&batch[i].facts, w->userdata);
+                else if (batch[i].done)
+                        batch[i].done(batch[i].facts.uuid, batch[i].facts.r, batch[i].facts.error, batch[i].userdata);
+        }
         free(batch);
         return 0;
 }
@@ -243,15 +294,18 @@ LvWorker *lv_worker_free(LvWorker *w) {
         return NULL;
 }
 
-int lv_worker_request(LvWorker *w, const char *uuid) {
+static int enqueue(LvWorker *w, const LvRequest *q) {
         int r = 0;
 
-        if (!uuid_ok(uuid))
+        if (!uuid_ok(q->uuid))
                 return -EINVAL;
         pthread_mutex_lock(&w->lock);
         for (size_t i = 0; i < w->n_requests; i++)
-                if (strcmp(w->requests[i], uuid) == 0)
+                if (strcmp(w->requests[i].uuid, q->uuid) == 0 && w->requests[i].write == q->write) {
+                        if (q->write) /* the newer spec wins */
+                                w->requests[i] = *q;
                         goto out;
+                }
         if (w->n_requests == QUEUE_MAX) {
                 r = -ENOBUFS;
                 goto out;
@@ -263,11 +317,31 @@ int lv_worker_request(LvWorker *w, const char *uuid) {
                         goto out;
                 }
         }
-        snprintf(w->requests[w->n_requests++], LV_UUID_STRING_MAX, "%s", uuid);
+        w->requests[w->n_requests++] = *q;
         pthread_cond_signal(&w->wake);
 out:
         pthread_mutex_unlock(&w->lock);
         return r;
+}
+
+int lv_worker_request(LvWorker *w, const char *uuid) {
+        LvRequest q = { 0 };
+
+        if (!uuid || strlen(uuid) >= sizeof(q.uuid))
+                return -EINVAL;
+        snprintf(q.uuid, sizeof(q.uuid), "%s", uuid);
+        return enqueue(w, &q);
+}
+
+int lv_worker_set_credits(LvWorker *w, const char *uuid, const LvCredits *credits, LvWriteFn done,
+                          void *userdata) {
+        LvRequest q = { .write = true, .done = done, .userdata = userdata };
+
+        if (!uuid || strlen(uuid) >= sizeof(q.uuid) || !credits)
+                return -EINVAL;
+        snprintf(q.uuid, sizeof(q.uuid), "%s", uuid);
+        q.credits = *credits;
+        return enqueue(w, &q);
 }
 
 size_t lv_worker_pending(LvWorker *w) {

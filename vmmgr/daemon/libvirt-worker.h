@@ -53,6 +53,8 @@ typedef struct LvDomainFacts {
 } LvDomainFacts;
 
 typedef void (*LvFactsFn)(const LvDomainFacts *facts, void *userdata);
+/* The outcome of a write: 0 or a negative errno with libvirt's message. */
+typedef void (*LvWriteFn)(const char *uuid, int r, const char *error, void *userdata);
 
 typedef struct LvWorker LvWorker;
 
@@ -66,5 +68,11 @@ LvWorker *lv_worker_free(LvWorker *w);
 /* Queues a request for the domain (no-op if it is queued already).
  * -EINVAL for a malformed UUID, -ENOBUFS when 4096 are queued. */
 int lv_worker_request(LvWorker *w, const char *uuid);
+/* Queues a write of the domain's <vmmgr:credits> (lv_credits_set: live,
+ * and into its config when it is persistent); `done` (may be NULL) runs
+ * on the loop with the outcome.  A later write for the same domain
+ * replaces one still queued. */
+int lv_worker_set_credits(LvWorker *w, const char *uuid, const LvCredits *credits, LvWriteFn done,
+                          void *userdata);
 /* Requests queued or in progress (tests). */
 size_t lv_worker_pending(LvWorker *w);
