@@ -22,10 +22,13 @@ static void usage(FILE *out) {
               "within 2 s is refused).  remove lifts the VM's CPU limit and forgets it;\n"
               "its groups go once QEMU exits.\n"
               "\n"
-              "LINK is vmmgrd's QMP link to the VM: bound (threads bound, credits\n"
+              "LINK is vmmgrd's link to the VM: bound (threads bound, credits\n"
               "running), connecting, stalled (QEMU stopped answering; retried with\n"
               "back-off), down (nothing answers on its socket; retried every 2 s).\n"
-              "vm show says why a VM is not bound.\n"
+              "vm show says why a VM is not bound.  SOURCE is the QMP socket of a VM\n"
+              "added here, or libvirt:NAME for a libvirt domain vmmgrd adopted (one\n"
+              "whose metadata has a <vmmgr:credits> element; docs/libvirt.md).  remove\n"
+              "on a libvirt domain lifts its limit until libvirt reports it again.\n"
               "\n"
               "Options:\n"
               "      --socket PATH   vmmgrd's socket (default $VMMGR_SOCKET or /run/vmmgr/vmmgr.sock)\n"
@@ -34,18 +37,21 @@ static void usage(FILE *out) {
               out);
 }
 
-/* LINK is vmmgrd's QMP link to the VM (bound, connecting, stalled,
- * down); STATE is QEMU's own status while bound. */
+/* LINK is vmmgrd's link to the VM (bound, connecting, stalled, down);
+ * STATE is QEMU's own status while bound; SOURCE the QMP socket of a VM
+ * registered over the API, or "libvirt:NAME" for a libvirt domain. */
 static void print_vm_row(struct json_object *v) {
         bool bound = strcmp(ctl_str(v, "link"), "bound") == 0;
+        bool lv = strcmp(ctl_str(v, "source"), "libvirt") == 0;
 
-        printf("%-36s  %-10s  %-12s  %7s  %5s  %-12s  %s\n", ctl_str(v, "uuid"), ctl_str(v, "link"),
+        printf("%-36s  %-10s  %-12s  %7s  %5s  %-12s  %s%s\n", ctl_str(v, "uuid"), ctl_str(v, "link"),
                bound ? ctl_str(v, "run_state") : "-", ctl_is_null(v, "pid") ? "-" : ctl_str(v, "pid"),
-               ctl_str(v, "vcpus"), *ctl_str(v, "class") ? ctl_str(v, "class") : "(custom)", ctl_str(v, "qmp"));
+               ctl_str(v, "vcpus"), *ctl_str(v, "class") ? ctl_str(v, "class") : "(custom)", lv ? "libvirt:" : "",
+               lv ? ctl_str(v, "libvirt_domain") : ctl_str(v, "qmp"));
 }
 
 static const char header[] =
-        "UUID                                  LINK        STATE             PID  VCPUS  CLASS         QMP\n";
+        "UUID                                  LINK        STATE             PID  VCPUS  CLASS         SOURCE\n";
 
 int ctl_verb_vm(int argc, char **argv) {
         char *rest[64];

@@ -326,6 +326,16 @@ static void on_facts(const LvDomainFacts *f, void *userdata) {
         vm->pid = pid;
         snprintf(vm->run_state, sizeof(vm->run_state), "%s", run_state_name(f->state));
         refresh_roles(d, vm);
+        if (fresh) {
+                CpuBandwidth bw;
+
+                /* A quota libvirt applied (<cputune> global_quota) is the
+                 * bank's to set from now on: say so once. */
+                if (kh_cpu_get_bandwidth(d->host, &id, CG_ROLE_VCPUS, &bw) == 0 && bw.quota_usec != CPU_QUOTA_MAX)
+                        log_warning("Domain %s (%s) has a CPU quota of its own (%" PRIu64 " of %" PRIu64
+                                    " usec: <cputune> global_quota?); vmmgr's credits set it from now on",
+                                    name, f->uuid, bw.quota_usec, bw.period_usec);
+        }
         r = daemon_vm_bank_start(d, vm, fresh, daemon_now_mono_usec());
         if (r < 0) {
                 snprintf(vm->link_error, sizeof(vm->link_error), "cannot start its credit bank: %s", strerror(-r));
