@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,7 +250,16 @@ int lv_worker_new(sd_event *event, const char *uri, LvFactsFn fn, void *userdata
         r = sd_event_add_io(event, &w->io, w->efd, EPOLLIN, on_answers, w);
         if (r < 0)
                 goto fail;
-        r = -pthread_create(&w->thread, NULL, worker_main, w);
+        {
+                sigset_t all, old;
+
+                /* Signals are the loop's (signalfd for SIGTERM, SIGINT,
+                 * SIGHUP): a thread that could take one would die of it. */
+                sigfillset(&all);
+                pthread_sigmask(SIG_SETMASK, &all, &old);
+                r = -pthread_create(&w->thread, NULL, worker_main, w);
+                pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
         if (r < 0)
                 goto fail;
         w->started = true;
