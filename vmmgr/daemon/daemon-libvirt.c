@@ -362,10 +362,13 @@ static void on_facts(const LvDomainFacts *f, void *userdata) {
                 daemon_vm_linked(d, vm, 0, NULL, NULL); /* the "adopt" event; the ledger thaws */
         vm->adopted_once = true;
         if (d->mem) {
-                MemPolVmSpec mspec = { .priority = vm->mem_priority, .ram_bytes = (uint64_t) f->max_mem_kib * 1024 };
+                MemPolVmSpec mspec = { .priority = vm->mem_priority,
+                                       .ram_bytes = (uint64_t) f->max_mem_kib * 1024,
+                                       .balloon = f->has_balloon };
 
-                /* Balloon through libvirt is not wired yet: none is offered. */
-                daemon_vm_memory_start(d, vm, &mspec, 0);
+                /* The balloon goes through libvirt (daemon_libvirt_balloon,
+                 * BALLOON_CHANGE events), never QMP. */
+                daemon_vm_memory_start(d, vm, &mspec, (uint64_t) f->balloon_actual_kib * 1024);
         }
         log_info("Domain %s (%s) %s: pid %d, %u vCPU(s), group /%s, %s bank; libvirtd answered in %" PRIu64 " ms",
                  name, f->uuid, fresh ? "managed" : "re-adopted", (int) pid, vm->spec.vcpus, domain,
@@ -494,6 +497,30 @@ static void on_tunable(LvConn *c, virDomainPtr dom, const char *uuid, virTypedPa
                 log_info("Domain %s (%s): libvirt rewrote its CPU bandwidth; vmmgr's is back", vm->libvirt_name,
                          uuid);
         }
+}
+
+/* The guest's balloon moved (libvirt's event, from QEMU's BALLOON_CHANGE). */
+static void on_balloon_change(LvConn *c, virDomainPtr dom, const char *uuid, unsigned long long actual_kib,
+                              void *userdata) {
+        Daemon *d = userdata;
+        VmId id;
+        Vm *vm;
+
+        if (vm_id_parse(uuid, &id) < 0 || !(vm = daemon_find_vm(d, &id)) || !vm->libvirt_name[0])
+                return;
+        daemon_vm_memory_balloon_actual(d, vm, (uint64_t) actual_kib * 1024);
+}
+
+static void on_balloon_set(const char *uuid, int r, const char *error, void *userdata) {
+        if (r < 0)
+                log_warning("Domain %s: libvirt refused the balloon target: %s", uuid,
+                            error && error[0] ? error : strerror(-r));
+}
+
+int daemon_libvirt_balloon(Daemon *d, Vm *vm, uint64_t target_bytes) {
+        if (!d->lv_worker)
+                return -ENOTCONN;
+        return lv_worker_set_memory(d->lv_worker, vm->id.str, (target_bytes + 1023) / 1024, on_balloon_set, d);
 }
 
 static void on_state(LvConn *c, LvConnState state, const char *why, uint64_t retry_in_usec, void *userdata) {
@@ -637,6 +664,7 @@ int daemon_libvirt_open(Daemon *d) {
                 .lifecycle = on_lifecycle,
                 .metadata_change = on_metadata,
                 .tunable = on_tunable,
+                .balloon_change = on_balloon_change,
                 .state = on_state,
         };
         LvConnOptions opts = { .uri = d->cfg.libvirt_uri };

@@ -21,6 +21,7 @@
 #include "common/macros.h"
 #include "common/parse.h"
 #include "vmmgr/daemon/daemon.h"
+#include "vmmgr/daemon/daemon-libvirt.h"
 #include "vmmgr/engine/memory-engine.h"
 
 #define MEMORY_TICK_USEC UINT64_C(100000)
@@ -51,6 +52,18 @@ static int on_memory_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 char args[64];
 
                 if (vm->link != VM_LINK_BOUND || !mem_engine_vm_balloon_request(d->mem, &vm->id, &target))
+                        continue;
+                if (vm->libvirt_name[0]) { /* libvirt holds the monitor */
+                        r = daemon_libvirt_balloon(d, vm, target);
+                        if (r < 0)
+                                log_warning_errno(r, "VM %s: balloon to %" PRIu64 " MiB: %m", vm->id.str,
+                                                  target >> 20);
+                        else
+                                log_info("VM %s: asked libvirt for a balloon target of %" PRIu64 " MiB",
+                                         vm->id.str, target >> 20);
+                        continue;
+                }
+                if (!vm->qmp)
                         continue;
                 snprintf(args, sizeof(args), "{\"value\": %" PRIu64 "}", target);
                 /* vm->id.str lives as long as the connection the reply
@@ -148,6 +161,11 @@ void daemon_vm_memory_start(Daemon *d, Vm *vm, const MemPolVmSpec *spec, uint64_
                  spec->priority);
 }
 
+void daemon_vm_memory_balloon_actual(Daemon *d, Vm *vm, uint64_t actual_bytes) {
+        if (d->mem && vm->mem_managed)
+                mem_engine_vm_balloon_actual(d->mem, &vm->id, actual_bytes);
+}
+
 void daemon_vm_memory_stop(Daemon *d, Vm *vm) {
         if (d->mem && vm->mem_managed)
                 mem_engine_vm_remove(d->mem, &vm->id);
@@ -155,8 +173,8 @@ void daemon_vm_memory_stop(Daemon *d, Vm *vm) {
 }
 
 void daemon_vm_memory_event(Daemon *d, Vm *vm, const QmpEvent *ev) {
-        if (d->mem && vm->mem_managed && strcmp(ev->name, "BALLOON_CHANGE") == 0 && ev->has_balloon_actual)
-                mem_engine_vm_balloon_actual(d->mem, &vm->id, ev->balloon_actual_bytes);
+        if (strcmp(ev->name, "BALLOON_CHANGE") == 0 && ev->has_balloon_actual)
+                daemon_vm_memory_balloon_actual(d, vm, ev->balloon_actual_bytes);
 }
 
 int daemon_vm_memory_set_priority(Daemon *d, Vm *vm, uint32_t priority) {

@@ -239,6 +239,8 @@ void daemon_memory_tick_now(Daemon *d);
 void daemon_vm_memory_start(Daemon *d, Vm *vm, const MemPolVmSpec *spec, uint64_t balloon_actual_bytes);
 void daemon_vm_memory_stop(Daemon *d, Vm *vm);
 void daemon_vm_memory_event(Daemon *d, Vm *vm, const QmpEvent *ev);
+/* The guest's balloon is at actual_bytes now (QMP's or libvirt's event). */
+void daemon_vm_memory_balloon_actual(Daemon *d, Vm *vm, uint64_t actual_bytes);
 int daemon_vm_memory_set_priority(Daemon *d, Vm *vm, uint32_t priority);
 /* The VM's GPU ("" or NULL: none) and its dmem limits, applied from the
  * next look where memory is managed. */

@@ -58,6 +58,7 @@ enum {
         LV_EV_METADATA,
         LV_EV_TUNABLE,
         LV_EV_JOB,
+        LV_EV_BALLOON,
         LV_EV_N,
 };
 
@@ -163,6 +164,14 @@ static void on_job(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr pa
                 c->ops.job_completed(c, dom, uuid, params, n, c->userdata);
 }
 
+static void on_balloon(virConnectPtr conn, virDomainPtr dom, unsigned long long actual_kib, void *opaque) {
+        LvConn *c = opaque;
+        char uuid[LV_UUID_STRING_MAX];
+
+        if (c->ops.balloon_change && dom_uuid(dom, uuid))
+                c->ops.balloon_change(c, dom, uuid, actual_kib, c->userdata);
+}
+
 static void on_close(virConnectPtr conn, int reason, void *opaque);
 
 static void conn_teardown(LvConn *c) {
@@ -249,6 +258,7 @@ static int register_events(LvConn *c) {
                 [LV_EV_METADATA] = { VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_metadata) },
                 [LV_EV_TUNABLE] = { VIR_DOMAIN_EVENT_ID_TUNABLE, VIR_DOMAIN_EVENT_CALLBACK(on_tunable) },
                 [LV_EV_JOB] = { VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, VIR_DOMAIN_EVENT_CALLBACK(on_job) },
+                [LV_EV_BALLOON] = { VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_balloon) },
         };
 
         for (size_t i = 0; i < LV_EV_N; i++) {

@@ -2,9 +2,8 @@
 /*
  * vmmgr/daemon/libvirt-conn.h - vmmgrd's connection to libvirt: open,
  * keepalive, close callback, reconnect with back-off, and the domain
- * events vmmgr acts on, delivered by domain UUID.
- *
- * Not wired into vmmgrd yet (docs/libvirt.md).
+ * events vmmgr acts on, delivered by domain UUID (vmmgrd's use of it:
+ * daemon-libvirt.c, docs/libvirt.md).
  *
  * Blocking: virConnectOpen() is a synchronous call.  On a local UNIX
  * socket (qemu:///system) it connects and runs a few RPCs, which takes
@@ -88,6 +87,10 @@ typedef struct LvConnOps {
          * job's VIR_DOMAIN_JOB_* statistics, borrowed. */
         void (*job_completed)(LvConn *c, virDomainPtr dom, const char *uuid, virTypedParameterPtr params, int n,
                               void *userdata);
+        /* VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE: the balloon's actual size,
+         * in KiB. */
+        void (*balloon_change)(LvConn *c, virDomainPtr dom, const char *uuid, unsigned long long actual_kib,
+                               void *userdata);
         /* The state changed: UP (after domain_running for each domain), or
          * WAITING with why (libvirt's message or the close reason) and the
          * wait before the retry. */

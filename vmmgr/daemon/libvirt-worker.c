@@ -5,6 +5,7 @@
  * answers (facts) for the loop, which an eventfd wakes.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -25,10 +26,17 @@
 
 #define QUEUE_MAX 4096
 
+typedef enum LvRequestKind {
+        LV_REQ_LOOK,
+        LV_REQ_SET_CREDITS,
+        LV_REQ_SET_MEMORY,
+} LvRequestKind;
+
 typedef struct LvRequest {
         char uuid[LV_UUID_STRING_MAX];
-        bool write; /* set credits; else look */
+        LvRequestKind kind;
         LvCredits credits;
+        unsigned long long memory_kib;
         LvWriteFn done;
         void *userdata;
 } LvRequest;
@@ -122,12 +130,26 @@ static void ask(LvWorker *w, virConnectPtr *conn, const char *uuid, LvDomainFact
         f->credits_r = lv_credits_get(dom, VIR_DOMAIN_AFFECT_LIVE, &f->credits, &f->credits_err);
         if (f->credits_r == -EIO)
                 check_alive(conn);
+        if (info.state == VIR_DOMAIN_RUNNING || info.state == VIR_DOMAIN_PAUSED) {
+                virDomainMemoryStatStruct st[VIR_DOMAIN_MEMORY_STAT_NR];
+                int n = virDomainMemoryStats(dom, st, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+
+                /* libvirt reports the balloon only where there is one. */
+                for (int i = 0; i < n; i++)
+                        if (st[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON) {
+                                f->has_balloon = true;
+                                f->balloon_actual_kib = st[i].val;
+                        }
+                if (n < 0)
+                        virResetLastError();
+        }
         virDomainFree(dom);
 out:
         f->took_usec = now_usec() - t0;
 }
 
-static void write_credits(LvWorker *w, virConnectPtr *conn, const LvRequest *q, LvDomainFacts *f) {
+/* A write: the credit spec into the metadata, or a balloon target. */
+static void write_domain(LvWorker *w, virConnectPtr *conn, const LvRequest *q, LvDomainFacts *f) {
         LvCreditsError err = { 0 };
         virDomainPtr dom;
         uint64_t t0 = now_usec();
@@ -144,10 +166,20 @@ static void write_credits(LvWorker *w, virConnectPtr *conn, const LvRequest *q, 
                 check_alive(conn);
                 goto out;
         }
-        f->r = lv_credits_set(dom, &q->credits, &err);
-        if (f->r < 0) {
-                snprintf(f->error, sizeof(f->error), "%s", err.message[0] ? err.message : strerror(-f->r));
-                check_alive(conn);
+        if (q->kind == LV_REQ_SET_MEMORY) {
+                f->r = virDomainSetMemoryFlags(dom, (unsigned long) q->memory_kib, VIR_DOMAIN_AFFECT_LIVE) < 0
+                               ? -EIO
+                               : 0;
+                if (f->r < 0) {
+                        set_libvirt_error(f, -EIO, "setting its memory");
+                        check_alive(conn);
+                }
+        } else {
+                f->r = lv_credits_set(dom, &q->credits, &err);
+                if (f->r < 0) {
+                        snprintf(f->error, sizeof(f->error), "%s", err.message[0] ? err.message : strerror(-f->r));
+                        check_alive(conn);
+                }
         }
         virDomainFree(dom);
 out:
@@ -176,9 +208,9 @@ static void *worker_main(void *p) {
                 snprintf(w->busy, sizeof(w->busy), "%s", q.uuid);
                 pthread_mutex_unlock(&w->lock);
 
-                a = (LvAnswer) { .write = q.write, .done = q.done, .userdata = q.userdata };
-                if (q.write)
-                        write_credits(w, &conn, &q, &a.facts);
+                a = (LvAnswer) { .write = q.kind != LV_REQ_LOOK, .done = q.done, .userdata = q.userdata };
+                if (q.kind != LV_REQ_LOOK)
+                        write_domain(w, &conn, &q, &a.facts);
                 else
                         ask(w, &conn, q.uuid, &a.facts);
 
@@ -311,8 +343,8 @@ static int enqueue(LvWorker *w, const LvRequest *q) {
                 return -EINVAL;
         pthread_mutex_lock(&w->lock);
         for (size_t i = 0; i < w->n_requests; i++)
-                if (strcmp(w->requests[i].uuid, q->uuid) == 0 && w->requests[i].write == q->write) {
-                        if (q->write) /* the newer spec wins */
+                if (strcmp(w->requests[i].uuid, q->uuid) == 0 && w->requests[i].kind == q->kind) {
+                        if (q->kind != LV_REQ_LOOK) /* the newer spec or target wins */
                                 w->requests[i] = *q;
                         goto out;
                 }
@@ -345,12 +377,21 @@ int lv_worker_request(LvWorker *w, const char *uuid) {
 
 int lv_worker_set_credits(LvWorker *w, const char *uuid, const LvCredits *credits, LvWriteFn done,
                           void *userdata) {
-        LvRequest q = { .write = true, .done = done, .userdata = userdata };
+        LvRequest q = { .kind = LV_REQ_SET_CREDITS, .done = done, .userdata = userdata };
 
         if (!uuid || strlen(uuid) >= sizeof(q.uuid) || !credits)
                 return -EINVAL;
         snprintf(q.uuid, sizeof(q.uuid), "%s", uuid);
         q.credits = *credits;
+        return enqueue(w, &q);
+}
+
+int lv_worker_set_memory(LvWorker *w, const char *uuid, unsigned long long kib, LvWriteFn done, void *userdata) {
+        LvRequest q = { .kind = LV_REQ_SET_MEMORY, .memory_kib = kib, .done = done, .userdata = userdata };
+
+        if (!uuid || strlen(uuid) >= sizeof(q.uuid) || kib == 0 || kib > ULONG_MAX)
+                return -EINVAL;
+        snprintf(q.uuid, sizeof(q.uuid), "%s", uuid);
         return enqueue(w, &q);
 }
 

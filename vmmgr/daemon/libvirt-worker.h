@@ -45,6 +45,10 @@ typedef struct LvDomainFacts {
         int state;                /* virDomainState */
         unsigned nr_vcpus;
         unsigned long max_mem_kib;
+        /* The balloon (virDomainMemoryStats' ACTUAL_BALLOON; absent when
+         * the domain has no balloon device or libvirt could not ask). */
+        bool has_balloon;
+        unsigned long long balloon_actual_kib;
         /* lv_credits_get(LIVE): 0, -ENOENT (no element) or its error. */
         int credits_r;
         LvCredits credits;
@@ -74,5 +78,8 @@ int lv_worker_request(LvWorker *w, const char *uuid);
  * replaces one still queued. */
 int lv_worker_set_credits(LvWorker *w, const char *uuid, const LvCredits *credits, LvWriteFn done,
                           void *userdata);
+/* Queues a balloon target for the domain (virDomainSetMemoryFlags, live),
+ * in KiB; a newer target replaces one still queued.  `done` as above. */
+int lv_worker_set_memory(LvWorker *w, const char *uuid, unsigned long long kib, LvWriteFn done, void *userdata);
 /* Requests queued or in progress (tests). */
 size_t lv_worker_pending(LvWorker *w);
