@@ -11,7 +11,10 @@
 # vCPU stall reduction by vmmgr's reclaim threads (>= 90 %), and the
 # patch's unthrottle target, kernel.patched.inject_unthrottle_ms under
 # 1 ms, as measured (test-cpu-max-runtime only checks that the write acts
-# before the next period).  Exit: 0 all passed, 1 a check or a target failed, 77 skip.
+# before the next period); v2 of the series: read-back writes that never
+# fail and an idle pool that keeps accruing (kernel.patched.
+# readback_write_failures 0, kernel.patched.idle_gap_pct within one
+# quota).  Exit: 0 all passed, 1 a check or a target failed, 77 skip.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root" || exit 1
@@ -61,6 +64,11 @@ done
 # vmmgr's reclaim threads against memory.high alone (test-memory-stall
 # asserts at least half; the target is 90 %).
 check_range memory.stall.reduction_pct 90 100
+# v2 of the kernel series (issue 18): every value read can be written back,
+# and an idle pool gains a quota per period (one quota is 3.3 % of the 30
+# periods test-cpu-max-runtime waits).
+check_range kernel.patched.readback_write_failures 0 0
+check_range kernel.patched.idle_gap_pct -3.4 3.4
 
 v=$(figure_value kernel.patched.inject_unthrottle_ms)
 if [ -z "$v" ]; then

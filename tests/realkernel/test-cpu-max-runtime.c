@@ -7,12 +7,18 @@
  * Runs inside the test kernels booted by tests/realkernel/vmtest (cgroup v2 with the
  * cpu controller enabled at the root):
  *
- *   patched kernel  set / add / subtract / reject, burst above quota,
- *                   unthrottle on "+N" well before the next period (its
- *                   median is a figure, kernel.patched.inject_unthrottle_ms,
- *                   that tests/realkernel/bench.sh holds to 1 ms) and a
+ *   patched kernel  (v2 of the series) set / add / subtract, saturation
+ *                   at 0 and quota + burst, "max" without a quota, burst
+ *                   above quota, unthrottle on "+N" well before the next
+ *                   period (its median is a figure,
+ *                   kernel.patched.inject_unthrottle_ms, that
+ *                   tests/realkernel/bench.sh holds to 1 ms), a
  *                   credit-injection run whose extra CPU use matches the
- *                   injected runtime within 2 %
+ *                   injected runtime within 2 %, 1,000 read-and-write-back
+ *                   rounds under load over three slice sizes without a
+ *                   failure (kernel.patched.readback_write_failures), and
+ *                   an idle pool gaining a quota per period the kernel
+ *                   counted, within one quota (kernel.patched.idle_gap_pct)
  *   stock kernel    no cpu.max.runtime: those checks skip; what vmmgr does
  *                   instead (raise the quota with a cpu.max write) is
  *                   measured, and so is the wait for the next period
@@ -443,8 +449,14 @@ static void test_runtime_file(void) {
         path_of(path, sizeof(path), root, "cpu.max.runtime");
         result(stat(path, &st) < 0 && errno == ENOENT, "cpu.max.runtime: absent on the root group");
 
-        /* Unlimited quota: no pool to change. */
+        /* Unlimited quota: no pool to read or change. */
         r = cg_write(g, "cpu.max", "max 100000");
+        {
+                char buf[32] = "";
+
+                result(r == 0 && cg_read(g, "cpu.max.runtime", buf, sizeof(buf)) == 0 && strcmp(buf, "max\n") == 0,
+                       "cpu.max.runtime: reads \"max\" while cpu.max is \"max\"");
+        }
         result(r == 0 && cg_write(g, "cpu.max.runtime", "1000") == -EINVAL &&
                        cg_write(g, "cpu.max.runtime", "+1000") == -EINVAL,
                "cpu.max.runtime: EINVAL while cpu.max is \"max\"");
@@ -468,15 +480,15 @@ static void test_runtime_file(void) {
         r = cg_write(g, "cpu.max.runtime", "100000");
         result(r == 0 && runtime_is(g, cap, q, cap), "cpu.max.runtime: set to the cap (quota + burst)");
 
-        result(cg_write(g, "cpu.max.runtime", "100001") == -EINVAL,
-               "cpu.max.runtime: EINVAL above quota + burst");
-        result(cg_write(g, "cpu.max.runtime", "+1000") == -EINVAL &&
-                       runtime_is(g, cap, q, cap),
-               "cpu.max.runtime: EINVAL when \"+N\" passes the cap, pool unchanged");
+        /* v2 of the series: writes saturate, so a balance read anywhere can be
+         * written anywhere (a migration's destination). */
+        result(cg_write(g, "cpu.max.runtime", "100001") == 0 && runtime_is(g, cap, q, cap),
+               "cpu.max.runtime: \"N\" above quota + burst sets the cap");
+        result(cg_write(g, "cpu.max.runtime", "+1000") == 0 && runtime_is(g, cap, q, cap),
+               "cpu.max.runtime: \"+N\" past the cap stops at the cap");
         r = cg_write(g, "cpu.max.runtime", "10000");
-        result(r == 0 && cg_write(g, "cpu.max.runtime", "-500000") == -EINVAL &&
-                       runtime_is(g, 10000, q, cap),
-               "cpu.max.runtime: EINVAL when \"-N\" goes below zero, pool unchanged");
+        result(r == 0 && cg_write(g, "cpu.max.runtime", "-500000") == 0 && runtime_is(g, 0, q, cap),
+               "cpu.max.runtime: \"-N\" past zero stops at zero");
         result(cg_write(g, "cpu.max.runtime", "18446744073709551615") == -EINVAL &&
                        cg_write(g, "cpu.max.runtime", "+18446744073709551615") == -EINVAL &&
                        cg_write(g, "cpu.max.runtime", "99999999999999999999") == -EINVAL,
@@ -743,6 +755,128 @@ out:
 /* What the harness says this kernel is: 1 patched, 0 stock, -1 not said
  * (*ret_from: the variable that said it), -EINVAL for a value that is
  * neither. */
+/* ---- v2 of the series: the pool is a bank the kernel keeps -------------- */
+
+static int write_slice_us(uint64_t us) {
+        char buf[32];
+        int fd = open("/proc/sys/kernel/sched_cfs_bandwidth_slice_us", O_WRONLY | O_CLOEXEC);
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        snprintf(buf, sizeof(buf), "%" PRIu64, us);
+        n = write(fd, buf, strlen(buf));
+        close(fd);
+        return n == (ssize_t) strlen(buf) ? 0 : -EIO;
+}
+
+/* A balance read is always a value that can be written back: 1,000 rounds
+ * over slices of 1, 5 and 50 ms while a thread spins in the group. */
+static void test_readback(void) {
+        static const uint64_t slices[] = { 1000, 5000, 50000 };
+        const char *name = "cpu.max.runtime: every value read can be written back (1,000 rounds, 3 slice sizes)";
+        unsigned failures = 0, rounds = 0;
+        uint64_t slice0 = 0, v;
+        char g[PATH_MAX], buf[32];
+        Spinner sp = { 0 };
+        int r;
+
+        if (!have_runtime) {
+                without_runtime(name);
+                return;
+        }
+        r = cg_make("readback", g, sizeof(g));
+        if (r == 0)
+                r = cg_set_max(g, 20000, 100000);
+        if (r == 0)
+                r = spinner_start(&sp, g);
+        if (r < 0) {
+                printf("# set-up: %s\n", strerror(-r));
+                result(false, name);
+                spinner_stop(&sp);
+                cg_remove(g);
+                return;
+        }
+        {
+                char proc[64];
+                int fd = open("/proc/sys/kernel/sched_cfs_bandwidth_slice_us", O_RDONLY | O_CLOEXEC);
+                ssize_t n = fd >= 0 ? read(fd, proc, sizeof(proc) - 1) : -1;
+
+                if (fd >= 0)
+                        close(fd);
+                if (n > 0) {
+                        proc[n] = '\0';
+                        (void) parse_u64(proc, &slice0);
+                }
+        }
+        for (size_t i = 0; i < sizeof(slices) / sizeof(slices[0]); i++) {
+                if (slice0 == 0 ? i > 0 : write_slice_us(slices[i]) < 0)
+                        break;
+                sleep_ns(100 * NSEC_PER_MSEC);
+                for (unsigned k = 0; k < 1000 / 3 + 1; k++, rounds++) {
+                        if (cg_read_u64(g, "cpu.max.runtime", &v) < 0) {
+                                failures++;
+                                continue;
+                        }
+                        snprintf(buf, sizeof(buf), "%" PRIu64, v);
+                        if (cg_write(g, "cpu.max.runtime", buf) < 0)
+                                failures++;
+                }
+        }
+        if (slice0 > 0)
+                (void) write_slice_us(slice0);
+        printf("# %u rounds of read and write back, %u failed\n", rounds, failures);
+        printf("figure: kernel.patched.readback_write_failures %u count\n", failures);
+        result(rounds > 0 && failures == 0, name);
+        spinner_stop(&sp);
+        cg_remove(g);
+}
+
+/* The pool accrues while the group is idle: 3 s at 10 ms / 100 ms with a
+ * 990 ms burst add a quota per period the kernel counted. */
+static void test_idle_gap(void) {
+        const char *name = "cpu.max.runtime: an idle group's pool gains a quota per period (within one quota)";
+        const uint64_t quota = 10000, cap = 1000000;
+        uint64_t per0, per1, got, want;
+        char g[PATH_MAX];
+        int r;
+
+        if (!have_runtime) {
+                without_runtime(name);
+                return;
+        }
+        r = cg_make("idle-gap", g, sizeof(g));
+        if (r == 0)
+                r = cg_set_max(g, quota, 100000);
+        if (r == 0)
+                r = cg_write_u64(g, "cpu.max.burst", cap - quota);
+        if (r == 0)
+                r = cg_write(g, "cpu.max.runtime", "0");
+        if (r == 0)
+                r = cg_read_key(g, "cpu.stat", "nr_periods", &per0);
+        if (r == 0) {
+                sleep_ns(3 * NSEC_PER_SEC);
+                r = cg_read_u64(g, "cpu.max.runtime", &got);
+        }
+        if (r == 0)
+                r = cg_read_key(g, "cpu.stat", "nr_periods", &per1);
+        if (r < 0) {
+                printf("# %s\n", strerror(-r));
+                result(false, name);
+                cg_remove(g);
+                return;
+        }
+        want = (per1 - per0) * quota;
+        if (want > cap)
+                want = cap;
+        printf("# idle 3 s: %" PRIu64 " periods, pool %" PRIu64 " us, %" PRIu64 " us expected\n", per1 - per0, got,
+               want);
+        printf("figure: kernel.patched.idle_gap_pct %.2f %%\n",
+               want ? ((double) got - (double) want) * 100.0 / (double) want : 0.0);
+        result(per1 - per0 >= 25 && (got > want ? got - want : want - got) <= quota, name);
+        cg_remove(g);
+}
+
 static int expectation(const char **ret_from) {
         const char *v = getenv("VMMGR_EXPECT_CPU_MAX_RUNTIME");
 
@@ -823,6 +957,8 @@ int main(int argc, char **argv) {
         test_runtime_file();
         test_unthrottle();
         test_injection();
+        test_readback();
+        test_idle_gap();
 
         cg_remove(top);
         printf("1..%d\n# %d of %d failed\n", n_tests, n_failed, n_tests);
