@@ -130,10 +130,34 @@ static uint64_t timer_forward(KmCfs *c, uint64_t now) {
         return orun;
 }
 
+/* cfs_bandwidth_catch_up() (v2 of the series, patched kernels): the
+ * periods an idle group's stopped timer slept through each add a quota,
+ * capped at quota + burst, when the group runs again or cpu.max.runtime is
+ * read or written. */
+static void cfs_catch_up(KmCfs *c, uint64_t now) {
+        uint64_t missed, cap;
+
+        if (!c->idle_stopped || c->period_active)
+                return;
+        /* The expiry is the first boundary the timer did not handle (it
+         * forwards before it refills): each one passed is a missed refill. */
+        missed = timer_forward(c, now);
+        if (!missed || !cfs_limited(c))
+                return;
+        cap = c->quota_ns + c->burst_ns;
+        c->nr_periods += missed;
+        /* More periods than it takes to fill the pool change nothing. */
+        missed = MIN(missed, cap / c->quota_ns + 1);
+        c->runtime_ns = MIN(c->runtime_ns + missed * c->quota_ns, cap);
+        c->runtime_snap_ns = c->runtime_ns;
+}
+
 /* start_cfs_bandwidth() */
 static void cfs_start_timer(KmCfs *c, uint64_t now) {
         if (c->period_active)
                 return;
+        cfs_catch_up(c, now);
+        c->idle_stopped = false;
         c->period_active = true;
         timer_forward(c, now);
 }
@@ -192,6 +216,8 @@ static void cfs_period_timer(KmCfs *c, uint64_t now) {
          * until the group runs again and restarts it. */
         if (c->idle && !throttled) {
                 c->period_active = false;
+                /* v2 of the series credits the periods it sleeps through */
+                c->idle_stopped = c->catch_up;
                 return;
         }
         if (!throttled) {
@@ -775,7 +801,10 @@ static int cfs_set_bandwidth(KModel *m, KmGroup *g, uint64_t period_ns, uint64_t
         c->period_ns = period_ns;
         c->quota_ns = quota_ns;
         c->burst_ns = burst_ns;
+        c->catch_up = m->cfg.patched;
         cfs_refill(c);
+        /* A new configuration starts from this refill: no idle periods to credit. */
+        c->idle_stopped = false;
         if (cfs_limited(c))
                 cfs_start_timer(c, m->now_ns);
         else
@@ -849,20 +878,29 @@ int km_cpu_write_burst(KModel *m, KmGroup *g, char *data, bool nonblock) {
 }
 
 int km_cpu_show_runtime(KModel *m, KmGroup *g, KmBuf *b) {
-        const KmCfs *c = &g->cfs;
+        KmCfs *c = &g->cfs;
         uint64_t ns;
 
         km_cfs_sync(m, g);
+        /* v2 of the series: no pool reads "max"; an idle pool has earned
+         * the periods it slept through. */
+        if (!cfs_limited(c)) {
+                km_buf_printf(b, "max\n");
+                return 0;
+        }
+        cfs_catch_up(c, m->now_ns);
         /* A pending sub-nanosecond debt makes the pool a little less. */
         ns = c->runtime_ns - (c->runtime_debt > 0);
         BUF_PUT_U64(b, "", ns / NSEC_PER_USEC, "\n");
         return 0;
 }
 
-/* cpu.max.runtime (the runtime patch): "N" sets the pool, "+N"/"-N" adjust
- * it atomically.  The result must lie in [0, min(quota + burst, max)].  The
- * write re-bases runtime_snap like a refill, so runtime sold through this
- * file is not counted as burst when it is used. */
+/* cpu.max.runtime (v2 of the runtime series): "N" sets the pool (the
+ * model has no per-CPU local runtime, so the balance is the pool), "+N"
+ * and "-N" move it; all saturate at [0, quota + burst], so any value read
+ * can be written.  Only a group without a quota (no pool) and malformed
+ * values are refused.  The write re-bases runtime_snap like a refill, so
+ * runtime sold through this file is not counted as burst when it is used. */
 int km_cpu_write_runtime(KModel *m, KmGroup *g, char *data, bool nonblock) {
         KmCfs *c = &g->cfs;
         uint64_t cur, delta_ns, cap, v;
@@ -872,27 +910,24 @@ int km_cpu_write_runtime(KModel *m, KmGroup *g, char *data, bool nonblock) {
         data = km_strip(data);
         if (data[0] == '+' || data[0] == '-')
                 sign = *data++;
-        if (parse_u64(data, &v) < 0 || usec_to_ns(v, &delta_ns) < 0)
+        if (parse_u64(data, &v) < 0 || usec_to_ns(v, &delta_ns) < 0 || delta_ns > MAX_CFS_RUNTIME_NS)
                 return -EINVAL;
         if (!cfs_limited(c))
                 return -EINVAL;
+        cfs_catch_up(c, m->now_ns);
         cap = MIN(c->quota_ns + c->burst_ns, MAX_CFS_RUNTIME_NS);
         cur = c->runtime_ns - (c->runtime_debt > 0);
-        if (sign == '-') {
-                if (delta_ns > cur)
-                        return -EINVAL;
-                v = cur - delta_ns;
-        } else if (sign == '+') {
-                if (delta_ns > cap || cur > cap - delta_ns)
-                        return -EINVAL;
-                v = cur + delta_ns;
-        } else
-                v = delta_ns;
-        if (v > cap)
-                return -EINVAL;
+        if (sign == '-')
+                v = cur - MIN(delta_ns, cur);
+        else if (sign == '+')
+                v = MAX(cur, MIN(cap, cur + MIN(delta_ns, cap)));
+        else
+                v = MIN(delta_ns, cap);
         c->runtime_ns = v;
         c->runtime_debt = 0;
         c->runtime_snap_ns = v;
+        /* start_cfs_bandwidth(): refills and accounting go on */
+        cfs_start_timer(c, m->now_ns);
         if (v > 0)
                 cfs_unthrottle(c, m->now_ns);
         return 0;

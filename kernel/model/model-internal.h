@@ -63,6 +63,10 @@ typedef struct KmCfs {
         /* The period hrtimer. */
         uint64_t expires_ns;
         bool period_active;
+        /* v2 of the series: the timer stopped for an idle group;
+         * cfs_catch_up() credits the periods it sleeps through. */
+        bool idle_stopped;
+        bool catch_up; /* a patched kernel's group (set with its bandwidth) */
         bool idle;
         bool throttled;
         uint64_t throttled_since_ns;

@@ -134,19 +134,22 @@ static void test_cpu_max_format(void **state) {
         fx_free(f);
 }
 
-/* cpu.max.runtime: set, +N, -N, bounded by [0, quota + burst]. */
+/* cpu.max.runtime (v2 of the series): set, +N, -N, saturating at
+ * [0, quota + burst]; malformed values refused. */
 static void test_runtime_writes(void **state) {
         static const struct {
                 const char *in;
                 int r;
                 uint64_t after;
         } steps[] = {
-                { "30000", 0, 30000 },        { "+10000", 0, 40000 },
-                { "+10001", -EINVAL, 40000 }, { "+10000", 0, 50000 },
-                { "-50000", 0, 0 },           { "-1", -EINVAL, 0 },
-                { "50001", -EINVAL, 0 },      { "50000", 0, 50000 },
-                { "x", -EINVAL, 50000 },      { "+", -EINVAL, 50000 },
-                { "-0", 0, 50000 },           { " 25000\n", 0, 25000 },
+                { "30000", 0, 30000 },    { "+10000", 0, 40000 },
+                { "+10001", 0, 50000 },   { "+10000", 0, 50000 },
+                { "-50000", 0, 0 },       { "-1", 0, 0 },
+                { "50001", 0, 50000 },    { "30000", 0, 30000 },
+                { "-40000", 0, 0 },       { "50000", 0, 50000 },
+                { "x", -EINVAL, 50000 },  { "+", -EINVAL, 50000 },
+                { "-0", 0, 50000 },       { " 25000\n", 0, 25000 },
+                { "99999999999999999999", -EINVAL, 25000 },
         };
         Fx *f = fx_new_v2(true);
 
@@ -159,8 +162,9 @@ static void test_runtime_writes(void **state) {
                 assert_int_equal(fx_write(f, VCPUS, "cpu.max.runtime", steps[i].in), steps[i].r);
                 assert_int_equal(runtime_usec(f, VCPUS), steps[i].after);
         }
-        /* Unlimited: there is no pool to adjust. */
+        /* Unlimited: there is no pool to read or adjust. */
         assert_int_equal(fx_write(f, VCPUS, "cpu.max", "max"), 0);
+        fx_expect(f, VCPUS, "cpu.max.runtime", "max\n");
         assert_int_equal(fx_write(f, VCPUS, "cpu.max.runtime", "+1"), -EINVAL);
         assert_int_equal(fx_write(f, VCPUS, "cpu.max.runtime", "0"), -EINVAL);
         assert_int_equal(f->ops->exists(f->be, 0, NULL, "cpu.max.runtime"), 0);
@@ -273,8 +277,10 @@ static void test_throttling_counts(void **state) {
         }
 }
 
-/* The idle-timer trap: an idle group's timer stops after one more refill,
- * and a restarted timer keeps the original period grid. */
+/* An idle group's timer stops after one more refill (the kernel's
+ * idle-timer trap); v2 of the series credits the periods it sleeps
+ * through when the pool is read or the group runs again, and a restarted
+ * timer keeps the original period grid. */
 static void test_idle_timer_trap(void **state) {
         Fx *f = fx_new_v2(true);
         pid_t tid = setup_vm(f);
@@ -287,9 +293,11 @@ static void test_idle_timer_trap(void **state) {
         km_advance(f->m, 100000); /* refill; idle for a period: timer stops */
         assert_int_equal(runtime_usec(f, VCPUS), 40000);
         km_advance(f->m, 9800000);
-        /* Without the trap it would sit at quota + burst = 100 ms. */
-        assert_int_equal(runtime_usec(f, VCPUS), 40000);
-        assert_int_equal(fx_key(f, VCPUS, "cpu.stat", "nr_periods"), 2);
+        assert_int_equal(fx_key(f, VCPUS, "cpu.stat", "nr_periods"), 2); /* stopped */
+        /* The read credits the 98 periods slept through (0.3 s .. 10.0 s):
+         * the pool is full, quota + burst = 100 ms, as if the timer ran. */
+        assert_int_equal(runtime_usec(f, VCPUS), 100000);
+        assert_int_equal(fx_key(f, VCPUS, "cpu.stat", "nr_periods"), 100);
 
         /* Running again at 10.05 s restarts the timer, without a refill,
          * on the old grid: the next boundary is 10.1 s, not 10.15 s. */
@@ -297,16 +305,19 @@ static void test_idle_timer_trap(void **state) {
         assert_int_equal(km_thread_set_demand(f->m, tid, 100000), 0);
         km_advance(f->m, 50000);
         assert_int_equal(fx_thread_ns(f, tid), 5 * MSEC_NS);
-        assert_int_equal(fx_key(f, VCPUS, "cpu.stat", "nr_periods"), 3);
-        assert_int_equal(runtime_usec(f, VCPUS), 55000); /* 40 - 5 + 20 */
-        /* Spinning: 55 ms of pool last until 10.155 s. */
+        assert_int_equal(fx_key(f, VCPUS, "cpu.stat", "nr_periods"), 101);
+        assert_int_equal(runtime_usec(f, VCPUS), 100000); /* min(100 - 5 + 20, 100) */
+        /* Spinning: 100 ms of pool last until 10.2 s, where the refill wins. */
         assert_int_equal(km_thread_set_demand(f->m, tid, 1000000), 0);
         km_advance(f->m, 100000);
-        assert_int_equal(fx_thread_ns(f, tid), 60 * MSEC_NS);
-        assert_int_equal(fx_key(f, VCPUS, "cpu.stat", "nr_periods"), 4);
-        assert_int_equal(fx_key(f, VCPUS, "cpu.stat", "nr_throttled"), 1);
-        assert_int_equal(fx_key(f, VCPUS, "cpu.stat", "throttled_usec"), 45000);
+        assert_int_equal(fx_thread_ns(f, tid), 105 * MSEC_NS);
+        assert_int_equal(fx_key(f, VCPUS, "cpu.stat", "nr_periods"), 102);
+        assert_int_equal(fx_key(f, VCPUS, "cpu.stat", "nr_throttled"), 0);
         assert_int_equal(runtime_usec(f, VCPUS), 20000);
+        /* Then held to the quota: 20 ms in the next 100 ms. */
+        km_advance(f->m, 100000);
+        assert_int_equal(fx_thread_ns(f, tid), 125 * MSEC_NS);
+        assert_int_equal(fx_key(f, VCPUS, "cpu.stat", "nr_throttled"), 1);
         fx_free(f);
 }
 
