@@ -238,6 +238,22 @@ int kh_cpu_adjust_runtime(KHost *h, const VmId *vm, CgRole role, int64_t delta_u
         return r == -ENOENT ? missing_file_or_group(h, &t) : r;
 }
 
+/* Adds what each thread has run to *sum (/proc/<tid>/task/<tid> exists
+ * for any thread id); threads that exited meanwhile count nothing. */
+static int add_threads_usec(KHost *h, const pid_t *tids, size_t n, uint64_t *sum) {
+        for (size_t i = 0; i < n; i++) {
+                uint64_t usec;
+                int r = kh_thread_cpu_usec(h, tids[i], tids[i], &usec);
+
+                if (r == -ESRCH)
+                        continue;
+                if (r < 0)
+                        return r;
+                *sum += usec;
+        }
+        return 0;
+}
+
 /* v1 without cpuacct: the group's usage is what its current threads ran.
  * Threads that left or exited are not counted: cpuacct is better. */
 static int v1_usage_from_threads(KHost *h, const CpuTarget *t, uint64_t *ret) {
@@ -253,16 +269,9 @@ static int v1_usage_from_threads(KHost *h, const CpuTarget *t, uint64_t *ret) {
         r = cg_parse_pid_list(text, &tids, &n);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < n; i++) {
-                uint64_t usec;
-                /* /proc/<tid>/task/<tid> exists for any thread id. */
-                r = kh_thread_cpu_usec(h, tids[i], tids[i], &usec);
-                if (r == -ESRCH)
-                        continue;
-                if (r < 0)
-                        return r;
-                sum += usec;
-        }
+        r = add_threads_usec(h, tids, n, &sum);
+        if (r < 0)
+                return r;
         *ret = sum;
         return 0;
 }
@@ -278,18 +287,10 @@ static int foreign_usage_from_threads(KHost *h, const VmId *vm, uint64_t *ret) {
                 size_t n = 0;
                 int r = kh_vm_threads(h, vm, roles[k], &tids, &n);
 
+                if (r == 0)
+                        r = add_threads_usec(h, tids, n, &sum);
                 if (r < 0)
                         return r;
-                for (size_t i = 0; i < n; i++) {
-                        uint64_t usec;
-
-                        r = kh_thread_cpu_usec(h, tids[i], tids[i], &usec);
-                        if (r == -ESRCH)
-                                continue;
-                        if (r < 0)
-                                return r;
-                        sum += usec;
-                }
         }
         *ret = sum;
         return 0;

@@ -290,6 +290,18 @@ static void update_state(CreditBank *b, uint64_t used, uint64_t throttled, uint6
         }
 }
 
+/* Takes the bandwidth the group has now as the bank's view of it. */
+static int adopt_applied(CreditBank *b) {
+        CpuBandwidth bw;
+        int r = kh_cpu_get_bandwidth(b->host, &b->vm, CG_ROLE_VCPUS, &bw);
+
+        if (r < 0)
+                return r;
+        b->enf.period_usec = bw.period_usec;
+        b->enf.quota_usec = bw.quota_usec == CPU_QUOTA_MAX ? CREDIT_QUOTA_UNLIMITED : bw.quota_usec;
+        return 0;
+}
+
 /* Brings the ledger up to now: earnings for the elapsed wall time, the
  * group's usage since the last look. */
 static int account(CreditBank *b, uint64_t now_usec) {
@@ -347,7 +359,6 @@ int credit_bank_new(KHost *h, const VmId *vm, const CreditSpec *spec, CreditBank
                     const EmulatedBankParams *params, const CreditLedger *ledger, uint64_t usage_base,
                     uint64_t now_usec, CreditBank **ret) {
         _cleanup_free_ CreditBank *b = NULL;
-        CpuBandwidth bw;
         CpuStat st;
         int r;
 
@@ -380,11 +391,9 @@ int credit_bank_new(KHost *h, const VmId *vm, const CreditSpec *spec, CreditBank
         b->last_nr_throttled = st.nr_throttled;
         b->last_tick_usec = now_usec;
         /* Adopt what is applied: an unchanged limit is not rewritten. */
-        r = kh_cpu_get_bandwidth(h, vm, CG_ROLE_VCPUS, &bw);
+        r = adopt_applied(b);
         if (r < 0)
                 goto fail;
-        b->enf.period_usec = bw.period_usec;
-        b->enf.quota_usec = bw.quota_usec == CPU_QUOTA_MAX ? CREDIT_QUOTA_UNLIMITED : bw.quota_usec;
 
         /* Charge what was used since usage_base before deciding anything. */
         r = credit_bank_tick(b, now_usec);
@@ -399,19 +408,15 @@ fail:
 
 int credit_bank_resync(CreditBank *b, uint64_t now_usec) {
         CreditEnforcement before = b->enf;
-        CpuBandwidth bw;
+        bool changed;
         int r;
 
-        r = kh_cpu_get_bandwidth(b->host, &b->vm, CG_ROLE_VCPUS, &bw);
+        r = adopt_applied(b);
         if (r < 0)
                 return r;
-        b->enf.period_usec = bw.period_usec;
-        b->enf.quota_usec = bw.quota_usec == CPU_QUOTA_MAX ? CREDIT_QUOTA_UNLIMITED : bw.quota_usec;
+        changed = before.period_usec != b->enf.period_usec || before.quota_usec != b->enf.quota_usec;
         r = credit_bank_tick(b, now_usec);
-        if (r < 0)
-                return r;
-        return before.period_usec != bw.period_usec ||
-               before.quota_usec != (bw.quota_usec == CPU_QUOTA_MAX ? CREDIT_QUOTA_UNLIMITED : bw.quota_usec);
+        return r < 0 ? r : changed;
 }
 
 CreditBank *credit_bank_free(CreditBank *b) {
