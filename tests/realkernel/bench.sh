@@ -69,6 +69,9 @@ check_range memory.stall.reduction_pct 90 100
 # periods test-cpu-max-runtime waits).
 check_range kernel.patched.readback_write_failures 0 0
 check_range kernel.patched.idle_gap_pct -3.4 3.4
+# and the read is the balance: it stays put while a stopped group's local
+# runtime goes back to the pool (goal: under one default slice, 5 ms)
+check_range kernel.patched.read_error_usec 0 5000
 
 v=$(figure_value kernel.patched.inject_unthrottle_ms)
 if [ -z "$v" ]; then

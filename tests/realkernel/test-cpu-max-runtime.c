@@ -18,7 +18,10 @@
  *                   rounds under load over three slice sizes without a
  *                   failure (kernel.patched.readback_write_failures), and
  *                   an idle pool gaining a quota per period the kernel
- *                   counted, within one quota (kernel.patched.idle_gap_pct)
+ *                   counted, within one quota (kernel.patched.idle_gap_pct),
+ *                   and a read that does not move while a stopped group's
+ *                   local runtime goes back to the pool
+ *                   (kernel.patched.read_error_usec)
  *   stock kernel    no cpu.max.runtime: those checks skip; what vmmgr does
  *                   instead (raise the quota with a cpu.max write) is
  *                   measured, and so is the wait for the next period
@@ -877,6 +880,83 @@ static void test_idle_gap(void) {
         cg_remove(g);
 }
 
+/* The read is the balance: what a group can still run, its CPUs' local
+ * runtime included.  A spinner that stops holds up to a slice on its CPU,
+ * which the slack timer hands back to the pool a few ms later; the
+ * balance must not move meanwhile (v1 read the pool only, so it jumped by
+ * what came back).  50 ms slices make the difference plain.  Five trials
+ * within one period; the largest change is the figure
+ * kernel.patched.read_error_usec (goal: under one slice). */
+static void test_read_balance(void) {
+        const char *name = "cpu.max.runtime: the read is the balance, local runtime included (within a slice)";
+        const uint64_t slice_us = 50000;
+        uint64_t slice0 = 0, worst = 0, r1, r2, per1, per2;
+        unsigned trials = 0;
+        char g[PATH_MAX];
+        Spinner sp = { 0 };
+        int r;
+
+        if (!have_runtime) {
+                without_runtime(name);
+                return;
+        }
+        {
+                char proc[64];
+                int fd = open("/proc/sys/kernel/sched_cfs_bandwidth_slice_us", O_RDONLY | O_CLOEXEC);
+                ssize_t n = fd >= 0 ? read(fd, proc, sizeof(proc) - 1) : -1;
+
+                if (fd >= 0)
+                        close(fd);
+                if (n > 0) {
+                        proc[n] = '\0';
+                        (void) parse_u64(proc, &slice0);
+                }
+        }
+        if (slice0 == 0 || write_slice_us(slice_us) < 0) {
+                skipped(name, "no sched_cfs_bandwidth_slice_us to set");
+                return;
+        }
+        r = cg_make("read-balance", g, sizeof(g));
+        if (r == 0)
+                r = cg_set_max(g, 900000, 1000000);
+        if (r == 0)
+                r = spinner_start(&sp, g);
+        for (int i = 0; r == 0 && i < 10 && trials < 5; i++) {
+                sleep_ns(20 * NSEC_PER_MSEC); /* running: a slice on its CPU */
+                if (kill(sp.pid, SIGSTOP) < 0) {
+                        r = -errno;
+                        break;
+                }
+                sleep_ns(NSEC_PER_MSEC); /* off the CPU */
+                if ((r = cg_read_key(g, "cpu.stat", "nr_periods", &per1)) < 0 ||
+                    (r = cg_read_u64(g, "cpu.max.runtime", &r1)) < 0)
+                        break;
+                sleep_ns(30 * NSEC_PER_MSEC); /* the slack timer returns it */
+                if ((r = cg_read_u64(g, "cpu.max.runtime", &r2)) < 0 ||
+                    (r = cg_read_key(g, "cpu.stat", "nr_periods", &per2)) < 0)
+                        break;
+                (void) kill(sp.pid, SIGCONT);
+                if (per1 != per2)
+                        continue; /* a refill in between: not comparable */
+                trials++;
+                if ((r1 > r2 ? r1 - r2 : r2 - r1) > worst)
+                        worst = r1 > r2 ? r1 - r2 : r2 - r1;
+        }
+        (void) write_slice_us(slice0);
+        if (r < 0) {
+                printf("# %s\n", strerror(-r));
+                result(false, name);
+        } else {
+                printf("# %u trials with %" PRIu64 " us slices: the read moved by at most %" PRIu64
+                       " us while the group stood still\n",
+                       trials, slice_us, worst);
+                printf("figure: kernel.patched.read_error_usec %" PRIu64 " us\n", worst);
+                result(trials >= 3 && worst <= slice_us, name);
+        }
+        spinner_stop(&sp);
+        cg_remove(g);
+}
+
 static int expectation(const char **ret_from) {
         const char *v = getenv("VMMGR_EXPECT_CPU_MAX_RUNTIME");
 
@@ -959,6 +1039,7 @@ int main(int argc, char **argv) {
         test_injection();
         test_readback();
         test_idle_gap();
+        test_read_balance();
 
         cg_remove(top);
         printf("1..%d\n# %d of %d failed\n", n_tests, n_failed, n_tests);
