@@ -40,55 +40,53 @@
 #define MIG_HOST_MAX 64
 
 typedef enum MigRole {
-  MIG_NONE,   /* not known here */
-  MIG_OWNER,  /* the ledger is live here: it earns and is charged */
-  MIG_FROZEN, /* source: QEMU stopped for a migration; the record is journaled
-               */
-  MIG_HANDED_OFF, /* source: the migration completed; the record is sent until
-                     acknowledged */
-  MIG_CLOSED, /* source: the destination acknowledged; nothing of the ledger is
-                 here */
-  MIG_INCOMING, /* destination: QEMU waits for the migration; no ledger yet */
-  MIG_PROVISIONAL, /* destination: resumed, on a baseline-only bank, waiting for
-                      the record */
-  MIG_GONE, /* destination: its QEMU went before it resumed (a tombstone) */
-  _MIG_ROLE_MAX,
+        MIG_NONE,        /* not known here */
+        MIG_OWNER,       /* the ledger is live here: it earns and is charged */
+        MIG_FROZEN,      /* source: QEMU stopped for a migration; the record is journaled
+                          */
+        MIG_HANDED_OFF,  /* source: the migration completed; the record is sent until
+                            acknowledged */
+        MIG_CLOSED,      /* source: the destination acknowledged; nothing of the ledger is
+                            here */
+        MIG_INCOMING,    /* destination: QEMU waits for the migration; no ledger yet */
+        MIG_PROVISIONAL, /* destination: resumed, on a baseline-only bank, waiting for
+                            the record */
+        MIG_GONE,        /* destination: its QEMU went before it resumed (a tombstone) */
+        _MIG_ROLE_MAX,
 } MigRole;
 
 const char *mig_role_to_string(MigRole r);
 
 /* What a destination takes over. */
 typedef struct MigRecord {
-  VmId vm;
-  uint64_t epoch; /* the epoch the destination owns the ledger at */
-  CreditSpec spec;
-  CreditLedger ledger;     /* as it was when the source froze it */
-  uint64_t frozen_at_usec; /* wall clock of the freeze */
-  char source[MIG_HOST_MAX];
+        VmId vm;
+        uint64_t epoch; /* the epoch the destination owns the ledger at */
+        CreditSpec spec;
+        CreditLedger ledger;     /* as it was when the source froze it */
+        uint64_t frozen_at_usec; /* wall clock of the freeze */
+        char source[MIG_HOST_MAX];
 } MigRecord;
 
 /* One VM's handoff state on one host: all of it is journaled. */
 typedef struct MigVm {
-  VmId vm;
-  MigRole role;
-  uint64_t epoch; /* of the ledger held here (or last held) */
-  CreditSpec spec;
-  CreditLedger ledger;       /* owner: live; frozen: as frozen; provisional: the
-                                provisional bank */
-  uint64_t ledger_time_usec; /* wall clock the ledger is accounted up to */
-  uint64_t
-      usage_base_usec; /* QEMU's usage counter the ledger is charged up to */
-  MigRecord record;    /* frozen, handed off: the record */
-  bool outgoing;       /* source: a migration was announced (mig_src_start) */
-  char destination[MIG_HOST_MAX];
+        VmId vm;
+        MigRole role;
+        uint64_t epoch; /* of the ledger held here (or last held) */
+        CreditSpec spec;
+        CreditLedger ledger;       /* owner: live; frozen: as frozen; provisional: the
+                                      provisional bank */
+        uint64_t ledger_time_usec; /* wall clock the ledger is accounted up to */
+        uint64_t usage_base_usec;  /* QEMU's usage counter the ledger is charged up to */
+        MigRecord record;          /* frozen, handed off: the record */
+        bool outgoing;             /* source: a migration was announced (mig_src_start) */
+        char destination[MIG_HOST_MAX];
 } MigVm;
 
 /* ---- any owner ----------------------------------------------------------- */
 
 /* A VM owned here from `now` on, at epoch 0, with `ledger` (NULL: fresh,
  * with the spec's launch credits). */
-void mig_vm_own(MigVm *v, const VmId *vm, const CreditSpec *spec,
-                const CreditLedger *ledger, uint64_t now_usec,
+void mig_vm_own(MigVm *v, const VmId *vm, const CreditSpec *spec, const CreditLedger *ledger, uint64_t now_usec,
                 uint64_t usage_counter_usec);
 /* Brings a live ledger (owner, provisional) up to now: earnings for the
  * time since it was accounted, usage since its base.  A counter below the
@@ -113,12 +111,11 @@ int mig_src_start(MigVm *v, const char *destination);
  * freeze charges the same), and the record for epoch + 1 built.  Journal
  * v before anything is sent.  -EALREADY when not the owner (a second
  * STOP), -ENOENT when no migration was announced, 0 otherwise. */
-int mig_src_freeze(MigVm *v, uint64_t now_usec, uint64_t usage_counter_usec,
-                   const char *source_host);
+int mig_src_freeze(MigVm *v, uint64_t now_usec, uint64_t usage_counter_usec, const char *source_host);
 
 typedef enum MigOutcome {
-  MIG_COMPLETED, /* the destination has the VM's state */
-  MIG_FAILED,    /* failed or cancelled: the source QEMU resumes */
+        MIG_COMPLETED, /* the destination has the VM's state */
+        MIG_FAILED,    /* failed or cancelled: the source QEMU resumes */
 } MigOutcome;
 
 /* The migration's outcome, as QEMU's MIGRATION event (or its status after
@@ -137,8 +134,7 @@ const MigRecord *mig_src_pending_record(const MigVm *v);
  * here (owner at the same epoch, accounted on from the freeze).
  * 1 when v changed (journal it), 0 when not. */
 int mig_src_ack(MigVm *v, uint64_t epoch);
-int mig_src_nack(MigVm *v, uint64_t epoch, uint64_t now_usec,
-                 uint64_t usage_counter_usec);
+int mig_src_nack(MigVm *v, uint64_t epoch, uint64_t now_usec, uint64_t usage_counter_usec);
 
 /* The source QEMU runs again after a completed migration (the tool
  * resumed it because the destination failed): the VM runs here, so its
@@ -152,18 +148,17 @@ int mig_src_resumed(MigVm *v, uint64_t now_usec, uint64_t usage_counter_usec);
 
 /* An incoming VM: its QEMU waits for the migration (inmigrate).  The usage
  * base is QEMU's counter now (its vCPUs have not run). */
-void mig_dst_incoming(MigVm *v, const VmId *vm, const CreditSpec *spec,
-                      uint64_t usage_counter_usec);
+void mig_dst_incoming(MigVm *v, const VmId *vm, const CreditSpec *spec, uint64_t usage_counter_usec);
 /* QEMU resumed: a provisional bank with nothing in it earns from now. */
 int mig_dst_resume(MigVm *v, uint64_t now_usec);
 /* QEMU went before it resumed: a tombstone that answers nack. */
 int mig_dst_gone(MigVm *v);
 
 typedef enum MigReply {
-  MIG_REPLY_NONE, /* held: not resumed yet, or an unknown VM; the source sends
-                     again */
-  MIG_REPLY_ACK,
-  MIG_REPLY_NACK,
+        MIG_REPLY_NONE, /* held: not resumed yet, or an unknown VM; the source sends
+                           again */
+        MIG_REPLY_ACK,
+        MIG_REPLY_NACK,
 } MigReply;
 
 /* A record arrived (v is the destination's state of that VM; role NONE if
@@ -171,5 +166,5 @@ typedef enum MigReply {
  * record's, plus the earnings from its freeze until now, minus what the
  * VM used since it resumed here; role OWNER at the record's epoch.
  * *ret_changed says whether v changed (journal it before replying). */
-MigReply mig_dst_record(MigVm *v, const MigRecord *rec, uint64_t now_usec,
-                        uint64_t usage_counter_usec, bool *ret_changed);
+MigReply mig_dst_record(MigVm *v, const MigRecord *rec, uint64_t now_usec, uint64_t usage_counter_usec,
+                        bool *ret_changed);
