@@ -63,9 +63,10 @@ cleanup() {
   local n
   for n in "${names[@]}"; do virsh -q destroy "$n" >/dev/null 2>&1 || true; done
   if [ -n "$daemon_pid" ]; then kill -TERM "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
-  # vmmgr's own subtree only (the domains' groups are libvirt's).
-  for root in /sys/fs/cgroup/cpu /sys/fs/cgroup/cpu,cpuacct /sys/fs/cgroup /sys/fs/cgroup/unified; do
-    [ -d "$root/$subtree" ] && find "$root/$subtree" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  # vmmgr's own subtree only, in every hierarchy it made it in (the
+  # domains' groups are libvirt's).
+  find /sys/fs/cgroup -maxdepth 3 -type d -name "$subtree" 2>/dev/null | while read -r d; do
+    find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
   umount /run/vmmgr 2>/dev/null || true
   [ -z "$made_run_dir" ] || rmdir /run/vmmgr 2>/dev/null || true
@@ -94,7 +95,7 @@ mode = standard
 EOF
 
 start_vmmgrd() {
-  "$vmmgrd" --config "$tmp/vmmgrd.conf" >>"$tmp/vmmgrd.log" 2>&1 &
+  "$vmmgrd" --config "$tmp/vmmgrd.conf" --remove-subtree-on-exit >>"$tmp/vmmgrd.log" 2>&1 &
   daemon_pid=$!
   local i
   for ((i = 0; i < 100; i++)); do

@@ -773,6 +773,22 @@ static int write_slice_us(uint64_t us) {
         return n == (ssize_t) strlen(buf) ? 0 : -EIO;
 }
 
+/* The CFS bandwidth slice in usec; 0 where the sysctl is missing. */
+static uint64_t read_slice_us(void) {
+        char proc[64];
+        uint64_t v = 0;
+        int fd = open("/proc/sys/kernel/sched_cfs_bandwidth_slice_us", O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, proc, sizeof(proc) - 1) : -1;
+
+        if (fd >= 0)
+                close(fd);
+        if (n > 0) {
+                proc[n] = '\0';
+                (void) parse_u64(proc, &v);
+        }
+        return v;
+}
+
 /* A balance read is always a value that can be written back: 1,000 rounds
  * over slices of 1, 5 and 50 ms while a thread spins in the group. */
 static void test_readback(void) {
@@ -800,18 +816,7 @@ static void test_readback(void) {
                 cg_remove(g);
                 return;
         }
-        {
-                char proc[64];
-                int fd = open("/proc/sys/kernel/sched_cfs_bandwidth_slice_us", O_RDONLY | O_CLOEXEC);
-                ssize_t n = fd >= 0 ? read(fd, proc, sizeof(proc) - 1) : -1;
-
-                if (fd >= 0)
-                        close(fd);
-                if (n > 0) {
-                        proc[n] = '\0';
-                        (void) parse_u64(proc, &slice0);
-                }
-        }
+        slice0 = read_slice_us();
         for (size_t i = 0; i < sizeof(slices) / sizeof(slices[0]); i++) {
                 if (slice0 == 0 ? i > 0 : write_slice_us(slices[i]) < 0)
                         break;
@@ -900,18 +905,7 @@ static void test_read_balance(void) {
                 without_runtime(name);
                 return;
         }
-        {
-                char proc[64];
-                int fd = open("/proc/sys/kernel/sched_cfs_bandwidth_slice_us", O_RDONLY | O_CLOEXEC);
-                ssize_t n = fd >= 0 ? read(fd, proc, sizeof(proc) - 1) : -1;
-
-                if (fd >= 0)
-                        close(fd);
-                if (n > 0) {
-                        proc[n] = '\0';
-                        (void) parse_u64(proc, &slice0);
-                }
-        }
+        slice0 = read_slice_us();
         if (slice0 == 0 || write_slice_us(slice_us) < 0) {
                 skipped(name, "no sched_cfs_bandwidth_slice_us to set");
                 return;
