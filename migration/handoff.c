@@ -114,12 +114,10 @@ int mig_src_ack(MigVm *v, uint64_t epoch) {
         return 1;
 }
 
-int mig_src_nack(MigVm *v, uint64_t epoch, uint64_t now_usec, uint64_t usage_counter_usec) {
-        if (v->role != MIG_HANDED_OFF || epoch != v->record.epoch)
-                return 0;
-        /* Nobody took the ledger: it is this host's again, accounted on
-         * from the freeze (the earnings meanwhile are the VM's; a source
-         * QEMU resumed by the tool has been charged by its counter). */
+/* Nobody took the ledger: it is this host's again at the same epoch,
+ * accounted on from the freeze (the earnings meanwhile are the VM's; a
+ * source QEMU resumed by the tool is charged by its counter). */
+static int take_back(MigVm *v, uint64_t now_usec, uint64_t usage_counter_usec) {
         v->role = MIG_OWNER;
         v->record = (MigRecord){ 0 };
         v->outgoing = false;
@@ -127,14 +125,16 @@ int mig_src_nack(MigVm *v, uint64_t epoch, uint64_t now_usec, uint64_t usage_cou
         return 1;
 }
 
+int mig_src_nack(MigVm *v, uint64_t epoch, uint64_t now_usec, uint64_t usage_counter_usec) {
+        if (v->role != MIG_HANDED_OFF || epoch != v->record.epoch)
+                return 0;
+        return take_back(v, now_usec, usage_counter_usec);
+}
+
 int mig_src_resumed(MigVm *v, uint64_t now_usec, uint64_t usage_counter_usec) {
         if (v->role != MIG_HANDED_OFF)
                 return 0;
-        v->role = MIG_OWNER;
-        v->record = (MigRecord){ 0 };
-        v->outgoing = false;
-        account(v, now_usec, usage_counter_usec);
-        return 1;
+        return take_back(v, now_usec, usage_counter_usec);
 }
 
 /* ---- destination --------------------------------------------------------- */
