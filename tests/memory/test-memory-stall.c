@@ -30,14 +30,19 @@
  * Both runs do the same work, which is what makes their stalls compare:
  * each vCPU thread touches WORK_MIB at RATE_MIB_S (RUN_SEC seconds when it
  * never falls behind, catching up after a stall), and a run lasts until
- * every thread has (at most DEADLINE_SEC; a run that does not finish
- * fails).  A run whose threads stall takes longer; it does not get away
- * with less work.  Both runs print the mean memory.current (the
+ * every thread has (at most DEADLINE_SEC).  A run whose threads stall
+ * takes longer; it does not get away with less work.  vmmgr's run that
+ * does not finish fails; the high-only control may stall past the
+ * deadline on a slow host (memory.high's pathology, which this measures:
+ * 436-448 of 512 MiB in 80 s seen on an idle 2-core CI host), and is
+ * then compared per MiB touched (it must have done a quarter of the
+ * work).  Both runs print the mean memory.current (the
  * footprint), the vCPU threads' stall, what they touched and how long it
  * took; the vmmgr run also checks that the emulator group was throttled
- * while over and vcpus never.  Pass: both runs touched all of it, every
+ * while over and vcpus never.  Pass: vmmgr's run touched all of it, every
  * engine tick and every memory.current read succeeded, and the vmmgr
- * run's vCPU stall is at least half of the high-only run's lower (a bound
+ * run's vCPU stall per MiB touched is at least half of the high-only
+ * run's lower (a bound
  * an engine that left reclaim to the vCPUs would not pass), at a
  * footprint no larger than the high-only run's + 10 %.  The 90 % target
  * is the bench's (tests/realkernel/bench.sh), on the same figure: a CI
@@ -103,6 +108,7 @@ typedef struct TidReport {
 typedef struct RunResult {
         uint64_t vcpu_stall_ns, vcpu_stall_count;
         uint64_t touched_mib, run_usec;
+        bool truncated; /* the control run stopped at the deadline before its work was done */
         unsigned tick_errors, read_errors; /* engine ticks, memory.current reads that failed */
         int first_error;
         uint64_t mean_current;
@@ -315,8 +321,16 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
                 if (now_usec() >= end) {
                         fprintf(stderr, "the vCPU threads touched %" PRIu64 " of %" PRIu64 " MiB in %d s\n",
                                 res->touched_mib, SCHEDULED_MIB, DEADLINE_SEC);
-                        r = -ETIMEDOUT;
-                        goto out;
+                        /* memory.high alone may stall the vCPU threads past
+                         * any deadline (that is the pathology measured): the
+                         * control run is compared per MiB touched.  vmmgr's
+                         * run must finish. */
+                        if (vmmgr) {
+                                r = -ETIMEDOUT;
+                                goto out;
+                        }
+                        res->truncated = true;
+                        break;
                 }
                 for (int i = 0; i < N_VMS; i++) {
                         MemStat st;
@@ -488,9 +502,18 @@ int main(void) {
         }
         print_run("high-only", &high_only);
         print_run("vmmgr", &vmmgr);
-        reduction = high_only.vcpu_stall_ns
-                            ? 100.0 * (1.0 - (double) vmmgr.vcpu_stall_ns / (double) high_only.vcpu_stall_ns)
+        /* Stall per MiB the vCPU threads touched: the same as the totals'
+         * ratio when both runs did all the work, and still a fair
+         * comparison when memory.high alone kept the control run from
+         * finishing in time. */
+        reduction = high_only.vcpu_stall_ns && high_only.touched_mib && vmmgr.touched_mib
+                            ? 100.0 * (1.0 - ((double) vmmgr.vcpu_stall_ns / (double) vmmgr.touched_mib) /
+                                                     ((double) high_only.vcpu_stall_ns / (double) high_only.touched_mib))
                             : 0;
+        if (high_only.truncated)
+                printf("high-only run stopped at the %d s deadline after %" PRIu64 " of %" PRIu64
+                       " MiB: compared per MiB touched\n",
+                       DEADLINE_SEC, high_only.touched_mib, SCHEDULED_MIB);
         printf("figure: memory.stall.high_only_ms %.1f ms\n", (double) high_only.vcpu_stall_ns / 1e6);
         printf("figure: memory.stall.vmmgr_ms %.1f ms\n", (double) vmmgr.vcpu_stall_ns / 1e6);
         printf("figure: memory.stall.reduction_pct %.1f %%\n", reduction);
@@ -503,9 +526,10 @@ int main(void) {
                                 name, x->tick_errors, x->read_errors, strerror(-x->first_error));
                         failures++;
                 }
-                /* run() ends a run only when all the work is done; this is
-                 * what the comparison rests on, so it is checked here too. */
-                if (x->touched_mib < SCHEDULED_MIB) {
+                /* run() ends vmmgr's run only when all the work is done;
+                 * the control run may stop at the deadline (compared per
+                 * MiB), but not before it did a quarter of it. */
+                if (x->touched_mib < (x->truncated ? SCHEDULED_MIB / 4 : SCHEDULED_MIB)) {
                         fprintf(stderr, "FAIL: %s run touched %" PRIu64 " of %" PRIu64 " MiB\n", name,
                                 x->touched_mib, SCHEDULED_MIB);
                         failures++;
