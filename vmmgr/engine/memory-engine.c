@@ -327,6 +327,10 @@ static void apply_throttle(MemEngine *e, MemVm *v, const MemPolThrottle *t) {
         bw.quota_usec = t->io_quota_usec == MEMPOL_QUOTA_MAX ? CPU_QUOTA_MAX : t->io_quota_usec;
         if (r >= 0)
                 r = kh_cpu_set_bandwidth(e->host, &v->id, CG_ROLE_IO, &bw, NULL);
+        /* A libvirt domain has one group per iothread and none for all of
+         * them (kernel.h): its emulator is throttled, its iothreads not. */
+        if (r == -EOPNOTSUPP && kh_vm_foreign_group(e->host, &v->id))
+                r = 0;
         if (r < 0)
                 v->last_error = r;
         v->throttle_applied = t->on;
