@@ -201,27 +201,37 @@ static int store_new(Daemon *d, Vm *vm) {
 static void let_go(Daemon *d, Vm *vm, const char *reason);
 
 /* A new spec for a managed domain (its metadata changed). */
-static void respec(Daemon *d, Vm *vm, const CreditSpec *spec, const char *class_name) {
+/* A libvirt domain's spec changed (its metadata, or its vCPU count): the
+ * bank takes it, the row stores it, an event records it.  false when the
+ * bank refused it (the old spec stays). */
+static bool apply_spec(Daemon *d, Vm *vm, const CreditSpec *spec, const char *class_name, const char *event,
+                       const char *key, const char *value) {
         StateError serr;
         StateVm row;
         int r;
 
-        if (memcmp(spec, &vm->spec, sizeof(*spec)) == 0 && strcmp(class_name, vm->class_name) == 0)
-                return; /* our own write coming back, or no change */
         r = credit_bank_set_spec(vm->bank, spec, daemon_now_mono_usec());
         if (r < 0) {
                 log_warning("Domain %s (%s): cannot apply the new spec: %s", vm->libvirt_name, vm->id.str,
                             strerror(-r));
-                return;
+                return false;
         }
         vm->spec = *spec;
         snprintf(vm->class_name, sizeof(vm->class_name), "%s", class_name);
         daemon_vm_state_row(vm, &row);
         if (state_vm_put(d->db, &row, &serr) < 0)
                 log_warning("Domain %s (%s): new spec not stored: %s", vm->libvirt_name, vm->id.str, serr.message);
-        domain_event(d, &vm->id, "spec", "source", "libvirt metadata");
-        log_info("Domain %s (%s): spec from its metadata: class %s", vm->libvirt_name, vm->id.str,
-                 class_name[0] ? class_name : "(custom)");
+        domain_event(d, &vm->id, event, key, value);
+        return true;
+}
+
+/* A new spec for a managed domain (its metadata changed). */
+static void respec(Daemon *d, Vm *vm, const CreditSpec *spec, const char *class_name) {
+        if (memcmp(spec, &vm->spec, sizeof(*spec)) == 0 && strcmp(class_name, vm->class_name) == 0)
+                return; /* our own write coming back, or no change */
+        if (apply_spec(d, vm, spec, class_name, "spec", "source", "libvirt metadata"))
+                log_info("Domain %s (%s): spec from its metadata: class %s", vm->libvirt_name, vm->id.str,
+                         class_name[0] ? class_name : "(custom)");
 }
 
 /* What libvirtd said about a domain (libvirt-worker.c): adopt it, update
@@ -462,6 +472,8 @@ static void on_metadata(LvConn *c, virDomainPtr dom, const char *uuid, int type,
                 look_at(userdata, uuid); /* the spec is read there, off the loop */
 }
 
+static void check_vcpus(Daemon *d, Vm *vm);
+
 /* libvirt rewrote CPU bandwidth (virsh schedinfo, or <cputune> applied at
  * a vCPU hotplug): the bank's own value goes back, and an operator who set
  * a global quota on a managed domain hears that vmmgr owns it. */
@@ -488,7 +500,7 @@ static void on_tunable(LvConn *c, virDomainPtr dom, const char *uuid, virTypedPa
         }
         if (!cpu)
                 return;
-        daemon_libvirt_housekeeping(d); /* a vCPU hotplug comes with one too */
+        check_vcpus(d, vm); /* a vCPU hotplug comes with one too */
         r = credit_bank_resync(vm->bank, daemon_now_mono_usec());
         if (r < 0)
                 log_warning("Domain %s (%s): cannot re-apply its CPU limit: %s", vm->libvirt_name, uuid, strerror(-r));
@@ -591,38 +603,30 @@ int daemon_libvirt_notify(Daemon *d, const VmId *id, const char *name, const cha
         return 0;
 }
 
+/* One domain's threads and vCPU count, from libvirt's groups: a vCPU
+ * hotplug adds or removes a vcpuN group, and the earn rate is per vCPU. */
+static void check_vcpus(Daemon *d, Vm *vm) {
+        CreditSpec spec;
+        char v[16];
+        int n;
+
+        if (!vm->libvirt_name[0] || vm->link != VM_LINK_BOUND || !vm->bank)
+                return;
+        refresh_roles(d, vm);
+        n = kh_vm_foreign_role_groups(d->host, &vm->id, CG_ROLE_VCPUS);
+        if (n <= 0 || (uint32_t) n == vm->spec.vcpus)
+                return;
+        spec = vm->spec;
+        spec.vcpus = (uint32_t) n;
+        snprintf(v, sizeof(v), "%u", spec.vcpus);
+        log_info("Domain %s (%s): %u vCPU(s) now (was %u)", vm->libvirt_name, vm->id.str, spec.vcpus,
+                 vm->spec.vcpus);
+        (void) apply_spec(d, vm, &spec, vm->class_name, "vcpus", "vcpus", v);
+}
+
 void daemon_libvirt_housekeeping(Daemon *d) {
-        for (size_t i = 0; i < d->n_vms; i++) {
-                Vm *vm = d->vms[i];
-                CreditSpec spec;
-                int n;
-
-                if (!vm->libvirt_name[0] || vm->link != VM_LINK_BOUND || !vm->bank)
-                        continue;
-                refresh_roles(d, vm);
-                /* vCPU hotplug: libvirt made or removed a vcpuN group; the
-                 * earn rate is per vCPU. */
-                n = kh_vm_foreign_role_groups(d->host, &vm->id, CG_ROLE_VCPUS);
-                if (n <= 0 || (uint32_t) n == vm->spec.vcpus)
-                        continue;
-                spec = vm->spec;
-                spec.vcpus = (uint32_t) n;
-                if (credit_bank_set_spec(vm->bank, &spec, daemon_now_mono_usec()) == 0) {
-                        StateVm row;
-                        StateError serr;
-                        char v[16];
-
-                        log_info("Domain %s (%s): %u vCPU(s) now (was %u)", vm->libvirt_name, vm->id.str,
-                                 spec.vcpus, vm->spec.vcpus);
-                        vm->spec = spec;
-                        daemon_vm_state_row(vm, &row);
-                        if (state_vm_put(d->db, &row, &serr) < 0)
-                                log_warning("Domain %s (%s): vCPU count not stored: %s", vm->libvirt_name,
-                                            vm->id.str, serr.message);
-                        snprintf(v, sizeof(v), "%u", spec.vcpus);
-                        domain_event(d, &vm->id, "vcpus", "vcpus", v);
-                }
-        }
+        for (size_t i = 0; i < d->n_vms; i++)
+                check_vcpus(d, d->vms[i]);
 }
 
 static void on_spec_written(const char *uuid, int r, const char *error, void *userdata) {
@@ -654,9 +658,6 @@ int daemon_libvirt_spec_changed(Daemon *d, Vm *vm) {
         return lv_worker_set_credits(d->lv_worker, vm->id.str, &c, on_spec_written, d);
 }
 
-bool daemon_libvirt_up(const Daemon *d) {
-        return d->lv && lv_conn_state(d->lv) == LV_CONN_UP;
-}
 
 int daemon_libvirt_open(Daemon *d) {
         static const LvConnOps ops = {

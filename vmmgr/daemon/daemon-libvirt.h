@@ -54,6 +54,3 @@ int daemon_libvirt_spec_changed(Daemon *d, Vm *vm);
 /* A balloon target for a libvirt domain (virDomainSetMemoryFlags, live,
  * from the worker); a refusal is logged. */
 int daemon_libvirt_balloon(Daemon *d, Vm *vm, uint64_t target_bytes);
-
-/* Whether the connection is up (for host info and tests). */
-bool daemon_libvirt_up(const Daemon *d);

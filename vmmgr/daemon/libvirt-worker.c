@@ -60,7 +60,7 @@ struct LvWorker {
 
         pthread_mutex_t lock;
         pthread_cond_t wake;
-        bool quit, done; /* done: the thread has returned */
+        bool quit;
         LvRequest *requests;
         size_t n_requests;
         char busy[LV_UUID_STRING_MAX]; /* the request in progress, "" when idle */
@@ -228,7 +228,6 @@ static void *worker_main(void *p) {
                 w->answers[w->n_answers++] = a;
                 (void) eventfd_write(w->efd, 1);
         }
-        w->done = true;
         pthread_mutex_unlock(&w->lock);
         if (conn)
                 virConnectClose(conn);
