@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -76,6 +77,26 @@ void http_response_done(HttpResponse *r) {
         free(r->allow);
         free(r->content_type);
         *r = (HttpResponse) {};
+}
+
+static int global_init_r = -EIO;
+
+static void global_init_once(void) {
+        global_init_r = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+int http_global_init(void) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+        pthread_once(&once, global_init_once);
+        return global_init_r;
+}
+
+/* Returning non-zero makes curl give up with CURLE_ABORTED_BY_CALLBACK. */
+static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+        const atomic_bool *cancel = userdata;
+
+        return atomic_load(cancel) ? 1 : 0;
 }
 
 static int connect_error(const HttpTarget *t, long os_errno, const char *detail, HttpError *err) {
@@ -181,6 +202,13 @@ int http_request_ex(const HttpTarget *t, const char *method, const char *path, c
                 c = curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp);
         if (c == CURLE_OK)
                 c = curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+        if (c == CURLE_OK && t->cancel) {
+                c = curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+                if (c == CURLE_OK)
+                        c = curl_easy_setopt(curl, CURLOPT_XFERINFODATA, (void *) t->cancel);
+                if (c == CURLE_OK)
+                        c = curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+        }
         if (c != CURLE_OK) {
                 set_error(err, "cannot set up the request: %s", curl_easy_strerror(c));
                 r = c == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
@@ -198,6 +226,9 @@ int http_request_ex(const HttpTarget *t, const char *method, const char *path, c
                 else if (c == CURLE_OPERATION_TIMEDOUT) {
                         set_error(err, "vmmgrd did not answer within %ld ms", timeout_ms);
                         r = -ETIMEDOUT;
+                } else if (c == CURLE_ABORTED_BY_CALLBACK) {
+                        set_error(err, "%s %s cancelled", method, path);
+                        r = -ECANCELED;
                 } else if (b.too_big) {
                         set_error(err, "the response is over %u bytes", RESPONSE_MAX);
                         r = -E2BIG;

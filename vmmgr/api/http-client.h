@@ -8,9 +8,14 @@
  * when the socket is not ours to use, -ETIMEDOUT, -EPROTO for anything
  * else curl reports.  An HTTP error status is not an error here: the
  * caller reads ret->status and the JSON error body.
+ *
+ * Threads: requests may run on several threads at once (each has its own
+ * curl handle; curl's signals are off).  A program that does so calls
+ * http_global_init() once before its first thread starts.
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 typedef struct HttpError {
@@ -23,6 +28,10 @@ typedef struct HttpTarget {
         const char *ca_file;     /* verifies the server (https) */
         const char *cert_file;   /* client certificate and key (https) */
         const char *key_file;
+        /* When set: a request still running when it turns true is given up
+         * within about a second (curl checks it at its progress callback)
+         * and fails with -ECANCELED.  For a worker told to stop. */
+        const atomic_bool *cancel;
 } HttpTarget;
 
 typedef struct HttpResponse {
@@ -34,6 +43,12 @@ typedef struct HttpResponse {
 } HttpResponse;
 
 void http_response_done(HttpResponse *r);
+
+/* curl's process-wide set-up (curl_global_init), which curl would
+ * otherwise do on the first request's thread.  Once per process, before
+ * any thread makes requests; later calls do nothing.  -EIO if curl cannot
+ * set up (its TLS library). */
+int http_global_init(void);
 
 /* `body` (may be NULL) is sent as application/json; timeout_ms 0: none. */
 int http_request_ex(const HttpTarget *t, const char *method, const char *path, const char *body, size_t body_len,
