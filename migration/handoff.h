@@ -37,7 +37,7 @@
 #include "common/vmid.h"
 #include "policies/credits.h"
 
-#define MIG_HOST_MAX 64
+#define MIG_HOST_MAX 256 /* a host id or a peer URL ("https://host:port") */
 
 typedef enum MigRole {
         MIG_NONE,        /* not known here */

@@ -342,6 +342,37 @@ static void test_newer_schema(void **state) {
 /* A database written by the first schema (no mem_priority) is migrated in
  * place: its VMs kept, their priority 0; a priority stored afterwards is
  * read back. */
+/* The handoff journal: a row per VM, updated in place, gone with its VM;
+ * none for an unknown VM. */
+static void test_handoff_rows(void **state) {
+        T *t = *state;
+        StateDb *db = open_ok(t->state);
+        StateError err = {};
+        StateVm v = vm("41111111-1111-4111-8111-111111111111", 1);
+        StateHandoff h = { .id = v.id, .role = "owner", .epoch = 0 }, got;
+        VmId other;
+
+        assert_int_equal(vm_id_parse("51111111-1111-4111-8111-111111111111", &other), 0);
+        assert_int_equal(state_vm_put(db, &v, &err), 0);
+        assert_int_equal(state_handoff_put(db, &h, &err), 0);
+        snprintf(h.role, sizeof h.role, "handed-off");
+        h.epoch = UINT64_C(1) << 40;
+        snprintf(h.record_json, sizeof h.record_json, "{\"epoch\":1}");
+        assert_int_equal(state_handoff_put(db, &h, &err), 0);
+        assert_int_equal(state_handoff_get(db, &v.id, &got, &err), 0);
+        assert_string_equal(got.role, "handed-off");
+        assert_true(got.epoch == UINT64_C(1) << 40);
+        assert_string_equal(got.record_json, "{\"epoch\":1}");
+        /* A VM the database does not know has no journal to write to. */
+        h.id = other;
+        assert_int_equal(state_handoff_put(db, &h, &err), -ENOENT);
+        assert_int_equal(state_handoff_get(db, &other, &got, &err), -ENOENT);
+        /* The row goes with its VM. */
+        assert_int_equal(state_vm_delete(db, &v.id, &err), 0);
+        assert_int_equal(state_handoff_get(db, &v.id, &got, &err), -ENOENT);
+        state_close(db);
+}
+
 static void test_migrates_v1(void **state) {
         T *t = *state;
         StateDb *db = open_ok(t->state);
@@ -360,6 +391,7 @@ static void test_migrates_v1(void **state) {
                                       "ALTER TABLE vms DROP COLUMN dmem_min;"
                                       "ALTER TABLE ledger DROP COLUMN frozen;"
                                       "ALTER TABLE vms DROP COLUMN libvirt_name;"
+                                      "DROP TABLE handoff;"
                                       "UPDATE schema_version SET version = 1;"
                                       "INSERT INTO vms (uuid, qmp_path, class, vcpus, baseline_ppm, cap_usec, "
                                       "launch_usec, mode, registered_at) VALUES "
@@ -375,6 +407,20 @@ static void test_migrates_v1(void **state) {
         assert_int_equal(got.mem_priority, 0);
         assert_string_equal(got.gpu_pci, "");
         assert_string_equal(got.libvirt_name, ""); /* schema 4: a QMP VM */
+        {
+                /* schema 5: no handoff row, one can be written */
+                StateHandoff h = { .id = vm.id, .role = "frozen", .epoch = 3, .outgoing = true,
+                                   .destination = "https://10.0.0.2:8443", .record_json = "{}" }, hg;
+
+                assert_int_equal(state_handoff_get(db, &vm.id, &hg, &err), -ENOENT);
+                assert_int_equal(state_handoff_put(db, &h, &err), 0);
+                assert_int_equal(state_handoff_get(db, &vm.id, &hg, &err), 0);
+                assert_string_equal(hg.role, "frozen");
+                assert_int_equal(hg.epoch, 3);
+                assert_true(hg.outgoing);
+                assert_string_equal(hg.destination, "https://10.0.0.2:8443");
+                assert_string_equal(hg.record_json, "{}");
+        }
         assert_true(got.dmem.max == UINT64_MAX && got.dmem.soft == UINT64_MAX && got.dmem.low == 0);
         got.mem_priority = 4000000000u;
         snprintf(got.gpu_pci, sizeof(got.gpu_pci), "0000:03:00.0");
@@ -445,6 +491,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migrates_v1, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_handoff_rows, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unusable_dir, setup, teardown),
         };
 

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/macros.h"
+#include "migration/record.h"
 
 /* service.h declares it for both sides of the contract; it lives here
  * because the HTTP layer, the daemon and the tests' fake service all free
@@ -373,6 +374,47 @@ struct json_object *json_io_memory(const ServiceMemory *m) {
                              add(r, "delayacct", json_object_new_boolean(dl->delayacct));
                 }
         }
+        if (!ok) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+struct json_object *json_io_migration(const ServiceMigration *m) {
+        struct json_object *o = json_object_new_object();
+        bool ok;
+
+        if (!o)
+                return NULL;
+        ok = add(o, "uuid", json_object_new_string(m->id.str));
+        ok = ok && add(o, "role", json_object_new_string(m->role ? m->role : "owner"));
+        ok = ok && add(o, "epoch", json_object_new_uint64(m->epoch));
+        ok = ok && add(o, "outgoing", json_object_new_boolean(m->outgoing));
+        ok = ok && add_str_or_null(o, "destination", m->destination);
+        if (m->has_record)
+                ok = ok && add(o, "record", mig_record_to_json(&m->record));
+        else
+                ok = ok && json_object_object_add(o, "record", NULL) == 0;
+        ok = ok && add(o, "sends", json_object_new_uint64(m->sends));
+        ok = ok && add_str_or_null(o, "last_error", m->last_error);
+        ok = ok && add(o, "freeze_cost_usec", json_object_new_uint64(m->freeze_cost_usec));
+        if (!ok) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+struct json_object *json_io_migration_answer(const ServiceMigrationAnswer *a) {
+        struct json_object *o = json_object_new_object();
+        bool ok;
+
+        if (!o)
+                return NULL;
+        ok = add(o, "reply", json_object_new_string(a->reply ? a->reply : "held"));
+        ok = ok && add(o, "epoch", json_object_new_uint64(a->epoch));
+        ok = ok && add_str_or_null(o, "reason", a->reason);
         if (!ok) {
                 json_object_put(o);
                 return NULL;

@@ -19,6 +19,8 @@ struct json_object *json_io_vm(const ServiceVm *vm);
 struct json_object *json_io_credits(const ServiceCredits *c);
 struct json_object *json_io_event(const ServiceEvent *e);
 struct json_object *json_io_memory(const ServiceMemory *m);
+struct json_object *json_io_migration(const ServiceMigration *m);
+struct json_object *json_io_migration_answer(const ServiceMigrationAnswer *a);
 /* {"code": N, "message": "...", "field": "..." or null} */
 struct json_object *json_io_error(int code, const char *message, const char *field);
 

@@ -6,6 +6,8 @@
  */
 #include "vmmgr/api/api-internal.h"
 
+#include "migration/record.h"
+
 /* ---- handlers ----------------------------------------------------------------- */
 
 static int h_host(ApiRequest *req) {
@@ -116,10 +118,10 @@ static void on_registered(int r, const ServiceVm *vm, const ServiceError *err, v
 }
 
 static int h_vms_create(ApiRequest *req) {
-        static const char *const keys[] = { "uuid", "qmp", "class", "spec", NULL };
+        static const char *const keys[] = { "uuid", "qmp", "class", "spec", "incoming", NULL };
         ServiceRegister reg = {};
         ServiceError err = {};
-        struct json_object *spec;
+        struct json_object *spec, *incoming;
         const char *qmp;
         int r;
 
@@ -140,6 +142,11 @@ static int h_vms_create(ApiRequest *req) {
                 if (!parse_spec(req, spec, &reg.spec))
                         return 0;
                 reg.has_spec = true;
+        }
+        if (json_object_object_get_ex(req->json, "incoming", &incoming)) {
+                if (!json_object_is_type(incoming, json_type_boolean))
+                        return reply_error(req, 400, "incoming", "incoming must be true or false");
+                reg.incoming = json_object_get_boolean(incoming);
         }
 
         /* The service answers once QEMU has (on_registered); meanwhile this
@@ -516,6 +523,113 @@ static int h_libvirt_notify(ApiRequest *req) {
         return reply_json(req, 202, o);
 }
 
+/* ---- live migration (docs/migration.md) ---- */
+
+static bool migration_ops(ApiRequest *req) {
+        const ServiceOps *ops = req->api->ops;
+
+        if (ops->migration_get && ops->migration_start && ops->migration_cancel && ops->migration_record &&
+            ops->migration_reply)
+                return true;
+        reply_error(req, 404, NULL, "this service has no live migration");
+        return false;
+}
+
+static int h_migration_get(ApiRequest *req) {
+        ServiceMigration m = {};
+        ServiceError err = {};
+        int r;
+
+        if (!migration_ops(req))
+                return 0;
+        r = req->api->ops->migration_get(req->api->ops_ctx, &req->id, &m, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        return reply_json(req, 200, json_io_migration(&m));
+}
+
+/* {"destination": "https://HOST:PORT"}; without it (or "") the tool
+ * carries the record (export/import). */
+static int h_migration_start(ApiRequest *req) {
+        static const char *const keys[] = { "destination", NULL };
+        ServiceMigration m = {};
+        ServiceError err = {};
+        const char *dest = NULL;
+        int r;
+
+        if (!migration_ops(req))
+                return 0;
+        if (!check_keys(req, req->json, keys, ""))
+                return 0;
+        if (!get_string(req, req->json, "destination", "destination", MIG_HOST_MAX - 1, &dest))
+                return 0;
+        r = req->api->ops->migration_start(req->api->ops_ctx, &req->id, dest ? dest : "", &m, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        return reply_json(req, 200, json_io_migration(&m));
+}
+
+static int h_migration_cancel(ApiRequest *req) {
+        ServiceMigration m = {};
+        ServiceError err = {};
+        int r;
+
+        if (!migration_ops(req))
+                return 0;
+        r = req->api->ops->migration_cancel(req->api->ops_ctx, &req->id, &m, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        return reply_json(req, 200, json_io_migration(&m));
+}
+
+/* {"reply": "ack"|"nack", "epoch": N}: the destination's answer, carried
+ * by the tool (export/import). */
+static int h_migration_reply(ApiRequest *req) {
+        static const char *const keys[] = { "reply", "epoch", NULL };
+        ServiceMigration m = {};
+        ServiceError err = {};
+        const char *reply = NULL;
+        bool present;
+        int64_t epoch = 0;
+        int r;
+
+        if (!migration_ops(req))
+                return 0;
+        if (!check_keys(req, req->json, keys, ""))
+                return 0;
+        if (!get_string(req, req->json, "reply", "reply", 15, &reply) ||
+            !get_int(req, req->json, "epoch", "epoch", 1, INT64_MAX, &present, &epoch))
+                return 0;
+        if (!reply || (strcmp(reply, "ack") != 0 && strcmp(reply, "nack") != 0))
+                return reply_error(req, 400, "reply", "reply must be \"ack\" or \"nack\"");
+        if (!present)
+                return reply_error(req, 400, "epoch", "epoch is required");
+        r = req->api->ops->migration_reply(req->api->ops_ctx, &req->id, strcmp(reply, "ack") == 0,
+                                           (uint64_t) epoch, &m, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        return reply_json(req, 200, json_io_migration(&m));
+}
+
+/* A record, from the source's vmmgrd or `vmmgrctl migration import`:
+ * 200 {"reply": "ack"|"nack"}, or 202 {"reply": "held"} (send it again). */
+static int h_migration_records(ApiRequest *req) {
+        ServiceMigrationAnswer a = {};
+        ServiceError err = {};
+        MigRecordError rerr = {};
+        MigRecord rec;
+        int r;
+
+        if (!migration_ops(req))
+                return 0;
+        if (mig_record_from_json(req->json, &rec, &rerr) < 0)
+                return reply_error(req, 400, rerr.field, "%s", rerr.message);
+        r = req->api->ops->migration_record(req->api->ops_ctx, &rec, &a, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        return reply_json(req, strcmp(a.reply, "held") == 0 ? 202 : 200, json_io_migration_answer(&a));
+}
+
 static const char *const events_query[] = { "since", "limit", NULL };
 
 static const ApiRoute routes[] = {
@@ -534,6 +648,11 @@ static const ApiRoute routes[] = {
         { "GET", "/v1/events", false, events_query, h_events },
         { "GET", "/metrics", false, NULL, h_metrics },
         { "POST", "/v1/libvirt/domains/{uuid}/notify", true, NULL, h_libvirt_notify },
+        { "GET", "/v1/vms/{uuid}/migration", false, NULL, h_migration_get },
+        { "POST", "/v1/vms/{uuid}/migration", true, NULL, h_migration_start },
+        { "DELETE", "/v1/vms/{uuid}/migration", false, NULL, h_migration_cancel },
+        { "POST", "/v1/vms/{uuid}/migration/reply", true, NULL, h_migration_reply },
+        { "POST", "/v1/migration/records", true, NULL, h_migration_records },
 };
 
 size_t api_routes(const ApiRoute **ret) {

@@ -27,6 +27,7 @@
 #include <sys/types.h>
 
 #include "common/vmid.h"
+#include "migration/handoff.h"
 #include "policies/credits.h"
 
 #define SERVICE_MESSAGE_MAX 256
@@ -70,6 +71,10 @@ typedef struct ServiceRegister {
         const char *class_name; /* NULL: default class */
         bool has_spec;          /* spec overrides given */
         CreditSpec spec;        /* complete spec when has_spec (vcpus 0: from QEMU) */
+        /* The destination of a live migration: starts on a provisional
+         * bank and waits for the source's record (docs/migration.md).  A
+         * QEMU that says "inmigrate" is one without being told. */
+        bool incoming;
 } ServiceRegister;
 
 /* The end of a registration: r == 0 and *vm, or r < 0 and *err. */
@@ -203,6 +208,27 @@ static inline void service_metrics_done(ServiceMetrics *m) {
         m->n_vms = 0;
 }
 
+/* A VM's part in a live migration (GET /v1/vms/{uuid}/migration). */
+typedef struct ServiceMigration {
+        VmId id;
+        const char *role; /* mig_role_to_string(); "owner" for a VM never migrated */
+        uint64_t epoch;
+        bool outgoing;    /* source: a migration is announced */
+        char destination[MIG_HOST_MAX]; /* "" : export mode (no daemon-to-daemon sending) */
+        bool has_record;  /* source: frozen or handed off */
+        MigRecord record;
+        uint64_t sends;            /* times the record was sent to the destination */
+        char last_error[256];      /* the last send's failure, "" if none */
+        uint64_t freeze_cost_usec; /* how long the freeze took on vmmgrd's loop */
+} ServiceMigration;
+
+/* What a destination says to a record. */
+typedef struct ServiceMigrationAnswer {
+        const char *reply; /* "ack", "nack" or "held" (static) */
+        uint64_t epoch;
+        char reason[256]; /* why held or nack */
+} ServiceMigrationAnswer;
+
 typedef struct ServiceOps {
         /* GET /v1/host: a JSON object as text (host-info keys); malloc'd. */
         int (*host_info)(void *ctx, char **ret_json, ServiceError *err);
@@ -246,6 +272,20 @@ typedef struct ServiceOps {
          * libvirt.  May be NULL (404 too). */
         int (*libvirt_notify)(void *ctx, const VmId *id, const char *name, const char *operation,
                               ServiceError *err);
+        /* Live migration (docs/migration.md).  May be NULL (404). */
+        int (*migration_get)(void *ctx, const VmId *id, ServiceMigration *ret, ServiceError *err);
+        /* Announces that the VM goes to `destination` ("https://HOST:PORT",
+         * or "" when the tool carries the record itself: export/import).
+         * -EBUSY when not the owner or a migration is already announced. */
+        int (*migration_start)(void *ctx, const VmId *id, const char *destination, ServiceMigration *ret,
+                               ServiceError *err);
+        /* Withdraws an announcement before QEMU stopped for it (-EBUSY after). */
+        int (*migration_cancel)(void *ctx, const VmId *id, ServiceMigration *ret, ServiceError *err);
+        /* A record arrives (from the source's vmmgrd or `migration import`). */
+        int (*migration_record)(void *ctx, const MigRecord *rec, ServiceMigrationAnswer *ret, ServiceError *err);
+        /* The destination's answer, carried by the tool (export/import). */
+        int (*migration_reply)(void *ctx, const VmId *id, bool ack, uint64_t epoch, ServiceMigration *ret,
+                               ServiceError *err);
 } ServiceOps;
 
 void service_events_free(ServiceEvent *e, size_t n);

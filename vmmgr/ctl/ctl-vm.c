@@ -11,7 +11,7 @@
 static void usage(FILE *out) {
         fputs("Usage: vmmgrctl vm list [--json]\n"
               "       vmmgrctl vm show UUID [--json]\n"
-              "       vmmgrctl vm add UUID --qmp SOCKET [--class NAME] [--json]\n"
+              "       vmmgrctl vm add UUID --qmp SOCKET [--class NAME] [--incoming] [--json]\n"
               "       vmmgrctl vm remove UUID\n"
               "\n"
               "Register running QEMU VMs with vmmgrd, list and show them, unregister them.\n"
@@ -20,7 +20,10 @@ static void usage(FILE *out) {
               "(class NAME, or the daemon's default class); it returns once the VM is\n"
               "bound, or with the reason it cannot be (a QEMU that does not answer\n"
               "within 2 s is refused).  remove lifts the VM's CPU limit and forgets it;\n"
-              "its groups go once QEMU exits.\n"
+              "its groups go once QEMU exits.  --incoming registers the destination of a\n"
+              "live migration (a QEMU started with -incoming is one without it): it runs\n"
+              "on a provisional bank until the source's credits arrive (vmmgrctl\n"
+              "migration --help).\n"
               "\n"
               "LINK is vmmgrd's link to the VM: bound (threads bound, credits\n"
               "running), connecting, stalled (QEMU stopped answering; retried with\n"
@@ -100,6 +103,7 @@ int ctl_verb_vm(int argc, char **argv) {
         } else if (strcmp(sub, "add") == 0 && n >= 2) {
                 struct json_object *body;
                 const char *qmp = NULL, *cls = NULL;
+                bool incoming = false;
 
                 if (ctl_uuid_arg(rest[1], &id) < 0)
                         return CTL_EXIT_USAGE;
@@ -108,6 +112,8 @@ int ctl_verb_vm(int argc, char **argv) {
                                 qmp = rest[++i];
                         else if (strcmp(rest[i], "--class") == 0 && i + 1 < n)
                                 cls = rest[++i];
+                        else if (strcmp(rest[i], "--incoming") == 0)
+                                incoming = true;
                         else {
                                 log_error("Unexpected argument \"%s\"", rest[i]);
                                 return CTL_EXIT_USAGE;
@@ -122,6 +128,8 @@ int ctl_verb_vm(int argc, char **argv) {
                 json_object_object_add(body, "qmp", json_object_new_string(qmp));
                 if (cls)
                         json_object_object_add(body, "class", json_object_new_string(cls));
+                if (incoming)
+                        json_object_object_add(body, "incoming", json_object_new_boolean(true));
                 r = ctl_call(&c, "POST", "/v1/vms", body, &reply);
                 json_object_put(body);
                 if (r == 0) {

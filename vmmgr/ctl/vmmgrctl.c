@@ -35,6 +35,8 @@ static void usage_main(FILE *out) {
               "                               A VM's CPU credits (through vmmgrd)\n"
               "  memory show|priority         A VM's memory: limits, reclaim, delays (through vmmgrd)\n"
               "  events                       vmmgrd's event history\n"
+              "  migration start|status|cancel|export|import|reply\n"
+              "                               A VM's credits across a live migration (through vmmgrd)\n"
               "  top                          A live view of every VM's credits and CPU\n"
               "  host-info                    What this host's kernel offers vmmgr (no daemon needed)\n"
               "  qmp                          One QMP command on a QEMU monitor socket (no daemon needed)\n"
@@ -245,6 +247,7 @@ static const struct {
         { "memory", ctl_verb_memory },
         { "events", ctl_verb_events },
         { "top", ctl_verb_top },
+        { "migration", ctl_verb_migration },
 };
 
 int main(int argc, char **argv) {

@@ -198,7 +198,65 @@ static int libvirt_key(VmmgrConfig *c, const char *k, const char *v) {
         return -ENOKEY;
 }
 
-typedef enum Section { SEC_NONE, SEC_DAEMON, SEC_API, SEC_TLS, SEC_CLASS, SEC_MEMORY, SEC_LIBVIRT } Section;
+/* A peer is an https URL with a host and nothing after it but a port:
+ * records go to its /v1/migration/records. */
+static int check_peer_url(const char *v) {
+        const char *host = v + strlen("https://");
+        size_t n;
+
+        if (strncmp(v, "https://", 8) != 0 || !*host || *host == '/' || *host == ':')
+                return -EINVAL;
+        n = strcspn(host, "/?#@ \t");
+        if (host[n] && strcmp(host + n, "/") != 0)
+                return -EINVAL;
+        return 0;
+}
+
+/* [migration]: who this host is in records, and where records may go. */
+static int migration_key(VmmgrConfig *c, const char *k, const char *v) {
+        if (strcmp(k, "host_id") == 0) {
+                if (!v[0])
+                        return -EINVAL;
+                for (const char *p = v; *p; p++)
+                        if ((unsigned char) *p <= 0x20 || *p == 0x7f)
+                                return -EINVAL;
+                return set_string(c->migration_host_id, sizeof(c->migration_host_id), v);
+        }
+        if (strcmp(k, "peers") == 0) {
+                char buf[CONFIG_MIGRATION_PEERS_MAX * 256], *save = NULL, *tok;
+                size_t n = 0;
+
+                if (strlen(v) >= sizeof(buf))
+                        return -E2BIG;
+                strcpy(buf, v);
+                for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+                        size_t len = strlen(tok);
+
+                        if (n >= CONFIG_MIGRATION_PEERS_MAX || len >= sizeof(c->migration_peers[0]))
+                                return -E2BIG;
+                        if (check_peer_url(tok) < 0)
+                                return -EINVAL;
+                        if (tok[len - 1] == '/')
+                                tok[len - 1] = '\0';
+                        snprintf(c->migration_peers[n++], sizeof(c->migration_peers[0]), "%s", tok);
+                }
+                c->n_migration_peers = n;
+                return 0;
+        }
+        if (strcmp(k, "cert") == 0)
+                return set_path(c->migration_cert, sizeof(c->migration_cert), v);
+        if (strcmp(k, "key") == 0)
+                return set_path(c->migration_key, sizeof(c->migration_key), v);
+        if (strcmp(k, "ca") == 0)
+                return set_path(c->migration_ca, sizeof(c->migration_ca), v);
+        return -ENOKEY;
+}
+
+int config_check_peer_url(const char *url) {
+        return check_peer_url(url);
+}
+
+typedef enum Section { SEC_NONE, SEC_DAEMON, SEC_API, SEC_TLS, SEC_CLASS, SEC_MEMORY, SEC_LIBVIRT, SEC_MIGRATION } Section;
 
 /* Finishes a [class] section: validated and put in the table. */
 static int class_end(VmmgrConfig *c, CreditClass *cls, bool *open) {
@@ -267,6 +325,8 @@ int config_load_text(VmmgrConfig *c, const char *text, const char *name, char *r
                                 sec = SEC_MEMORY;
                         else if (strcmp(l, "libvirt") == 0)
                                 sec = SEC_LIBVIRT;
+                        else if (strcmp(l, "migration") == 0)
+                                sec = SEC_MIGRATION;
                         else if (strncmp(l, "class ", 6) == 0) {
                                 const char *cname = strip(l + 6);
                                 sec = SEC_CLASS;
@@ -318,6 +378,9 @@ int config_load_text(VmmgrConfig *c, const char *text, const char *name, char *r
                         break;
                 case SEC_LIBVIRT:
                         r = libvirt_key(&n, k, v);
+                        break;
+                case SEC_MIGRATION:
+                        r = migration_key(&n, k, v);
                         break;
                 case SEC_CLASS:
                         if (strcmp(k, "like") == 0) {

@@ -27,6 +27,13 @@
  *   key = /etc/vmmgr/server.key
  *   client_ca = /etc/vmmgr/fleet-ca.pem
  *
+ *   [migration]                     # live migration's credit handoff (docs/migration.md)
+ *   host_id = host-17               # names this host in records (default: machine id)
+ *   peers = https://10.0.0.2:8443, https://10.0.0.3:8443  # destinations records may go to (default: any)
+ *   cert = /etc/vmmgr/client.pem    # client certificate for peers (default: [api.tls] cert)
+ *   key = /etc/vmmgr/client.key     # (default: [api.tls] key)
+ *   ca = /etc/vmmgr/fleet-ca.pem    # verifies peers (default: [api.tls] client_ca)
+ *
  *   [class burst-small]             # adds or replaces a credit class
  *   like = t3.small                 # start from a preset (optional)
  *   baseline = 15%
@@ -45,6 +52,7 @@
 #include "policies/memory.h"
 
 #define CONFIG_PATH_MAX 4096
+#define CONFIG_MIGRATION_PEERS_MAX 64
 
 /* [daemon] task_delayacct: what vmmgrd does with kernel.task_delayacct
  * at start.  Memory delays (direct reclaim, thrashing) are only counted
@@ -100,6 +108,13 @@ typedef struct VmmgrConfig {
         ConfigLibvirtManage libvirt_manage;
         char libvirt_uri[256];
         char libvirt_pid_dir[CONFIG_PATH_MAX]; /* where libvirt writes <domain>.pid */
+        /* [migration] ("" = the default named in the file comment above) */
+        char migration_host_id[256];
+        char migration_peers[CONFIG_MIGRATION_PEERS_MAX][256];
+        size_t n_migration_peers;
+        char migration_cert[CONFIG_PATH_MAX];
+        char migration_key[CONFIG_PATH_MAX];
+        char migration_ca[CONFIG_PATH_MAX];
 } VmmgrConfig;
 
 #define CONFIG_DEFAULT_LIBVIRT_URI "qemu:///system"
@@ -107,6 +122,9 @@ typedef struct VmmgrConfig {
 
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/vmmgr"
 #define CONFIG_DEFAULT_SOCKET "/run/vmmgr/vmmgr.sock"
+
+/* 0 when `url` is a peer as [migration] peers takes it ("https://HOST[:PORT]"). */
+int config_check_peer_url(const char *url);
 
 /* Built-in defaults (a config file is optional). */
 int config_init(VmmgrConfig *c);

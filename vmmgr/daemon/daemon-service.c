@@ -224,6 +224,7 @@ static int svc_vm_register(void *ctx, const ServiceRegister *req, ServiceRegiste
                 snprintf(vm->class_name, sizeof(vm->class_name), "%s", cls->name);
         }
         snprintf(vm->run_state, sizeof(vm->run_state), "unknown");
+        vm->mig_incoming = req->incoming;
         vm->registered_at_unix = daemon_now_unix_usec() / USEC_PER_SEC;
         /* vCPUs come from QEMU (the earn rate is per real vCPU) unless the
          * request's spec names them. */
@@ -635,6 +636,75 @@ static int svc_metrics(void *ctx, ServiceMetrics *ret, ServiceError *err) {
         return 0;
 }
 
+/* ---- live migration (daemon-migration.c) ---------------------------------------- */
+
+static int svc_migration_get(void *ctx, const VmId *id, ServiceMigration *ret, ServiceError *err) {
+        Vm *vm = need_vm(ctx, id, err);
+
+        if (!vm)
+                return -ENOENT;
+        daemon_vm_migration_fill(vm, ret);
+        return 0;
+}
+
+static int svc_migration_start(void *ctx, const VmId *id, const char *destination, ServiceMigration *ret,
+                               ServiceError *err) {
+        Vm *vm = need_vm(ctx, id, err);
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        r = daemon_migration_start(ctx, vm, destination, err->message, sizeof(err->message));
+        if (r < 0) {
+                err->field = r == -EINVAL || r == -EPERM ? "destination" : NULL;
+                return r == -EPERM ? -EINVAL : r;
+        }
+        daemon_vm_migration_fill(vm, ret);
+        return 0;
+}
+
+static int svc_migration_cancel(void *ctx, const VmId *id, ServiceMigration *ret, ServiceError *err) {
+        Vm *vm = need_vm(ctx, id, err);
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        r = daemon_migration_cancel(ctx, vm, err->message, sizeof(err->message));
+        if (r < 0)
+                return r;
+        daemon_vm_migration_fill(vm, ret);
+        return 0;
+}
+
+static int svc_migration_record(void *ctx, const MigRecord *rec, ServiceMigrationAnswer *ret, ServiceError *err) {
+        return daemon_migration_record(ctx, rec, ret, err->message, sizeof(err->message));
+}
+
+static int svc_migration_reply(void *ctx, const VmId *id, bool ack, uint64_t epoch, ServiceMigration *ret,
+                               ServiceError *err) {
+        Daemon *d = ctx;
+        Vm *vm = need_vm(d, id, err);
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        daemon_vm_migration_fill(vm, ret);
+        r = daemon_migration_reply(d, vm, ack, epoch, err->message, sizeof(err->message));
+        if (r < 0)
+                return r;
+        /* An ack unregistered the VM: what is left to say is its end. */
+        vm = daemon_find_vm(d, id);
+        if (vm)
+                daemon_vm_migration_fill(vm, ret);
+        else {
+                ret->role = mig_role_to_string(MIG_CLOSED);
+                ret->has_record = false;
+                ret->outgoing = false;
+                ret->epoch = epoch;
+        }
+        return 0;
+}
+
 const ServiceOps daemon_service_ops = {
         .host_info = svc_host_info,
         .vm_list = svc_vm_list,
@@ -651,4 +721,9 @@ const ServiceOps daemon_service_ops = {
         .metrics = svc_metrics,
         .memory_get = svc_memory_get,
         .memory_set = svc_memory_set,
+        .migration_get = svc_migration_get,
+        .migration_start = svc_migration_start,
+        .migration_cancel = svc_migration_cancel,
+        .migration_record = svc_migration_record,
+        .migration_reply = svc_migration_reply,
 };

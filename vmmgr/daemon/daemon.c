@@ -207,6 +207,7 @@ void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why) {
                 vm->usage_base_usec = 0;
         }
         (void) daemon_commit_ledgers(d, true);
+        daemon_vm_migration_gone(d, vm);
 }
 
 /* Starts banking once the VM's threads are bound.  A fresh VM gets a new
@@ -222,8 +223,8 @@ int daemon_vm_bank_start(Daemon *d, Vm *vm, bool fresh, uint64_t mono) {
         emulated_bank_params_default(&params);
         params.tick_usec = d->cfg.tick_usec;
         if (fresh)
-                return credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, &params, NULL, UINT64_MAX, mono,
-                                       &vm->bank);
+                return credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, &params,
+                                       daemon_vm_migration_fresh_ledger(d, vm), UINT64_MAX, mono, &vm->bank);
         if (!vm->ledger_frozen && unix_now > vm->ledger_time_unix_usec)
                 since = unix_now - vm->ledger_time_unix_usec;
         return credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, &params, &vm->ledger,
@@ -252,6 +253,7 @@ void daemon_vm_linked(Daemon *d, Vm *vm, int r, const char *field, const char *r
  * "register" event; nothing of it on failure. */
 int daemon_store_registration(Daemon *d, Vm *vm, struct json_object *detail, StateError *serr) {
         StateVm row = { 0 };
+        StateHandoff handoff;
         CreditSnapshot s;
         StateLedger led;
         int r;
@@ -265,6 +267,9 @@ int daemon_store_registration(Daemon *d, Vm *vm, struct json_object *detail, Sta
                 r = state_vm_put(d->db, &row, serr);
         if (r == 0)
                 r = state_ledger_put_batch(d->db, &led, 1, serr);
+        /* A migration's destination: its role is journaled with it. */
+        if (r == 0 && daemon_vm_migration_row(vm, &handoff))
+                r = state_handoff_put(d->db, &handoff, serr);
         if (r == 0)
                 r = state_event_add(d->db, daemon_now_unix_usec(), vm->id.str, "register", json_io_plain(detail),
                                     NULL, serr);
@@ -491,7 +496,7 @@ void daemon_tick_now(Daemon *d) {
 
                 /* History samples the looks the bank needs anyway (at most one
                  * a second): it never adds a look of its own. */
-                if (!vm->bank || credit_bank_next_tick_usec(vm->bank) > now)
+                if (!vm->bank || credit_bank_next_tick_usec(vm->bank) > now || !daemon_vm_ledger_here(vm))
                         continue;
                 r = credit_bank_tick(vm->bank, now);
                 d->stats.bank_ticks++;
@@ -694,6 +699,11 @@ static int adopt_known_vms(Daemon *d) {
                         vm->committed_generation = led.ledger.generation;
                 } else
                         credit_ledger_init(&vm->ledger, &vm->spec);
+                r = daemon_vm_migration_load(d, vm);
+                if (r < 0) {
+                        vm_free(vm);
+                        return r;
+                }
                 r = daemon_vm_list_add(d, vm);
                 if (r < 0) {
                         vm_free(vm);
@@ -852,6 +862,9 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         r = open_api(d);
         if (r < 0)
                 goto fail;
+        r = daemon_migration_open(d);
+        if (r < 0)
+                goto fail;
         r = adopt_known_vms(d);
         if (r < 0)
                 goto fail;
@@ -923,6 +936,8 @@ Daemon *daemon_free(Daemon *d) {
                 return NULL;
         /* First: no libvirt callback may run into a half-freed daemon. */
         daemon_libvirt_close(d);
+        /* Then the migration sender: no answer may arrive for a freed VM. */
+        daemon_migration_close(d);
         /* Registrations still waiting for QEMU are answered before the API
          * goes (their clients are suspended in it). */
         for (size_t i = d->n_vms; i > 0; i--)

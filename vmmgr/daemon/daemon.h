@@ -18,6 +18,7 @@
 #include <systemd/sd-event.h>
 
 #include "kernel/kernel.h"
+#include "migration/handoff.h"
 #include "qmp/qmp.h"
 #include "vmmgr/api/api.h"
 #include "vmmgr/engine/binding.h"
@@ -101,6 +102,20 @@ typedef struct Vm {
         char libvirt_name[STATE_LIBVIRT_NAME_MAX];
         unsigned lv_seen_generation; /* the libvirt connection that last reported it running */
 
+        /* Live migration (daemon-migration.c, docs/migration.md): the
+         * handoff's journaled state (role MIG_NONE: the owner at epoch 0,
+         * never in a migration), and the live parts around it. */
+        MigVm mig;
+        bool mig_incoming;          /* registered as a migration's destination */
+        bool mig_query_inflight;    /* a query-migrate is out (source, frozen) */
+        bool mig_send_inflight;     /* the record is on its way to the destination */
+        uint64_t mig_next_send_usec; /* monotonic: when the record goes out again */
+        uint64_t mig_send_backoff_usec;
+        uint64_t mig_sends;          /* times the record was sent */
+        uint64_t mig_send_tag;       /* names the send in flight (the sender's answer) */
+        uint64_t mig_freeze_cost_usec; /* the freeze's own time on the loop */
+        char mig_last_error[256];    /* the last send's failure; "" after an answer */
+
         /* Kept while disconnected: the ledger as last known; frozen
          * while QEMU is gone (no earnings); dirty until written. */
         CreditLedger ledger;
@@ -147,6 +162,12 @@ struct Daemon {
         sd_event_source *lv_recheck;
         VmId lv_pending[64];
         size_t n_lv_pending;
+        /* Live migration (daemon-migration.c): records to peers, sent off
+         * the loop; the timer drives sends and query-migrate polls. */
+        struct PeerSender *mig_sender;
+        sd_event_source *mig_timer;
+        char host_id[MIG_HOST_MAX];
+        uint64_t mig_last_tag;
         bool quitting;
         bool remove_subtree_on_exit;
         bool on_model; /* given a stand-in host, not this machine's (test seam) */
@@ -231,6 +252,36 @@ int daemon_event(Daemon *d, const VmId *vm, const char *kind, struct json_object
 void vm_free(Vm *vm);
 /* The VM's row in the state database, as it is now. */
 void daemon_vm_state_row(const Vm *vm, StateVm *ret);
+
+/* Live migration (daemon-migration.c, docs/migration.md). */
+int daemon_migration_open(Daemon *d);
+void daemon_migration_close(Daemon *d);
+/* At start-up: the VM's journaled handoff, if any. */
+int daemon_vm_migration_load(Daemon *d, Vm *vm);
+/* A fresh VM's first ledger: a VM that QEMU says is "inmigrate" (or that
+ * was registered as incoming) is a migration's destination and starts on
+ * a provisional bank, whose ledger this returns; NULL: as usual. */
+const CreditLedger *daemon_vm_migration_fresh_ledger(Daemon *d, Vm *vm);
+/* The link is bound: the journal is reconciled with what QEMU says now
+ * (a daemon that was down while the migration went on). */
+void daemon_vm_migration_bound(Daemon *d, Vm *vm);
+void daemon_vm_migration_qmp_event(Daemon *d, Vm *vm, const QmpEvent *ev);
+/* The VM's QEMU went away (its link is down). */
+void daemon_vm_migration_gone(Daemon *d, Vm *vm);
+/* Whether the VM's ledger lives here now: its bank is looked at and
+ * committed (not after it was handed off, nor for a tombstone). */
+bool daemon_vm_ledger_here(const Vm *vm);
+/* The handoff row for a registration's transaction (false: none needed). */
+bool daemon_vm_migration_row(const Vm *vm, StateHandoff *ret);
+/* The service's side (daemon-service.c): errors are negative errno
+ * values with a message for the client in errbuf. */
+void daemon_vm_migration_fill(const Vm *vm, ServiceMigration *ret);
+int daemon_migration_start(Daemon *d, Vm *vm, const char *destination, char *errbuf, size_t errsize);
+int daemon_migration_cancel(Daemon *d, Vm *vm, char *errbuf, size_t errsize);
+/* Frees vm when the ack closes it (it is unregistered). */
+int daemon_migration_reply(Daemon *d, Vm *vm, bool ack, uint64_t epoch, char *errbuf, size_t errsize);
+int daemon_migration_record(Daemon *d, const MigRecord *rec, ServiceMigrationAnswer *ret, char *errbuf,
+                            size_t errsize);
 
 /* Memory (daemon-memory.c). */
 int daemon_memory_open(Daemon *d);

@@ -31,6 +31,8 @@ typedef enum StmtId {
         ST_EVENT_ADD,
         ST_EVENT_PRUNE,
         ST_EVENTS_LIST,
+        ST_HANDOFF_PUT,
+        ST_HANDOFF_GET,
         _ST_MAX,
 } StmtId;
 
@@ -81,6 +83,13 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_EVENT_PRUNE] = "DELETE FROM events WHERE seq <= ?1",
         [ST_EVENTS_LIST] = "SELECT seq, time_usec, vm, kind, detail_json FROM events WHERE seq > ?1 "
                            "ORDER BY seq LIMIT ?2",
+        [ST_HANDOFF_PUT] = "INSERT INTO handoff (uuid, role, epoch, outgoing, destination, record_json, updated_usec) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                           "ON CONFLICT (uuid) DO UPDATE SET role = excluded.role, epoch = excluded.epoch, "
+                           "outgoing = excluded.outgoing, destination = excluded.destination, "
+                           "record_json = excluded.record_json, updated_usec = excluded.updated_usec",
+        [ST_HANDOFF_GET] = "SELECT role, epoch, outgoing, destination, record_json, updated_usec FROM handoff "
+                           "WHERE uuid = ?1",
 };
 
 /* Migrations: migrations[i] takes the schema from version i to i + 1. */
@@ -132,6 +141,18 @@ static const char *const migrations[] = {
         /* 4: libvirt (issue 11): a domain libvirt runs is known by its
          * name there and has no QMP socket of vmmgr's ("" otherwise). */
         "ALTER TABLE vms ADD COLUMN libvirt_name TEXT NOT NULL DEFAULT '';",
+        /* 5: live migration (issue 12, docs/migration.md): the handoff
+         * journal, one row per VM that took part in one (none: the owner
+         * at epoch 0).  The record is JSON made by migration/record.c. */
+        "CREATE TABLE handoff ("
+        "  uuid TEXT PRIMARY KEY NOT NULL REFERENCES vms (uuid) ON DELETE CASCADE,"
+        "  role TEXT NOT NULL,"
+        "  epoch INTEGER NOT NULL CHECK (epoch >= 0),"
+        "  outgoing INTEGER NOT NULL CHECK (outgoing IN (0, 1)),"
+        "  destination TEXT NOT NULL DEFAULT '',"
+        "  record_json TEXT NOT NULL DEFAULT '',"
+        "  updated_usec INTEGER NOT NULL"
+        ");",
 };
 
 _Static_assert(ARRAY_SIZE(migrations) == STATE_SCHEMA_VERSION, "one migration per schema version");
@@ -845,5 +866,71 @@ int state_events_list(StateDb *db, int64_t since, size_t limit, ServiceEvent **r
 fail:
         stmt_done(s);
         service_events_free(events, n);
+        return r;
+}
+
+/* ---- the handoff journal ------------------------------------------------------------------ */
+
+int state_handoff_put(StateDb *db, const StateHandoff *h, StateError *err) {
+        sqlite3_stmt *s;
+        int r, rc;
+
+        if (strnlen(h->role, sizeof h->role) >= sizeof h->role ||
+            strnlen(h->destination, sizeof h->destination) >= sizeof h->destination ||
+            strnlen(h->record_json, sizeof h->record_json) >= sizeof h->record_json) {
+                set_error(err, "handoff of VM %s does not fit its row", h->id.str);
+                return -E2BIG;
+        }
+        r = stmt(db, ST_HANDOFF_PUT, &s, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(s, 1, h->id.str, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, h->role, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, (int64_t) h->epoch);
+        sqlite3_bind_int(s, 4, h->outgoing ? 1 : 0);
+        sqlite3_bind_text(s, 5, h->destination, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 6, h->record_json, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 7, (int64_t) h->updated_unix_usec);
+        rc = sqlite3_step(s);
+        stmt_done(s);
+        if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+                set_error(err, "VM %s is not in %s", h->id.str, db->path);
+                return -ENOENT;
+        }
+        if (rc != SQLITE_DONE)
+                return sql_fail(db, rc, err, "writing a handoff");
+        return 0;
+}
+
+static void copy_column(sqlite3_stmt *s, int col, char *buf, size_t size) {
+        const unsigned char *t = sqlite3_column_text(s, col);
+
+        snprintf(buf, size, "%s", t ? (const char *) t : "");
+}
+
+int state_handoff_get(StateDb *db, const VmId *id, StateHandoff *ret, StateError *err) {
+        sqlite3_stmt *s;
+        int r, rc;
+
+        r = stmt(db, ST_HANDOFF_GET, &s, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(s, 1, id->str, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+                *ret = (StateHandoff) { .id = *id };
+                copy_column(s, 0, ret->role, sizeof ret->role);
+                ret->epoch = (uint64_t) sqlite3_column_int64(s, 1);
+                ret->outgoing = sqlite3_column_int(s, 2) != 0;
+                copy_column(s, 3, ret->destination, sizeof ret->destination);
+                copy_column(s, 4, ret->record_json, sizeof ret->record_json);
+                ret->updated_unix_usec = (uint64_t) sqlite3_column_int64(s, 5);
+                r = 0;
+        } else if (rc == SQLITE_DONE) {
+                set_error(err, "no handoff for VM %s in %s", id->str, db->path);
+                r = -ENOENT;
+        } else
+                r = sql_fail(db, rc, err, "reading a handoff");
+        stmt_done(s);
         return r;
 }

@@ -31,7 +31,7 @@
 #include "policies/memory.h"
 #include "vmmgr/api/service.h"
 
-#define STATE_SCHEMA_VERSION 4
+#define STATE_SCHEMA_VERSION 5
 /* libvirt's own limit on a domain name is far larger; vmmgr adopts none longer. */
 #define STATE_LIBVIRT_NAME_MAX 256
 #define STATE_EVENTS_KEEP_DEFAULT 10000u
@@ -109,3 +109,26 @@ int state_event_add(StateDb *db, uint64_t time_unix_usec, const char *vm, const 
 /* Events with seq > since, oldest first, at most limit. */
 int state_events_list(StateDb *db, int64_t since, size_t limit, ServiceEvent **ret, size_t *ret_n,
                       StateError *err);
+
+/* ---- the migration handoff journal (docs/migration.md) ------------------
+ * One row per VM that took part in a migration; no row: the owner at
+ * epoch 0.  The row goes with its VM. */
+#define STATE_ROLE_MAX 16
+#define STATE_DESTINATION_MAX 256
+#define STATE_RECORD_MAX 4096
+
+typedef struct StateHandoff {
+        VmId id;
+        char role[STATE_ROLE_MAX]; /* mig_role_to_string() */
+        uint64_t epoch;
+        bool outgoing;
+        char destination[STATE_DESTINATION_MAX];
+        char record_json[STATE_RECORD_MAX]; /* "" when there is no record */
+        uint64_t updated_unix_usec;
+} StateHandoff;
+
+/* Insert or update; -ENOENT for a VM without a vms row, -E2BIG for a
+ * record or destination longer than the row holds. */
+int state_handoff_put(StateDb *db, const StateHandoff *h, StateError *err);
+/* -ENOENT when the VM has no row. */
+int state_handoff_get(StateDb *db, const VmId *id, StateHandoff *ret, StateError *err);

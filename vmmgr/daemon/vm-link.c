@@ -281,6 +281,7 @@ static void on_qmp_event(Qmp *q, const QmpEvent *ev, void *userdata) {
                  strcmp(ev->name, "ACPI_DEVICE_OST") == 0)
                 vm->roles_refresh_at_usec = 0; /* threads changed: refresh at the next housekeeping */
         daemon_vm_memory_event(vm->daemon, vm, ev);
+        daemon_vm_migration_qmp_event(vm->daemon, vm, ev);
 }
 
 static void link_finish_connect(Daemon *d, Vm *vm);
@@ -493,6 +494,9 @@ static void link_finish_connect(Daemon *d, Vm *vm) {
                 daemon_vm_memory_start(d, vm, &spec, c->balloon_actual);
         }
         link_rearm_io(vm);
+        /* An adopted VM's journaled handoff meets what QEMU says now. */
+        if (!vm->registering)
+                daemon_vm_migration_bound(d, vm);
         daemon_vm_linked(d, vm, 0, NULL, NULL);
         connect_free(c);
 }
