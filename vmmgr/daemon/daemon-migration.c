@@ -64,8 +64,9 @@ static MigRole role_from_string(const char *s) {
         return _MIG_ROLE_MAX;
 }
 
+/* Frozen and handed off: the record to send; closed: the one that left. */
 static bool has_record(const Vm *vm) {
-        return vm->mig.role == MIG_FROZEN || vm->mig.role == MIG_HANDED_OFF;
+        return vm->mig.role == MIG_FROZEN || vm->mig.role == MIG_HANDED_OFF || vm->mig.role == MIG_CLOSED;
 }
 
 bool daemon_vm_migration_row(const Vm *vm, StateHandoff *ret) {
@@ -288,12 +289,6 @@ static void src_closed(Daemon *d, Vm *vm, uint64_t epoch, const char *via) {
         if (journal(d, vm, NULL, 0, "migration-closed", detail) < 0)
                 return; /* the timer journals it again, then unregisters */
         log_info("VM %s: the destination took its credits (epoch %" PRIu64 ", %s)", vm->id.str, epoch, via);
-        /* What left is the record: the unregister event shows that ledger,
-         * not the bank's looks after the freeze. */
-        if (vm->bank)
-                (void) credit_bank_restore(vm->bank, &vm->mig.record.spec, &vm->mig.record.ledger);
-        else
-                vm->ledger = vm->mig.record.ledger;
         snprintf(reason, sizeof(reason), "migrated (epoch %" PRIu64 ")", epoch);
         if (daemon_vm_unregister(d, vm, reason, &err) < 0)
                 log_warning("VM %s: migrated, but not unregistered yet: %s", vm->id.str, err.message);

@@ -299,7 +299,9 @@ static struct json_object *unregister_detail(Vm *vm, const char *reason) {
         struct json_object *o = json_object_new_object();
         CreditLedger l = vm->ledger;
 
-        if (vm->bank) {
+        if (vm->mig.role == MIG_CLOSED || vm->mig.role == MIG_HANDED_OFF)
+                l = vm->mig.record.ledger; /* what left with the migration */
+        else if (vm->bank) {
                 CreditSnapshot s;
 
                 (void) credit_bank_tick(vm->bank, daemon_now_mono_usec());
