@@ -320,6 +320,14 @@ static void on_facts(const LvDomainFacts *f, void *userdata) {
                 vm->daemon = d;
                 vm->id = id;
                 vm->registered_at_unix = daemon_now_unix_usec() / USEC_PER_SEC;
+                /* Started by libvirt for an incoming migration: a
+                 * provisional bank until the source's record comes. */
+                for (size_t i = 0; i < d->n_lv_incoming; i++)
+                        if (vm_id_equal(&d->lv_incoming[i], &id)) {
+                                vm->mig_incoming = true;
+                                d->lv_incoming[i] = d->lv_incoming[--d->n_lv_incoming];
+                                break;
+                        }
                 r = daemon_vm_list_add(d, vm);
                 if (r < 0) {
                         (void) kh_vm_forget_foreign(d->host, &id);
@@ -447,18 +455,28 @@ static void on_lifecycle(LvConn *c, virDomainPtr dom, const char *uuid, int even
         vm = daemon_find_vm(d, &id);
         switch (event) {
         case VIR_DOMAIN_EVENT_STARTED:
+                if (detail == VIR_DOMAIN_EVENT_STARTED_MIGRATED && !vm &&
+                    d->n_lv_incoming < ARRAY_SIZE(d->lv_incoming))
+                        d->lv_incoming[d->n_lv_incoming++] = id;
                 look_at(d, uuid);
                 break;
         case VIR_DOMAIN_EVENT_RESUMED:
         case VIR_DOMAIN_EVENT_SUSPENDED:
-                if (!vm || vm->link != VM_LINK_BOUND)
+                if (!vm || vm->link != VM_LINK_BOUND) {
                         look_at(d, uuid);
-                else
-                        snprintf(vm->run_state, sizeof(vm->run_state), "%s",
-                                 event == VIR_DOMAIN_EVENT_RESUMED ? "running" : "paused");
+                        break;
+                }
+                snprintf(vm->run_state, sizeof(vm->run_state), "%s",
+                         event == VIR_DOMAIN_EVENT_RESUMED ? "running" : "paused");
+                /* Live migration's credit handoff (docs/migration.md). */
+                if (event == VIR_DOMAIN_EVENT_SUSPENDED && detail == VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED)
+                        daemon_vm_migration_lv_source_paused(d, vm);
+                else if (event == VIR_DOMAIN_EVENT_RESUMED)
+                        daemon_vm_migration_lv_resumed(d, vm);
                 break;
         case VIR_DOMAIN_EVENT_STOPPED:
-                if (vm && vm->libvirt_name[0])
+                if (vm && vm->libvirt_name[0] &&
+                    !daemon_vm_migration_lv_source_stopped(d, vm, detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED))
                         let_go(d, vm, stopped_reason(detail));
                 break;
         default:

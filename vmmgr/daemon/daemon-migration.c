@@ -249,8 +249,7 @@ static void src_outcome(Daemon *d, Vm *vm, MigOutcome outcome, const char *why) 
                          vm->mig.record.epoch,
                          vm->mig.destination[0] ? "goes to the destination" : "waits for export");
                 vm->mig_send_backoff_usec = 0;
-                if (vm->mig.destination[0])
-                        send_schedule(d, vm, 0);
+                send_schedule(d, vm, 0);
         } else {
                 (void) journal(d, vm, NULL, 0, "migration-failed", detail);
                 log_info("VM %s: migration failed (%s); its credits stay here", vm->id.str, why);
@@ -334,6 +333,13 @@ static void src_poll(Daemon *d, Vm *vm) {
 
 /* ---- sending the record ------------------------------------------------------- */
 
+/* Where the record goes: the destination the tool named, else (a libvirt
+ * migration, whose destination vmmgr is not told) every configured peer:
+ * only the one where the VM resumed applies it, the others hold it. */
+static bool sends_to_peers(const Daemon *d, const Vm *vm) {
+        return !vm->mig.destination[0] && vm->libvirt_name[0] && d->cfg.n_migration_peers > 0;
+}
+
 /* The destination's answer: {"reply": "ack"|"nack"|"held", "epoch": N}. */
 static void on_peer_reply(const PeerReply *rep, void *userdata) {
         Daemon *d = userdata;
@@ -344,13 +350,13 @@ static void on_peer_reply(const PeerReply *rep, void *userdata) {
         Vm *vm = NULL;
 
         for (size_t i = 0; i < d->n_vms; i++)
-                if (d->vms[i]->mig_send_inflight && d->vms[i]->mig_send_tag == rep->tag) {
+                if (d->vms[i]->mig_send_inflight > 0 && d->vms[i]->mig_send_tag == rep->tag) {
                         vm = d->vms[i];
                         break;
                 }
         if (!vm)
                 return; /* unregistered meanwhile, or a stale answer */
-        vm->mig_send_inflight = false;
+        vm->mig_send_inflight--;
         if (rep->r < 0)
                 snprintf(vm->mig_last_error, sizeof(vm->mig_last_error), "%s", rep->error);
         else {
@@ -373,8 +379,10 @@ static void on_peer_reply(const PeerReply *rep, void *userdata) {
                 src_take_back(d, vm, "the destination's QEMU went before it resumed", true, (uint64_t) epoch);
                 return;
         }
-        if (reply && strcmp(reply, "held") == 0)
+        if (reply && strcmp(reply, "held") == 0 && !sends_to_peers(d, vm))
                 snprintf(vm->mig_last_error, sizeof(vm->mig_last_error), "held by the destination");
+        if (vm->mig_send_inflight > 0)
+                return; /* other peers still to answer this round */
         /* Held, refused, or not reached: again, later. */
         vm->mig_send_backoff_usec = vm->mig_send_backoff_usec ? MIN(vm->mig_send_backoff_usec * 2, MIG_SEND_MAX_USEC)
                                                               : MIG_SEND_MIN_USEC;
@@ -383,22 +391,33 @@ static void on_peer_reply(const PeerReply *rep, void *userdata) {
 
 static void src_send(Daemon *d, Vm *vm) {
         _cleanup_free_ char *body = NULL;
-        int r;
+        char key[VM_ID_STRLEN + 8];
+        size_t n = sends_to_peers(d, vm) ? d->cfg.n_migration_peers : 1;
+        int r = 0;
 
-        if (!d->mig_sender || vm->mig_send_inflight || !vm->mig.destination[0])
+        if (!d->mig_sender || vm->mig_send_inflight > 0 || (!vm->mig.destination[0] && !sends_to_peers(d, vm)))
                 return;
         body = mig_record_to_text(&vm->mig.record);
         if (!body)
                 return;
-        r = peer_sender_post(d->mig_sender, vm->id.str, vm->mig.destination, MIG_RECORDS_PATH, body,
-                             MIG_SEND_TIMEOUT_MS, ++d->mig_last_tag);
-        if (r < 0) {
+        d->mig_last_tag++;
+        for (size_t i = 0; i < n; i++) {
+                const char *url = vm->mig.destination[0] ? vm->mig.destination : d->cfg.migration_peers[i];
+
+                snprintf(key, sizeof(key), "%s/%zu", vm->id.str, i);
+                r = peer_sender_post(d->mig_sender, key, url, MIG_RECORDS_PATH, body, MIG_SEND_TIMEOUT_MS,
+                                     d->mig_last_tag);
+                if (r < 0)
+                        break;
+                vm->mig_send_inflight++;
+        }
+        if (r < 0)
                 snprintf(vm->mig_last_error, sizeof(vm->mig_last_error), "cannot queue the record: %s", strerror(-r));
+        if (vm->mig_send_inflight == 0) {
                 send_schedule(d, vm, MIG_SEND_MAX_USEC);
                 return;
         }
         vm->mig_send_tag = d->mig_last_tag;
-        vm->mig_send_inflight = true;
         vm->mig_sends++;
 }
 
@@ -418,7 +437,7 @@ static int on_mig_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                         busy = true;
                         break;
                 case MIG_HANDED_OFF:
-                        if (vm->mig.destination[0] && !vm->mig_send_inflight && now >= vm->mig_next_send_usec)
+                        if (vm->mig_send_inflight == 0 && now >= vm->mig_next_send_usec)
                                 src_send(d, vm);
                         break;
                 case MIG_CLOSED: {
@@ -584,6 +603,67 @@ int daemon_vm_migration_load(Daemon *d, Vm *vm) {
                 send_schedule(d, vm, 0);
         log_info("VM %s: handoff %s at epoch %" PRIu64 " resumed from the journal", vm->id.str, row.role, row.epoch);
         return 0;
+}
+
+/* ---- libvirt (daemon-libvirt.c maps its lifecycle events here) ---------------- */
+
+/* SUSPENDED_MIGRATED: libvirt paused the source for its migration.  A
+ * libvirt migration is announced by libvirt itself: the destination is
+ * not named (the record goes to the peers), or the tool exports it. */
+void daemon_vm_migration_lv_source_paused(Daemon *d, Vm *vm) {
+        _cleanup_json_ struct json_object *detail = json_object_new_object();
+
+        if (role_of(vm) != MIG_OWNER)
+                return;
+        if (!vm->mig.outgoing) {
+                if (vm->mig.role == MIG_NONE)
+                        vm->mig = (MigVm) { .vm = vm->id, .role = MIG_OWNER };
+                if (mig_src_start(&vm->mig, "") < 0)
+                        return;
+                if (detail && json_io_add_string(detail, "destination", "") == 0 &&
+                    json_io_add_string(detail, "by", "libvirt") == 0)
+                        (void) journal(d, vm, NULL, 0, "migration-start", detail);
+        }
+        src_freeze(d, vm, "libvirt SUSPENDED_MIGRATED");
+}
+
+/* STOPPED: true when the domain is kept (it left by migration: its record
+ * goes out and the ack unregisters it), false to let it go as usual. */
+bool daemon_vm_migration_lv_source_stopped(Daemon *d, Vm *vm, bool migrated) {
+        switch (role_of(vm)) {
+        case MIG_FROZEN:
+                src_outcome(d, vm, MIG_COMPLETED,
+                            migrated ? "libvirt STOPPED_MIGRATED" : "the domain stopped while frozen");
+                return true;
+        case MIG_HANDED_OFF:
+                return true;
+        case MIG_INCOMING:
+                /* The incoming domain went: nobody applies a record here.
+                 * (A libvirt source resumes its domain when the
+                 * destination fails, which takes the ledger back there.) */
+                daemon_vm_migration_gone(d, vm);
+                return false;
+        default:
+                return false;
+        }
+}
+
+/* RESUMED: a source resumed after a failed migration, or a destination
+ * after its migration completed. */
+void daemon_vm_migration_lv_resumed(Daemon *d, Vm *vm) {
+        switch (role_of(vm)) {
+        case MIG_FROZEN:
+                src_outcome(d, vm, MIG_FAILED, "libvirt resumed the source");
+                break;
+        case MIG_HANDED_OFF:
+                src_take_back(d, vm, "libvirt resumed the source after its migration", false, 0);
+                break;
+        case MIG_INCOMING:
+                dst_resume(d, vm, "libvirt RESUMED");
+                break;
+        default:
+                break;
+        }
 }
 
 /* ---- the service -------------------------------------------------------------------- */

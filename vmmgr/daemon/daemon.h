@@ -108,7 +108,7 @@ typedef struct Vm {
         MigVm mig;
         bool mig_incoming;          /* registered as a migration's destination */
         bool mig_query_inflight;    /* a query-migrate is out (source, frozen) */
-        bool mig_send_inflight;     /* the record is on its way to the destination */
+        unsigned mig_send_inflight; /* sends of the record not answered yet (one per peer) */
         uint64_t mig_next_send_usec; /* monotonic: when the record goes out again */
         uint64_t mig_send_backoff_usec;
         uint64_t mig_sends;          /* times the record was sent */
@@ -162,6 +162,10 @@ struct Daemon {
         sd_event_source *lv_recheck;
         VmId lv_pending[64];
         size_t n_lv_pending;
+        /* Domains libvirt started for an incoming migration
+         * (STARTED_MIGRATED), adopted as a migration's destination. */
+        VmId lv_incoming[64];
+        size_t n_lv_incoming;
         /* Live migration (daemon-migration.c): records to peers, sent off
          * the loop; the timer drives sends and query-migrate polls. */
         struct PeerSender *mig_sender;
@@ -271,6 +275,11 @@ void daemon_vm_migration_gone(Daemon *d, Vm *vm);
 /* Whether the VM's ledger lives here now: its bank is looked at and
  * committed (not after it was handed off, nor for a tombstone). */
 bool daemon_vm_ledger_here(const Vm *vm);
+/* libvirt's lifecycle events (daemon-libvirt.c): SUSPENDED_MIGRATED on a
+ * source; STOPPED (true: keep the domain, its record goes out); RESUMED. */
+void daemon_vm_migration_lv_source_paused(Daemon *d, Vm *vm);
+bool daemon_vm_migration_lv_source_stopped(Daemon *d, Vm *vm, bool migrated);
+void daemon_vm_migration_lv_resumed(Daemon *d, Vm *vm);
 /* The handoff row for a registration's transaction (false: none needed). */
 bool daemon_vm_migration_row(const Vm *vm, StateHandoff *ret);
 /* The service's side (daemon-service.c): errors are negative errno
