@@ -408,6 +408,9 @@ typedef struct HostFeatures {
         Tristate psi;
         Tristate taskstats;
         Tristate task_delayacct;        /* kernel.task_delayacct */
+        /* /dev/liveupdate: the Live Update Orchestrator (Linux 6.19+), which
+         * could carry vmmgr's record across a kexec (docs/live-update.md). */
+        Tristate liveupdate;
         char kernel_release[128];
 } HostFeatures;
 

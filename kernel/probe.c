@@ -65,6 +65,12 @@ static void probe_host_files(KHost *h, HostFeatures *f) {
                 f->task_delayacct = r == -ENOENT ? TRI_NO : TRI_UNKNOWN;
         r = h->ops->taskstats_available(h->be);
         f->taskstats = r > 0 ? TRI_YES : r == 0 ? TRI_NO : TRI_UNKNOWN;
+        /* A device node, not a cgroup or /proc file: asked of this
+         * machine directly (a kernel model has no devices to offer). */
+        if (access("/dev/liveupdate", F_OK) == 0)
+                f->liveupdate = TRI_YES;
+        else
+                f->liveupdate = errno == ENOENT ? TRI_NO : TRI_UNKNOWN;
 }
 
 /* Does the kernel take a burst larger than the quota?  Stock kernels

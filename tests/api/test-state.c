@@ -392,6 +392,7 @@ static void test_migrates_v1(void **state) {
                                       "ALTER TABLE ledger DROP COLUMN frozen;"
                                       "ALTER TABLE vms DROP COLUMN libvirt_name;"
                                       "DROP TABLE handoff;"
+                                      "DROP TABLE meta;"
                                       "UPDATE schema_version SET version = 1;"
                                       "INSERT INTO vms (uuid, qmp_path, class, vcpus, baseline_ppm, cap_usec, "
                                       "launch_usec, mode, registered_at) VALUES "
@@ -420,6 +421,19 @@ static void test_migrates_v1(void **state) {
                 assert_true(hg.outgoing);
                 assert_string_equal(hg.destination, "https://10.0.0.2:8443");
                 assert_string_equal(hg.record_json, "{}");
+        }
+        {
+                /* schema 6: host facts */
+                char *v = NULL;
+
+                assert_int_equal(state_meta_get(db, "boot_id", &v, &err), -ENOENT);
+                assert_int_equal(state_meta_put(db, "boot_id", "abc", &err), 0);
+                assert_int_equal(state_meta_put(db, "boot_id", "def", &err), 0);
+                assert_int_equal(state_meta_get(db, "boot_id", &v, &err), 0);
+                assert_string_equal(v, "def");
+                free(v);
+                assert_int_equal(state_meta_delete(db, "boot_id", &err), 0);
+                assert_int_equal(state_meta_get(db, "boot_id", &v, &err), -ENOENT);
         }
         assert_true(got.dmem.max == UINT64_MAX && got.dmem.soft == UINT64_MAX && got.dmem.low == 0);
         got.mem_priority = 4000000000u;

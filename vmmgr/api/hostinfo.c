@@ -61,6 +61,7 @@ struct json_object *host_features_to_json(const HostFeatures *f, const char *sub
         json_object_object_add(o, "memory_reclaim", tri_json(f->memory_reclaim));
         json_object_object_add(o, "memory_reclaim_swappiness", tri_json(f->memory_reclaim_swappiness));
         json_object_object_add(o, "psi", tri_json(f->psi));
+        json_object_object_add(o, "liveupdate", tri_json(f->liveupdate));
         json_object_object_add(o, "taskstats", tri_json(f->taskstats));
         json_object_object_add(o, "task_delayacct", tri_json(f->task_delayacct));
         return o;
@@ -86,6 +87,7 @@ void host_features_print_table(const HostFeatures *f, const char *subtree, FILE 
         fprintf(out, "%-28s %s\n", "memory.reclaim", tri_text(f->memory_reclaim));
         fprintf(out, "%-28s %s\n", "memory.reclaim swappiness=", tri_text(f->memory_reclaim_swappiness));
         fprintf(out, "%-28s %s\n", "PSI", tri_text(f->psi));
+        fprintf(out, "%-28s %s\n", "/dev/liveupdate (LUO)", tri_text(f->liveupdate));
         fprintf(out, "%-28s %s\n", "taskstats", tri_text(f->taskstats));
         fprintf(out, "%-28s %s\n", "kernel.task_delayacct", tri_text(f->task_delayacct));
         fprintf(out, "%-28s %s\n", "dmem", tri_text(f->dmem));

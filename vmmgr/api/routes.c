@@ -630,6 +630,67 @@ static int h_migration_records(ApiRequest *req) {
         return reply_json(req, strcmp(a.reply, "held") == 0 ? 202 : 200, json_io_migration_answer(&a));
 }
 
+/* ---- host live update (docs/live-update.md) ---- */
+
+static bool liveupdate_ops(ApiRequest *req) {
+        const ServiceOps *ops = req->api->ops;
+
+        if (ops->liveupdate_get && ops->liveupdate_prepare && ops->liveupdate_abort)
+                return true;
+        reply_error(req, 404, NULL, "this service has no live update");
+        return false;
+}
+
+static int h_liveupdate_get(ApiRequest *req) {
+        ServiceError err = {};
+        char *json = NULL;
+        int r;
+
+        if (!liveupdate_ops(req))
+                return 0;
+        r = req->api->ops->liveupdate_get(req->api->ops_ctx, &json, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        reply_text(req, 200, "application/json", json);
+        return 0;
+}
+
+/* {"deadline_sec": N} (optional): how long a restore waits for the VMs. */
+static int h_liveupdate_prepare(ApiRequest *req) {
+        static const char *const keys[] = { "deadline_sec", NULL };
+        ServiceError err = {};
+        char *json = NULL;
+        bool present;
+        int64_t deadline = 0;
+        int r;
+
+        if (!liveupdate_ops(req))
+                return 0;
+        if (!check_keys(req, req->json, keys, ""))
+                return 0;
+        if (!get_int(req, req->json, "deadline_sec", "deadline_sec", 1, 7 * 24 * 3600, &present, &deadline))
+                return 0;
+        r = req->api->ops->liveupdate_prepare(req->api->ops_ctx, (uint32_t) deadline, &json, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        reply_text(req, 200, "application/json", json);
+        return 0;
+}
+
+static int h_liveupdate_abort(ApiRequest *req) {
+        ServiceError err = {};
+        char *json = NULL;
+        int r;
+
+        if (!liveupdate_ops(req))
+                return 0;
+        r = req->api->ops->liveupdate_abort(req->api->ops_ctx, &json, &err);
+        if (r < 0)
+                return reply_service_error(req, r, &err);
+        reply_text(req, 200, "application/json", json);
+        return 0;
+}
+
 static const char *const events_query[] = { "since", "limit", NULL };
 
 static const ApiRoute routes[] = {
@@ -653,6 +714,9 @@ static const ApiRoute routes[] = {
         { "DELETE", "/v1/vms/{uuid}/migration", false, NULL, h_migration_cancel },
         { "POST", "/v1/vms/{uuid}/migration/reply", true, NULL, h_migration_reply },
         { "POST", "/v1/migration/records", true, NULL, h_migration_records },
+        { "GET", "/v1/live-update", false, NULL, h_liveupdate_get },
+        { "POST", "/v1/live-update/prepare", true, NULL, h_liveupdate_prepare },
+        { "POST", "/v1/live-update/abort", false, NULL, h_liveupdate_abort },
 };
 
 size_t api_routes(const ApiRoute **ret) {

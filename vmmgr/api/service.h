@@ -286,6 +286,13 @@ typedef struct ServiceOps {
         /* The destination's answer, carried by the tool (export/import). */
         int (*migration_reply)(void *ctx, const VmId *id, bool ack, uint64_t epoch, ServiceMigration *ret,
                                ServiceError *err);
+        /* Host live update (docs/live-update.md): the record as a JSON
+         * object in text, malloc'd.  prepare (deadline 0: the default)
+         * and abort answer with the record as it is afterwards; -EBUSY
+         * when one is prepared already / none is to abort.  May be NULL. */
+        int (*liveupdate_get)(void *ctx, char **ret_json, ServiceError *err);
+        int (*liveupdate_prepare)(void *ctx, uint32_t deadline_sec, char **ret_json, ServiceError *err);
+        int (*liveupdate_abort)(void *ctx, char **ret_json, ServiceError *err);
 } ServiceOps;
 
 void service_events_free(ServiceEvent *e, size_t n);

@@ -64,3 +64,4 @@ int ctl_verb_events(int argc, char **argv);
 int ctl_verb_top(int argc, char **argv);
 int ctl_verb_memory(int argc, char **argv);
 int ctl_verb_migration(int argc, char **argv);
+int ctl_verb_live_update(int argc, char **argv);

@@ -37,6 +37,8 @@ static void usage_main(FILE *out) {
               "  events                       vmmgrd's event history\n"
               "  migration start|status|cancel|export|import|reply\n"
               "                               A VM's credits across a live migration (through vmmgrd)\n"
+              "  live-update prepare|status|abort\n"
+              "                               Every VM's credits across a host kexec (through vmmgrd)\n"
               "  top                          A live view of every VM's credits and CPU\n"
               "  host-info                    What this host's kernel offers vmmgr (no daemon needed)\n"
               "  qmp                          One QMP command on a QEMU monitor socket (no daemon needed)\n"
@@ -248,6 +250,7 @@ static const struct {
         { "events", ctl_verb_events },
         { "top", ctl_verb_top },
         { "migration", ctl_verb_migration },
+        { "live-update", ctl_verb_live_update },
 };
 
 int main(int argc, char **argv) {

@@ -707,6 +707,38 @@ static int svc_migration_reply(void *ctx, const VmId *id, bool ack, uint64_t epo
         return 0;
 }
 
+/* ---- host live update (daemon-liveupdate.c) ---------------------------------------- */
+
+static int liveupdate_text(Daemon *d, char **ret_json, ServiceError *err) {
+        _cleanup_json_ struct json_object *o = daemon_liveupdate_json(d);
+        const char *t = o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN) : NULL;
+
+        *ret_json = t ? strdup(t) : NULL;
+        return *ret_json ? 0 : fail(err, -ENOMEM, NULL, "out of memory");
+}
+
+static int svc_liveupdate_get(void *ctx, char **ret_json, ServiceError *err) {
+        return liveupdate_text(ctx, ret_json, err);
+}
+
+static int svc_liveupdate_prepare(void *ctx, uint32_t deadline_sec, char **ret_json, ServiceError *err) {
+        int r = daemon_liveupdate_prepare(ctx, deadline_sec, err->message, sizeof(err->message));
+
+        if (r < 0) {
+                err->field = r == -EINVAL ? "deadline_sec" : NULL;
+                return r;
+        }
+        return liveupdate_text(ctx, ret_json, err);
+}
+
+static int svc_liveupdate_abort(void *ctx, char **ret_json, ServiceError *err) {
+        int r = daemon_liveupdate_abort(ctx, err->message, sizeof(err->message));
+
+        if (r < 0)
+                return r;
+        return liveupdate_text(ctx, ret_json, err);
+}
+
 const ServiceOps daemon_service_ops = {
         .host_info = svc_host_info,
         .vm_list = svc_vm_list,
@@ -728,4 +760,7 @@ const ServiceOps daemon_service_ops = {
         .migration_cancel = svc_migration_cancel,
         .migration_record = svc_migration_record,
         .migration_reply = svc_migration_reply,
+        .liveupdate_get = svc_liveupdate_get,
+        .liveupdate_prepare = svc_liveupdate_prepare,
+        .liveupdate_abort = svc_liveupdate_abort,
 };

@@ -243,6 +243,7 @@ void daemon_vm_linked(Daemon *d, Vm *vm, int r, const char *field, const char *r
         if (r < 0)
                 return;
         detail = json_object_new_object();
+        daemon_liveupdate_vm_back(d, vm, &vm->ledger, vm->ledger_time_unix_usec);
         vm->ledger_frozen = false;
         if (detail && json_io_add_string(detail, "reason", vm->adopted_once ? "reconnected" : "start") == 0)
                 (void) daemon_event(d, &vm->id, "adopt", detail);
@@ -512,6 +513,10 @@ void daemon_tick_now(Daemon *d) {
                 }
         }
         daemon_delays_refresh(d, now);
+        /* A live update is prepared: the jump may come any moment, so
+         * every tick's ledgers are committed (docs/live-update.md). */
+        if (d->lu.state == LU_PREPARED)
+                (void) daemon_commit_ledgers(d, false);
         d->tick_batch = false;
         if (d->tick_batch_open) {
                 StateError err;
@@ -560,6 +565,7 @@ static int on_housekeeping(sd_event_source *s, uint64_t usec, void *userdata) {
                         log_debug("VM %s: role refresh not started", vm->id.str);
         }
         daemon_libvirt_housekeeping(d);
+        daemon_liveupdate_housekeeping(d);
         if (kh_vm_list(d->host, &ids, &n) == 0) {
                 for (size_t i = 0; i < n; i++)
                         if (!daemon_find_vm(d, &ids[i]) && kh_vm_remove(d->host, &ids[i]) == 0)
@@ -699,6 +705,15 @@ static int adopt_known_vms(Daemon *d) {
                         vm->committed_generation = led.ledger.generation;
                 } else
                         credit_ledger_init(&vm->ledger, &vm->spec);
+                /* The host booted since: every QEMU of the last boot is
+                 * gone, whatever vmmgrd saw (docs/live-update.md).  The
+                 * ledger earns nothing until its VM is back, and its new
+                 * groups count from zero. */
+                if (d->rebooted) {
+                        vm->ledger_frozen = true;
+                        vm->usage_base_usec = 0;
+                        vm->ledger_dirty = true;
+                }
                 r = daemon_vm_migration_load(d, vm);
                 if (r < 0) {
                         vm_free(vm);
@@ -865,6 +880,9 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         r = daemon_migration_open(d);
         if (r < 0)
                 goto fail;
+        r = daemon_liveupdate_open(d);
+        if (r < 0)
+                goto fail;
         r = adopt_known_vms(d);
         if (r < 0)
                 goto fail;
@@ -938,6 +956,7 @@ Daemon *daemon_free(Daemon *d) {
         daemon_libvirt_close(d);
         /* Then the migration sender: no answer may arrive for a freed VM. */
         daemon_migration_close(d);
+        daemon_liveupdate_close(d);
         /* Registrations still waiting for QEMU are answered before the API
          * goes (their clients are suspended in it). */
         for (size_t i = d->n_vms; i > 0; i--)

@@ -126,6 +126,41 @@ typedef struct Vm {
 
 #define VM_HISTORY_POINTS 600 /* 10 minutes at one a second */
 
+/* A host live update (daemon-liveupdate.c, docs/live-update.md). */
+typedef enum LuState { LU_NONE, LU_PREPARED, LU_RESTORING, LU_DONE } LuState;
+typedef enum LuVmState { LU_VM_PREPARED, LU_VM_WAITING, LU_VM_RESTORED, LU_VM_MISSING } LuVmState;
+#define LU_BOOT_ID_MAX 40
+
+typedef struct LuVm {
+        VmId id;
+        LuVmState state;
+        char bank[32];                /* the bank it had at prepare (at restore: the new one) */
+        CreditLedger prepared;        /* looked at by prepare */
+        uint64_t prepared_usage_usec; /* the usage counter then */
+        int64_t kernel_pool_usec;     /* the kernel bank's pool then; -1 for the emulated bank */
+        CreditLedger at_jump;         /* the last commit before the jump, as adopted */
+        uint64_t at_jump_unix_usec;
+        CreditLedger restored;        /* once its new QEMU is bound */
+        uint64_t restored_unix_usec;
+        uint64_t blackout_usec;          /* from the last commit to the restore: earned nothing */
+        uint64_t charged_on_return_usec; /* the new QEMU's use before it was bound */
+        char error[160];
+} LuVm;
+
+typedef struct LiveUpdate {
+        LuState state;
+        char boot_id[LU_BOOT_ID_MAX]; /* the boot it was prepared under */
+        uint64_t prepared_unix_usec;
+        uint32_t deadline_sec;
+        uint64_t restore_started_unix_usec;
+        uint64_t restore_ms; /* vmmgrd's start to the last VM restored */
+        LuVm *vms;
+        size_t n_vms;
+        bool dirty;
+} LiveUpdate;
+
+const char *lu_state_to_string(LuState s);
+
 typedef struct DaemonStats {
         uint64_t ticks;            /* tick timer runs */
         uint64_t bank_ticks;       /* bank looks */
@@ -172,6 +207,12 @@ struct Daemon {
         sd_event_source *mig_timer;
         char host_id[MIG_HOST_MAX];
         uint64_t mig_last_tag;
+        /* Host live update (daemon-liveupdate.c): this boot's id, whether
+         * the host booted since vmmgrd last ran, and a prepared update. */
+        char boot_id[LU_BOOT_ID_MAX];
+        bool rebooted;
+        uint64_t started_mono_usec;
+        LiveUpdate lu;
         bool quitting;
         bool remove_subtree_on_exit;
         bool on_model; /* given a stand-in host, not this machine's (test seam) */
@@ -291,6 +332,18 @@ int daemon_migration_cancel(Daemon *d, Vm *vm, char *errbuf, size_t errsize);
 int daemon_migration_reply(Daemon *d, Vm *vm, bool ack, uint64_t epoch, char *errbuf, size_t errsize);
 int daemon_migration_record(Daemon *d, const MigRecord *rec, ServiceMigrationAnswer *ret, char *errbuf,
                             size_t errsize);
+
+/* Host live update (daemon-liveupdate.c, docs/live-update.md). */
+int daemon_liveupdate_open(Daemon *d);
+void daemon_liveupdate_close(Daemon *d);
+int daemon_liveupdate_prepare(Daemon *d, uint32_t deadline_sec, char *errbuf, size_t errsize);
+int daemon_liveupdate_abort(Daemon *d, char *errbuf, size_t errsize);
+/* A VM is bound again: on a restore, its return (at_jump: its ledger as
+ * adopted, the last commit before the jump). */
+void daemon_liveupdate_vm_back(Daemon *d, Vm *vm, const CreditLedger *at_jump, uint64_t at_jump_unix_usec);
+void daemon_liveupdate_housekeeping(Daemon *d);
+/* The live update as the API shows it; NULL when out of memory. */
+struct json_object *daemon_liveupdate_json(const Daemon *d);
 
 /* Memory (daemon-memory.c). */
 int daemon_memory_open(Daemon *d);

@@ -33,6 +33,9 @@ typedef enum StmtId {
         ST_EVENTS_LIST,
         ST_HANDOFF_PUT,
         ST_HANDOFF_GET,
+        ST_META_PUT,
+        ST_META_GET,
+        ST_META_DELETE,
         _ST_MAX,
 } StmtId;
 
@@ -90,6 +93,10 @@ static const char *const stmt_sql[_ST_MAX] = {
                            "record_json = excluded.record_json, updated_usec = excluded.updated_usec",
         [ST_HANDOFF_GET] = "SELECT role, epoch, outgoing, destination, record_json, updated_usec FROM handoff "
                            "WHERE uuid = ?1",
+        [ST_META_PUT] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+        [ST_META_DELETE] = "DELETE FROM meta WHERE key = ?1",
 };
 
 /* Migrations: migrations[i] takes the schema from version i to i + 1. */
@@ -152,6 +159,13 @@ static const char *const migrations[] = {
         "  destination TEXT NOT NULL DEFAULT '',"
         "  record_json TEXT NOT NULL DEFAULT '',"
         "  updated_usec INTEGER NOT NULL"
+        ");",
+        /* 6: host live update (issue 13, docs/live-update.md): the boot id
+         * vmmgrd last ran under, and a prepared live update, as text
+         * (JSON made with json-c) under a key. */
+        "CREATE TABLE meta ("
+        "  key TEXT PRIMARY KEY NOT NULL,"
+        "  value TEXT NOT NULL"
         ");",
 };
 
@@ -933,4 +947,52 @@ int state_handoff_get(StateDb *db, const VmId *id, StateHandoff *ret, StateError
                 r = sql_fail(db, rc, err, "reading a handoff");
         stmt_done(s);
         return r;
+}
+
+/* ---- host facts ----------------------------------------------------------------------------- */
+
+int state_meta_put(StateDb *db, const char *key, const char *value, StateError *err) {
+        sqlite3_stmt *s = NULL;
+        int r;
+
+        r = stmt(db, ST_META_PUT, &s, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+        return exec_stmt(db, s, err, "writing a host fact");
+}
+
+int state_meta_get(StateDb *db, const char *key, char **ret, StateError *err) {
+        sqlite3_stmt *s = NULL;
+        int r, rc;
+
+        r = stmt(db, ST_META_GET, &s, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+                const unsigned char *t = sqlite3_column_text(s, 0);
+
+                *ret = strdup(t ? (const char *) t : "");
+                r = *ret ? 0 : -ENOMEM;
+        } else if (rc == SQLITE_DONE) {
+                set_error(err, "no %s in %s", key, db->path);
+                r = -ENOENT;
+        } else
+                r = sql_fail(db, rc, err, "reading a host fact");
+        stmt_done(s);
+        return r;
+}
+
+int state_meta_delete(StateDb *db, const char *key, StateError *err) {
+        sqlite3_stmt *s = NULL;
+        int r;
+
+        r = stmt(db, ST_META_DELETE, &s, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+        return exec_stmt(db, s, err, "deleting a host fact");
 }

@@ -31,7 +31,7 @@
 #include "policies/memory.h"
 #include "vmmgr/api/service.h"
 
-#define STATE_SCHEMA_VERSION 5
+#define STATE_SCHEMA_VERSION 6
 /* libvirt's own limit on a domain name is far larger; vmmgr adopts none longer. */
 #define STATE_LIBVIRT_NAME_MAX 256
 #define STATE_EVENTS_KEEP_DEFAULT 10000u
@@ -132,3 +132,10 @@ typedef struct StateHandoff {
 int state_handoff_put(StateDb *db, const StateHandoff *h, StateError *err);
 /* -ENOENT when the VM has no row. */
 int state_handoff_get(StateDb *db, const VmId *id, StateHandoff *ret, StateError *err);
+
+/* ---- host facts: text under a key (the boot id vmmgrd last ran under, a
+ * prepared live update as JSON) -------------------------------------------- */
+int state_meta_put(StateDb *db, const char *key, const char *value, StateError *err);
+/* *ret malloc'd; -ENOENT when the key has no value. */
+int state_meta_get(StateDb *db, const char *key, char **ret, StateError *err);
+int state_meta_delete(StateDb *db, const char *key, StateError *err);
