@@ -99,19 +99,28 @@ void ctl_print_json(struct json_object *o) {
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
-int ctl_call(const CtlCommon *c, const char *method, const char *path, struct json_object *body,
-             struct json_object **ret) {
+int ctl_call_quiet(const CtlCommon *c, const char *method, const char *path, struct json_object *body,
+                   long timeout_ms, struct json_object **ret, char *msg, size_t msg_size) {
+        HttpTarget t = { .socket_path = c->socket, .cancel = c->cancel };
+        const char *json = body ? json_object_to_json_string(body) : NULL;
         _cleanup_free_ char *reply = NULL;
         struct json_object *o = NULL;
         HttpError err = { 0 };
+        HttpResponse resp;
         long status = 0;
         int r;
 
         *ret = NULL;
-        r = http_request(c->socket, method, path, body ? json_object_to_json_string(body) : NULL, CTL_TIMEOUT_MS,
-                         &status, &reply, &err);
+        if (msg_size > 0)
+                msg[0] = '\0';
+        r = http_request_ex(&t, method, path, json, json ? strlen(json) : 0, timeout_ms, &resp, &err);
+        if (r >= 0) {
+                status = resp.status;
+                reply = TAKE_PTR(resp.body);
+                http_response_done(&resp);
+        }
         if (r < 0) {
-                log_error("%s", err.message[0] ? err.message : strerror(-r));
+                snprintf(msg, msg_size, "%s", err.message[0] ? err.message : strerror(-r));
                 return r == -ECONNREFUSED || r == -ENOENT || r == -EACCES ? CTL_EXIT_UNAVAILABLE : CTL_EXIT_FAILURE;
         }
         if (reply && *reply)
@@ -122,8 +131,8 @@ int ctl_call(const CtlCommon *c, const char *method, const char *path, struct js
         }
         {
                 const char *field = ctl_is_null(o, "field") ? NULL : ctl_str(o, "field");
-                log_error("%s%s%s%s", o ? ctl_str(o, "message") : (reply ? reply : "error"), field ? " (field: " : "",
-                          field ? field : "", field ? ")" : "");
+                snprintf(msg, msg_size, "%s%s%s%s", o ? ctl_str(o, "message") : (reply ? reply : "error"),
+                         field ? " (field: " : "", field ? field : "", field ? ")" : "");
         }
         json_object_put(o);
         switch (status) {
@@ -140,4 +149,14 @@ int ctl_call(const CtlCommon *c, const char *method, const char *path, struct js
         default:
                 return CTL_EXIT_FAILURE;
         }
+}
+
+int ctl_call(const CtlCommon *c, const char *method, const char *path, struct json_object *body,
+             struct json_object **ret) {
+        char msg[512];
+        int r = ctl_call_quiet(c, method, path, body, CTL_TIMEOUT_MS, ret, msg, sizeof(msg));
+
+        if (r != CTL_EXIT_OK)
+                log_error("%s", msg);
+        return r;
 }

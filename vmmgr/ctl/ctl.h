@@ -6,6 +6,7 @@
 #pragma once
 
 #include <json-c/json.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -29,6 +30,9 @@ typedef struct CtlCommon {
         const char *socket; /* --socket, else $VMMGR_SOCKET, else the default */
         bool json;
         bool help;
+        /* Set: a request still running when it turns true gives up within
+         * about a second (a screen that quits); NULL for the verbs. */
+        const atomic_bool *cancel;
 } CtlCommon;
 
 /* Splits argv into the common options and the rest (positionals and the
@@ -46,6 +50,10 @@ int ctl_verb_begin(int argc, char **argv, void (*usage)(FILE *out), CtlCommon *c
  * On failure prints the daemon's message and returns the exit code. */
 int ctl_call(const CtlCommon *c, const char *method, const char *path, struct json_object *body,
              struct json_object **ret);
+/* The same with its own timeout (0: none), saying the error into msg
+ * instead of logging it: for a screen that stderr must not write over. */
+int ctl_call_quiet(const CtlCommon *c, const char *method, const char *path, struct json_object *body,
+                   long timeout_ms, struct json_object **ret, char *msg, size_t msg_size);
 
 /* Parses a VM UUID argument; logs a clear error and returns <0 if not one. */
 int ctl_uuid_arg(const char *s, VmId *ret);
