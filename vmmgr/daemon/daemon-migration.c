@@ -45,11 +45,13 @@ static MigRole role_of(const Vm *vm) {
         return vm->mig.role == MIG_NONE ? MIG_OWNER : vm->mig.role;
 }
 
+/* Incoming is not: its bank (nothing in it, limited to the baseline)
+ * is not looked at until QEMU resumes, so it earns nothing before and
+ * every bit of CPU its vCPUs use from then on is charged. */
 bool daemon_vm_ledger_here(const Vm *vm) {
         switch (role_of(vm)) {
         case MIG_OWNER:
         case MIG_FROZEN:
-        case MIG_INCOMING:
         case MIG_PROVISIONAL:
                 return true;
         default:
@@ -459,7 +461,9 @@ static int on_mig_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* ---- destination ------------------------------------------------------------------ */
 
-/* QEMU resumed: the provisional bank starts empty and earns from now. */
+/* QEMU resumed: the provisional bank starts empty and earns from now;
+ * the usage since it became incoming (its vCPUs ran only after the
+ * resume) is charged at its next look. */
 static void dst_resume(Daemon *d, Vm *vm, const char *why) {
         _cleanup_json_ struct json_object *detail = json_object_new_object();
         uint64_t now = daemon_now_unix_usec();
@@ -468,7 +472,17 @@ static void dst_resume(Daemon *d, Vm *vm, const char *why) {
         if (mig_dst_resume(&vm->mig, now) < 0)
                 return;
         if (vm->bank) {
-                r = credit_bank_replace_ledger(vm->bank, &vm->spec, &vm->mig.ledger, daemon_now_mono_usec());
+                CreditSnapshot s;
+
+                /* The incoming bank was never looked at, so its ledger
+                 * holds nothing earned, only the use charged when it was
+                 * started (a vmmgrd that came back after the resume):
+                 * that use is the provisional ledger's too.  The clock
+                 * restarts here. */
+                credit_bank_snapshot(vm->bank, &s);
+                vm->mig.ledger = s.ledger;
+                r = credit_bank_install_ledger(vm->bank, &vm->spec, &vm->mig.ledger, daemon_now_mono_usec(),
+                                               UINT64_MAX);
                 if (r < 0)
                         log_warning_errno(r, "VM %s: the provisional bank's limit is not applied yet: %m", vm->id.str);
         }
@@ -601,6 +615,11 @@ int daemon_vm_migration_load(Daemon *d, Vm *vm) {
                                        rerr.field ? rerr.field : "-", rerr.message);
         if (role == MIG_HANDED_OFF || role == MIG_CLOSED)
                 send_schedule(d, vm, 0);
+        /* Incoming while vmmgrd was down: when QEMU resumed is unknown, so
+         * the time is not paid (the merge credits it from the record's
+         * freeze anyway); the use is charged from the journaled base. */
+        if (role == MIG_INCOMING)
+                vm->ledger_frozen = true;
         log_info("VM %s: handoff %s at epoch %" PRIu64 " resumed from the journal", vm->id.str, row.role, row.epoch);
         return 0;
 }
@@ -797,7 +816,7 @@ int daemon_migration_record(Daemon *d, const MigRecord *rec, ServiceMigrationAns
                             size_t errsize) {
         _cleanup_json_ struct json_object *detail = NULL;
         Vm *vm = daemon_find_vm(d, &rec->vm);
-        uint64_t now = daemon_now_unix_usec(), counter = 0;
+        uint64_t now = daemon_now_unix_usec(), counter = 0, look_mono;
         MigVm saved;
         MigReply reply;
         bool changed = false;
@@ -813,6 +832,7 @@ int daemon_migration_record(Daemon *d, const MigRecord *rec, ServiceMigrationAns
                 return -EBUSY;
         }
         saved = vm->mig;
+        look_mono = daemon_now_mono_usec();
         if (role_of(vm) == MIG_PROVISIONAL)
                 sync_from_bank(d, vm, now, &counter);
         else if (vm->mig.role == MIG_NONE)
@@ -876,7 +896,11 @@ int daemon_migration_record(Daemon *d, const MigRecord *rec, ServiceMigrationAns
                 }
         }
         if (vm->bank) {
-                r = credit_bank_replace_ledger(vm->bank, &vm->spec, &vm->mig.ledger, daemon_now_mono_usec());
+                /* As of the look the merge was computed from: what the VM
+                 * used and earned during the commit goes to the merged
+                 * ledger, not to the provisional one being replaced. */
+                r = credit_bank_install_ledger(vm->bank, &vm->spec, &vm->mig.ledger, look_mono,
+                                               saved.role == MIG_PROVISIONAL ? counter : UINT64_MAX);
                 if (r < 0)
                         log_warning_errno(r, "VM %s: the merged ledger's limit is not applied yet: %m", vm->id.str);
                 vm->committed_generation = 0; /* the next commit writes the bank's */

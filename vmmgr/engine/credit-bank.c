@@ -483,20 +483,21 @@ int credit_bank_inject(CreditBank *b, int64_t delta_usec, uint64_t now_usec) {
         return 0;
 }
 
-int credit_bank_replace_ledger(CreditBank *b, const CreditSpec *spec, const CreditLedger *ledger, uint64_t now_usec) {
+int credit_bank_install_ledger(CreditBank *b, const CreditSpec *spec, const CreditLedger *ledger, uint64_t as_of_usec,
+                               uint64_t usage_base) {
         uint64_t generation;
         int r;
 
         r = credit_spec_validate(spec, NULL);
         if (r < 0)
                 return r;
-        r = account(b, now_usec);
-        if (r < 0)
-                return r;
         generation = MAX(b->ledger.generation, ledger->generation);
         b->spec = *spec;
         b->ledger = *ledger;
         b->ledger.generation = generation + 1; /* changed: written at the next commit */
+        b->last_tick_usec = as_of_usec;
+        if (usage_base != UINT64_MAX)
+                b->last_usage_usec = usage_base;
         return enforce(b);
 }
 

@@ -102,13 +102,17 @@ int credit_bank_set_spec(CreditBank *b, const CreditSpec *spec, uint64_t now_use
  * so the next look accounts from the same point). */
 int credit_bank_restore(CreditBank *b, const CreditSpec *spec, const CreditLedger *ledger);
 int credit_bank_inject(CreditBank *b, int64_t delta_usec, uint64_t now_usec);
-/* A live migration's handoff (docs/migration.md): brings the bank up to
- * now (usage since the last look is charged to the ledger being
- * replaced), then puts `ledger` and `spec` in its place and enforces them
- * (the kernel bank writes its pool).  What the old ledger held is the
- * caller's to account for.  On an enforcement error the new ledger stays
- * (it is the truth; the next look retries the write). */
-int credit_bank_replace_ledger(CreditBank *b, const CreditSpec *spec, const CreditLedger *ledger, uint64_t now_usec);
+/* A live migration's handoff (docs/migration.md): puts `ledger` and `spec`
+ * in the bank's place as accounted up to `as_of_usec` (monotonic, the
+ * bank's clock) and usage counter `usage_base` (UINT64_MAX: where the
+ * bank's last look left it), without a look of its own, and enforces
+ * them (the kernel bank writes its pool).  The next look credits the
+ * earnings from as_of_usec and charges the usage since usage_base to the
+ * new ledger, so nothing between the caller's look and this call goes to
+ * the ledger being replaced.  On an enforcement error the new ledger
+ * stays (it is the truth; the next look retries the write). */
+int credit_bank_install_ledger(CreditBank *b, const CreditSpec *spec, const CreditLedger *ledger, uint64_t as_of_usec,
+                               uint64_t usage_base);
 /* Moves credits between two VMs: either both change or neither does. */
 int credit_bank_transfer(CreditBank *from, CreditBank *to, int64_t amount_usec, uint64_t now_usec);
 
