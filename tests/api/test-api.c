@@ -725,14 +725,17 @@ static void test_happy_paths(void **state) {
          * own counters (see test_stats for theirs) */
         assert_int_equal(req_full(s, "GET", "/metrics", NULL, &resp), 200);
         assert_non_null(strstr(resp.content_type, "text/plain; version=0.0.4"));
-        assert_non_null(strstr(resp.body, "\nvmmgr_credit_balance_usec{vm=\"" U1 "\"} 1500000\n"));
+        assert_non_null(strstr(resp.body, "\nvmmgr_credit_balance_seconds{vm=\"" U1 "\"} 1.5\n"));
         assert_non_null(strstr(resp.body, "\nvmmgr_credit_state{vm=\"" U1 "\",state=\"bursting\"} 1\n"));
         assert_non_null(strstr(resp.body, "\nvmmgr_credit_state{vm=\"" U1 "\",state=\"throttled\"} 0\n"));
-        assert_non_null(strstr(resp.body, "\nvmmgrd_bank_looks_total 42\n"));
+        assert_non_null(strstr(resp.body, "\nvmmgr_bank_looks_total 42\n"));
         assert_non_null(strstr(resp.body, "\nvmmgr_memory_current_bytes{vm=\"" U1 "\"} 4096\n"));
-        assert_non_null(strstr(resp.body, "role=\"vcpus\"} 2.500000000\n"));
+        assert_non_null(strstr(resp.body, "role=\"vcpus\"} 2.5\n"));
         assert_null(strstr(resp.body, "role=\"io\""));
         assert_non_null(strstr(resp.body, "# TYPE vmmgr_http_requests_total counter\n"));
+        /* One prefix, base units (docs/metrics.md). */
+        assert_null(strstr(resp.body, "vmmgrd_"));
+        assert_null(strstr(resp.body, "_usec"));
         http_response_done(&resp);
 
         /* delete: 204 without a body, then 404 from the service */

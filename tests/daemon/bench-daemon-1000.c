@@ -26,7 +26,8 @@
  *    parsed in every 64th); anything else is an error and fails the bench.
  *      api.req_per_s (goal >= 15,000), api.p99_ms (goal <= 5), api.p50_ms,
  *      api.load_1000.errors, daemon.register_1000_s; and before the load,
- *      20 GET /v1/vms of the 1,000 VMs: api.list_1000.{p50,max}_ms.
+ *      20 GET /v1/vms of the 1,000 VMs: api.list_1000.{p50,max}_ms, and 20
+ *      GET /metrics: api.metrics_1000.{p50,max}_ms, api.metrics_1000.bytes.
  *    Client and daemon share this machine's cores.
  * 3. The credit tick with those 1,000 VMs: vmmgrd's loop stopped, then
  *    daemon_tick_now() every 100 ms for 300 ticks (real time: the banks
@@ -815,6 +816,34 @@ static int bench_load(World *w, double load_seconds) {
                 printf("figure: api.list_1000.p50_ms %.2f ms\n", pct(&list, 50));
                 printf("figure: api.list_1000.max_ms %.2f ms\n", pct(&list, 100));
                 free(list.v);
+        }
+        /* A Prometheus scrape of the 1,000 VMs (docs/metrics.md): a look
+         * at every bank and some 40 samples per VM. */
+        {
+                Samples scrape = { 0 };
+                size_t bytes = 0;
+
+                for (int i = 0; i < 20; i++) {
+                        char *text = NULL;
+                        double t1 = now_sec();
+                        long status = call(w, "GET", "/metrics", NULL, &text);
+
+                        if (status != 200 || !text) {
+                                fail("GET /metrics: %ld", status);
+                                free(text);
+                                free(scrape.v);
+                                return -1;
+                        }
+                        bytes = strlen(text);
+                        free(text);
+                        if (samples_add(&scrape, (now_sec() - t1) * 1e3) < 0)
+                                break;
+                }
+                samples_sort(&scrape);
+                printf("figure: api.metrics_1000.p50_ms %.2f ms\n", pct(&scrape, 50));
+                printf("figure: api.metrics_1000.max_ms %.2f ms\n", pct(&scrape, 100));
+                printf("figure: api.metrics_1000.bytes %zu bytes\n", bytes);
+                free(scrape.v);
         }
 
         per_client = LOAD_REQUESTS_MAX / CLIENTS;

@@ -384,8 +384,9 @@ static void test_contract(void **state) {
                 HttpError err;
                 assert_int_equal(http_request(F.socket, "GET", "/metrics", NULL, 5000, &status, &text, &err), 0);
                 assert_int_equal(status, 200);
-                assert_non_null(strstr(text, "vmmgr_credit_balance_usec{vm=\"" UUID_A "\"}"));
-                assert_non_null(strstr(text, "vmmgrd_tick_cpu_seconds_total"));
+                assert_non_null(strstr(text, "vmmgr_credit_balance_seconds{vm=\"" UUID_A "\"}"));
+                assert_non_null(strstr(text, "vmmgr_tick_cpu_seconds_total"));
+                assert_non_null(strstr(text, "vmmgr_link_state{vm=\"" UUID_A "\",state=\"bound\"} 1\n"));
                 /* Per-role delays where vmmgrd reports them (memory managed,
                  * taskstats answers): from the cache the tick keeps. */
                 KTaskstats *ts = NULL;

@@ -180,26 +180,36 @@ typedef struct ServiceMemory {
 } ServiceMemory;
 
 /* What GET /metrics shows, as plain values (api/metrics.c renders the
- * Prometheus text, the API's own counters included). */
+ * Prometheus text, the API's own counters included; docs/metrics.md). */
 typedef struct ServiceVmMetrics {
         ServiceCredits credits; /* one look per VM per scrape */
+        const char *link;       /* the QMP link: "bound", "connecting", "stalled" or "down" (static) */
         bool mem_managed;
-        bool mem_known; /* the memory engine reported on it */
-        uint64_t mem_current, mem_reclaimed;
+        bool mem_known; /* the memory engine reported on it; the mem_ values below are set */
+        uint64_t mem_current, mem_swap, mem_max; /* bytes; mem_max UINT64_MAX: no limit */
+        bool mem_reclaiming;                     /* background reclaim is on */
+        bool mem_throttled;                      /* emulator/io threads throttled while reclaim catches up */
+        uint64_t mem_reclaimed;                  /* bytes, by vmmgr's threads */
+        uint64_t mem_reclaim_requests, mem_reclaim_partial, mem_reclaim_errors;
+        uint64_t mem_asked_background, mem_asked_proactive, mem_asked_host; /* bytes asked, by reason */
+        uint64_t mem_pressure_some_usec, mem_pressure_full_usec;             /* PSI totals */
         bool delays_known[_SERVICE_ROLE_MAX];
         uint64_t direct_reclaim_ns[_SERVICE_ROLE_MAX];
 } ServiceVmMetrics;
 
 typedef struct ServiceMetrics {
-        ServiceVmMetrics *vms; /* malloc'd */
+        ServiceVmMetrics *vms; /* malloc'd; in registration order */
         size_t n_vms;
-        uint64_t tick_cpu_nsec, last_tick_cpu_nsec, bank_looks, commits;
+        uint64_t tick_interval_usec; /* the credit tick's period */
+        uint64_t ticks, tick_errors;  /* tick runs; bank looks that failed */
+        uint64_t tick_cpu_nsec, last_tick_cpu_nsec, bank_looks, commits, commit_errors;
         bool memory_engine; /* vmmgr manages cgroup v2 memory here */
         bool taskstats;     /* per-role delays are known */
         unsigned reclaim_threads;
         uint64_t reclaim_busy_usec;
         bool host_known;
-        uint64_t host_used, host_ceiling;
+        uint64_t host_total, host_used, host_ceiling; /* bytes */
+        uint64_t host_shortfall; /* bytes the host plan needs that neither reclaim nor balloons cover */
 } ServiceMetrics;
 
 static inline void service_metrics_done(ServiceMetrics *m) {

@@ -334,7 +334,19 @@ void daemon_memory_metrics(Daemon *d, ServiceMetrics *ret) {
                 if (d->mem && vm->mem_managed && mem_engine_vm_report(d->mem, &vm->id, &rep) == 0) {
                         m->mem_known = true;
                         m->mem_current = rep.stat.current;
+                        m->mem_swap = rep.stat.swap_current;
+                        m->mem_max = rep.applied.max; /* MEM_MAX: no limit */
+                        m->mem_reclaiming = rep.state.reclaiming;
+                        m->mem_throttled = rep.state.throttled;
                         m->mem_reclaimed = rep.reclaim_bytes;
+                        m->mem_reclaim_requests = rep.reclaim_requests;
+                        m->mem_reclaim_partial = rep.reclaim_partial;
+                        m->mem_reclaim_errors = rep.reclaim_errors;
+                        m->mem_asked_background = rep.background_bytes;
+                        m->mem_asked_proactive = rep.proactive_bytes;
+                        m->mem_asked_host = rep.host_bytes;
+                        m->mem_pressure_some_usec = rep.stat.pressure.some_total_usec;
+                        m->mem_pressure_full_usec = rep.stat.pressure.full_total_usec;
                 }
                 /* From the cache the tick refreshes (daemon_delays_refresh):
                  * a scrape asks taskstats nothing. */
@@ -349,6 +361,8 @@ void daemon_memory_metrics(Daemon *d, ServiceMetrics *ret) {
         ret->reclaim_threads = h.pool_threads;
         ret->reclaim_busy_usec = h.pool.busy_usec;
         ret->host_known = h.known;
+        ret->host_total = h.total;
         ret->host_used = h.used;
         ret->host_ceiling = h.plan.ceiling;
+        ret->host_shortfall = h.plan.shortfall;
 }

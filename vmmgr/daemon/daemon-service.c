@@ -626,14 +626,20 @@ static int svc_metrics(void *ctx, ServiceMetrics *ret, ServiceError *err) {
         *ret = (ServiceMetrics) {
                 .vms = vms,
                 .n_vms = d->n_vms,
+                .tick_interval_usec = d->cfg.tick_usec,
+                .ticks = d->stats.ticks,
+                .tick_errors = d->stats.tick_errors,
                 .tick_cpu_nsec = d->stats.tick_cpu_nsec,
                 .last_tick_cpu_nsec = d->stats.last_tick_cpu_nsec,
                 .bank_looks = d->stats.bank_ticks,
                 .commits = d->stats.commits,
+                .commit_errors = d->stats.commit_errors,
         };
         /* One look per VM per scrape; every family reads from it. */
-        for (size_t i = 0; i < d->n_vms; i++)
+        for (size_t i = 0; i < d->n_vms; i++) {
                 fill_credits(d, d->vms[i], &vms[i].credits);
+                vms[i].link = vm_link_state_to_string(d->vms[i]->link);
+        }
         daemon_memory_metrics(d, ret);
         return 0;
 }
