@@ -29,12 +29,12 @@
 
 /* QEMU's answer to a balloon target: only a refusal is news. */
 static void on_balloon_reply(Qmp *q, int r, const char *return_json, const QmpError *err, void *userdata) {
-        const char *vm = userdata;
+        const VmId *vm = userdata;
 
         if (r == -EREMOTEIO)
-                log_warning("VM %s: QEMU refused the balloon target: %s", vm, err && err->desc ? err->desc : "?");
+                log_vm_warning(vm, "QEMU refused the balloon target: %s", err && err->desc ? err->desc : "?");
         else if (r < 0)
-                log_debug("VM %s: no answer to the balloon target: %s", vm, strerror(-r));
+                log_vm_debug_errno(vm, r, "no answer to the balloon target: %m");
 }
 
 static int on_memory_tick(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -56,25 +56,23 @@ static int on_memory_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 if (vm->libvirt_name[0]) { /* libvirt holds the monitor */
                         r = daemon_libvirt_balloon(d, vm, target);
                         if (r < 0)
-                                log_warning_errno(r, "VM %s: balloon to %" PRIu64 " MiB: %m", vm->id.str,
-                                                  target >> 20);
+                                log_vm_warning_errno(&vm->id, r, "balloon to %" PRIu64 " MiB: %m", target >> 20);
                         else
-                                log_info("VM %s: asked libvirt for a balloon target of %" PRIu64 " MiB",
-                                         vm->id.str, target >> 20);
+                                log_vm_info(&vm->id, "asked libvirt for a balloon target of %" PRIu64 " MiB",
+                                            target >> 20);
                         continue;
                 }
                 if (!vm->qmp)
                         continue;
                 snprintf(args, sizeof(args), "{\"value\": %" PRIu64 "}", target);
-                /* vm->id.str lives as long as the connection the reply
-                 * comes on (a disconnect frees both). */
-                r = qmp_execute(vm->qmp, "balloon", args, QMP_TIMEOUT_MS, on_balloon_reply, vm->id.str);
+                /* vm->id lives as long as the connection the reply comes
+                 * on (a disconnect frees both). */
+                r = qmp_execute(vm->qmp, "balloon", args, QMP_TIMEOUT_MS, on_balloon_reply, &vm->id);
                 if (r < 0)
-                        log_warning_errno(r, "VM %s: balloon to %" PRIu64 " MiB: %m", vm->id.str, target >> 20);
+                        log_vm_warning_errno(&vm->id, r, "balloon to %" PRIu64 " MiB: %m", target >> 20);
                 else {
                         vm_link_kick(vm);
-                        log_info("VM %s: asked the guest for a balloon target of %" PRIu64 " MiB", vm->id.str,
-                                 target >> 20);
+                        log_vm_info(&vm->id, "asked the guest for a balloon target of %" PRIu64 " MiB", target >> 20);
                 }
         }
         r = sd_event_source_set_time_relative(s, MEMORY_TICK_USEC);
@@ -148,17 +146,17 @@ void daemon_vm_memory_start(Daemon *d, Vm *vm, const MemPolVmSpec *spec, uint64_
         if (r == -EEXIST)
                 r = mem_engine_vm_set_spec(d->mem, &vm->id, spec);
         if (r < 0) {
-                log_warning_errno(r, "VM %s: memory left unmanaged: %m", vm->id.str);
+                log_vm_warning_errno(&vm->id, r, "memory left unmanaged: %m");
                 return;
         }
         if (spec->balloon)
                 mem_engine_vm_balloon_actual(d->mem, &vm->id, actual);
         vm->mem_managed = true;
         if (vm->gpu_pci[0] && (r = mem_engine_vm_set_dmem(d->mem, &vm->id, vm->gpu_pci, &vm->dmem)) < 0)
-                log_warning_errno(r, "VM %s: GPU %s: dmem limits not applied: %m", vm->id.str, vm->gpu_pci);
-        log_info("VM %s: memory %" PRIu64 " MiB RAM%s%s, priority %" PRIu32, vm->id.str, spec->ram_bytes >> 20,
-                 spec->passthrough ? ", passthrough (pinned)" : "", spec->balloon ? ", balloon" : "",
-                 spec->priority);
+                log_vm_warning_errno(&vm->id, r, "GPU %s: dmem limits not applied: %m", vm->gpu_pci);
+        log_vm_info(&vm->id, "memory %" PRIu64 " MiB RAM%s%s, priority %" PRIu32, spec->ram_bytes >> 20,
+                    spec->passthrough ? ", passthrough (pinned)" : "", spec->balloon ? ", balloon" : "",
+                    spec->priority);
 }
 
 void daemon_vm_memory_balloon_actual(Daemon *d, Vm *vm, uint64_t actual_bytes) {

@@ -125,6 +125,8 @@ static int commit_change(Daemon *d, const StateVm *row, Vm *a, Vm *b, const char
                 goto rollback;
         for (size_t i = 0; i < n; i++)
                 (i == 0 ? a : b)->committed_generation = recs[i].ledger.generation;
+        /* A change made through the API: logged with its event kind. */
+        log_vm_event(LOG_LEVEL_INFO, a ? &a->id : NULL, kind, "API %s: %s", kind, json_io_plain(detail));
         return 0;
 rollback:
         state_rollback(d->db);
@@ -287,7 +289,7 @@ void daemon_registration_finish(Daemon *d, Vm *vm, int r, const char *field, con
 fail:
         /* The client hears why; the log keeps it for the operator who did
          * not make the call (a hook, the control plane). */
-        log_warning("VM %s not registered: %s", vm->id.str, err.message[0] ? err.message : strerror(-r));
+        log_vm_warning(&vm->id, "not registered: %s", err.message[0] ? err.message : strerror(-r));
         daemon_vm_list_remove(d, vm);
         release_vm(d, vm);
         reg.done(r, NULL, &err, reg.userdata);
@@ -351,8 +353,8 @@ int daemon_vm_unregister(Daemon *d, Vm *vm, const char *reason, ServiceError *er
                         state_rollback(d->db);
                 return fail(err, r, NULL, "could not unregister: %s", serr.message);
         }
-        log_info("VM %s unregistered (%s): %" PRId64 " usec of credits left", vm->id.str, reason,
-                 json_object_get_int64(json_object_object_get(detail, "available_usec")));
+        log_vm_event(LOG_LEVEL_INFO, &vm->id, "unregister", "unregistered (%s): %" PRId64 " usec of credits left",
+                     reason, json_object_get_int64(json_object_object_get(detail, "available_usec")));
         daemon_vm_list_remove(d, vm);
         release_vm(d, vm);
         return 0;
@@ -453,7 +455,7 @@ static int svc_credits_set_spec(void *ctx, const VmId *id, const ServiceSpecChan
         /* A libvirt domain's spec lives in its metadata: written back, or
          * the next look at the domain would bring the old one back. */
         if (daemon_libvirt_spec_changed(d, vm) < 0)
-                log_warning("VM %s: the new spec is not written to the libvirt domain's metadata now", vm->id.str);
+                log_vm_warning(&vm->id, "the new spec is not written to the libvirt domain's metadata now");
         fill_credits(d, vm, ret);
         return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <systemd/sd-journal.h>
 
 #include "common/log.h"
 #include "common/macros.h"
@@ -22,13 +23,19 @@ static void usage(FILE *out) {
               "      --config FILE       Configuration file (default: built-in defaults;\n"
               "                          format in vmmgr/daemon/config.h and docs/vmmgrd.md)\n"
               "      --foreground        Accepted and ignored: vmmgrd always stays in the\n"
-              "                          foreground and logs to stderr (it never forks;\n"
-              "                          under systemd use Type=notify)\n"
+              "                          foreground (it never forks; under systemd use\n"
+              "                          Type=notify)\n"
               "      --state-dir DIR     Database directory (default /var/lib/vmmgr)\n"
               "      --socket PATH       API UNIX socket (default /run/vmmgr/vmmgr.sock)\n"
               "      --subtree NAME      vmmgr's group in each hierarchy (default vmmgr.slice)\n"
               "      --controllers LIST  Controllers vmmgr may manage, comma-separated\n"
               "      --log-level LEVEL   err, warning, notice, info (default) or debug\n"
+              "      --log-target TARGET auto (default): the journal, with structured fields,\n"
+              "                          when stderr is the unit's journal stream, else\n"
+              "                          stderr; or journal, or stderr\n"
+              "      --log-ratelimit N/SECONDS\n"
+              "                          At most N messages per SECONDS from one call site\n"
+              "                          about one VM (default 10/30), or off\n"
               "      --remove-subtree-on-exit\n"
               "                          On exit, remove vmmgr's (empty) subtree: for demos\n"
               "                          and tests, not for hosts whose VMs outlive the daemon\n"
@@ -69,7 +76,7 @@ static void raise_fd_limit(void) {
 
 int main(int argc, char **argv) {
         enum { OPT_CONFIG = 0x100, OPT_FOREGROUND, OPT_STATE_DIR, OPT_SOCKET, OPT_SUBTREE, OPT_CONTROLLERS,
-               OPT_LOG_LEVEL, OPT_VERSION, OPT_REMOVE_SUBTREE };
+               OPT_LOG_LEVEL, OPT_LOG_TARGET, OPT_LOG_RATELIMIT, OPT_VERSION, OPT_REMOVE_SUBTREE };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, OPT_VERSION },
@@ -80,6 +87,8 @@ int main(int argc, char **argv) {
                 { "subtree", required_argument, NULL, OPT_SUBTREE },
                 { "controllers", required_argument, NULL, OPT_CONTROLLERS },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+                { "log-target", required_argument, NULL, OPT_LOG_TARGET },
+                { "log-ratelimit", required_argument, NULL, OPT_LOG_RATELIMIT },
                 { "remove-subtree-on-exit", no_argument, NULL, OPT_REMOVE_SUBTREE },
                 {},
         };
@@ -87,6 +96,9 @@ int main(int argc, char **argv) {
         Daemon *d = NULL;
         int c, r;
 
+        /* vmmgrd logs to the journal natively when it is there (common/
+         * does not link libsystemd: the sender is given here). */
+        log_set_journal_send(sd_journal_sendv);
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
@@ -130,6 +142,26 @@ int main(int argc, char **argv) {
                         }
                         log_set_max_level(r);
                         break;
+                case OPT_LOG_TARGET:
+                        r = log_parse_target(optarg);
+                        if (r < 0) {
+                                log_error("Unknown log target \"%s\" (auto, journal or stderr)", optarg);
+                                return 2;
+                        }
+                        log_set_target(r);
+                        break;
+                case OPT_LOG_RATELIMIT: {
+                        uint64_t interval;
+                        unsigned burst;
+
+                        if (log_parse_ratelimit(optarg, &interval, &burst) < 0) {
+                                log_error("--log-ratelimit takes N/SECONDS (1..1000000 per 1..86400 s) or off, "
+                                          "not \"%s\"", optarg);
+                                return 2;
+                        }
+                        log_set_ratelimit(interval, burst);
+                        break;
+                }
                 default:
                         usage(stderr);
                         return 2;
