@@ -1522,6 +1522,159 @@ static void test_tls(void **state) {
         }
 }
 
+/* ---- socket activation and the graceful stop (api_quiesce) ------------------------ */
+
+/* One whole answer (headers and Content-Length's body) from a kept-alive
+ * connection; its length, 0 on EOF or a cut answer. */
+static size_t read_answer(int fd, char *buf, size_t size) {
+        size_t len = 0;
+
+        for (;;) {
+                char *end, *cl;
+                ssize_t k;
+
+                buf[len] = '\0';
+                end = strstr(buf, "\r\n\r\n");
+                if (end && (cl = strcasestr(buf, "Content-Length:")) && cl < end &&
+                    len >= (size_t) (end + 4 - buf) + strtoul(cl + 15, NULL, 10))
+                        return len;
+                if (len + 1 >= size || (k = read(fd, buf + len, size - 1 - len)) <= 0)
+                        return 0;
+                len += (size_t) k;
+        }
+}
+
+static bool readable_within(int fd, int ms) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        return poll(&p, 1, ms) > 0;
+}
+
+/* Runs the loop until the API holds `want` connections (checked with the
+ * loop stopped: api_connections() is the loop thread's).  Leaves it stopped. */
+static void wait_connections(Server *s, unsigned want) {
+        for (int i = 0; i < 500; i++) {
+                server_stop(s);
+                if (api_connections(s->api) == want)
+                        return;
+                server_start(s);
+                usleep(10000);
+        }
+        server_stop(s);
+        fail_msg("the API holds %u connections, not %u", api_connections(s->api), want);
+}
+
+static Api *api_on(Server *s, int listen_fd) {
+        ApiConfig cfg = { .allowed_gid = API_GID_ROOT_ONLY, .unix_path = s->sock, .unix_fd = dup(listen_fd) };
+        ApiError err = {};
+        Api *api = NULL;
+        int r;
+
+        assert_true(cfg.unix_fd > 0);
+        r = api_new(&cfg, &fake_ops, &s->fake, &api, &err);
+        if (r < 0)
+                fail_msg("api_new on a given socket: %s (%s)", strerror(-r), err.message);
+        return api;
+}
+
+/* What vmmgrd does across an upgrade under socket activation: the test
+ * holds the listening socket (systemd's part); one Api serves it and is
+ * quiesced -- its kept-alive idle connection closed, a connection that has
+ * not sent its request yet still answered (with Connection: close), one
+ * that sends nothing closed after the grace, a new connection left
+ * waiting in the backlog, the socket file kept --
+ * and a second Api on the same socket answers the one that waited. */
+static void test_handover(void **state) {
+        static const char get[] = "GET /v1/vms HTTP/1.1\r\nHost: x\r\n\r\n";
+        Server *s = calloc(1, sizeof *s);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char buf[8192];
+        struct stat st;
+        ApiConfig bad;
+        ApiError err = {};
+        Api *api = NULL;
+        int lfd, keep, fresh, silent, queued, pair[2];
+
+        (void) state;
+        assert_non_null(s);
+        snprintf(s->dir, sizeof s->dir, "/tmp/vmmgr-test-api-XXXXXX");
+        assert_non_null(mkdtemp(s->dir));
+        snprintf(s->sock, sizeof s->sock, "%s/api.sock", s->dir);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", s->sock);
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(lfd >= 0);
+        assert_int_equal(bind(lfd, (struct sockaddr *) &sa, sizeof sa), 0);
+        assert_int_equal(listen(lfd, 16), 0);
+
+        /* A given descriptor that is no listener: refused, and closed. */
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+        bad = (ApiConfig) { .allowed_gid = API_GID_ROOT_ONLY, .unix_path = s->sock, .unix_fd = pair[0] };
+        assert_int_equal(api_new(&bad, &fake_ops, &s->fake, &api, &err), -ENOTSOCK);
+        assert_non_null(strstr(err.message, "not a listening"));
+        assert_int_equal(fcntl(pair[0], F_GETFD), -1);
+        close(pair[1]);
+
+        s->api = api_on(s, lfd);
+        s->stop_fd = eventfd(0, EFD_CLOEXEC);
+        assert_true(s->stop_fd >= 0);
+        server_start(s);
+
+        /* A kept-alive connection, answered once and idle; a fresh one. */
+        keep = raw_connect(s->sock);
+        assert_true(keep >= 0);
+        assert_true(write_all(keep, get, strlen(get)));
+        assert_true(read_answer(keep, buf, sizeof buf) > 0);
+        assert_non_null(strstr(buf, "HTTP/1.1 200"));
+        fresh = raw_connect(s->sock);
+        assert_true(fresh >= 0);
+        silent = raw_connect(s->sock);
+        assert_true(silent >= 0);
+        wait_connections(s, 3);
+
+        api_quiesce(s->api);
+        assert_true(api_is_quiesced(s->api));
+        api_quiesce(s->api); /* idempotent */
+        assert_int_equal(api_get_tcp_fd(s->api), -EBADF);
+        /* The idle one is closed at once: EOF, no answer. */
+        assert_true(readable_within(keep, 2000));
+        assert_int_equal(read(keep, buf, sizeof buf), 0);
+        close(keep);
+        /* New connections queue in the kernel, unanswered. */
+        queued = raw_connect(s->sock);
+        assert_true(queued >= 0);
+        assert_true(write_all(queued, get, strlen(get)));
+        server_start(s);
+
+        /* The fresh one's request is answered, and that ends it. */
+        assert_true(write_all(fresh, get, strlen(get)));
+        assert_true(read_answer(fresh, buf, sizeof buf) > 0);
+        assert_non_null(strstr(buf, "HTTP/1.1 200"));
+        assert_non_null(strcasestr(buf, "Connection: close"));
+        assert_true(readable_within(fresh, 2000));
+        assert_int_equal(read(fresh, buf, sizeof buf), 0);
+        close(fresh);
+        /* One that never begins a request is not waited for past the grace. */
+        assert_true(readable_within(silent, 3000));
+        assert_int_equal(read(silent, buf, sizeof buf), 0);
+        close(silent);
+        wait_connections(s, 0);
+        assert_false(readable_within(queued, 200));
+
+        /* Stopped: the socket it was given is not removed ... */
+        api_free(s->api);
+        assert_int_equal(stat(s->sock, &st), 0);
+        assert_true(S_ISSOCK(st.st_mode));
+        /* ... and the next one answers what waited. */
+        s->api = api_on(s, lfd);
+        server_start(s);
+        assert_true(read_answer(queued, buf, sizeof buf) > 0);
+        assert_non_null(strstr(buf, "HTTP/1.1 200"));
+        assert_null(strcasestr(buf, "Connection: close"));
+        close(queued);
+        close(lfd);
+        server_free(s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_routes_table),
@@ -1538,6 +1691,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_client_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_peercred, setup, teardown),
                 cmocka_unit_test(test_tls),
+                cmocka_unit_test(test_handover),
         };
 
         /* vmmgrd ignores SIGPIPE too: a client that hangs up mid-reply must

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -53,6 +54,9 @@
  * round closes them, and one round accepts up to 11 new ones. */
 #define CLOSING_SLACK 32u
 #define CONNECTIONS_MIN 4u
+/* After api_quiesce(), how long a connection that has not begun a request
+ * (accepted, nothing received) is still waited for. */
+#define QUIESCE_GRACE_USEC (1 * USEC_PER_SEC)
 
 
 struct Api {
@@ -64,6 +68,12 @@ struct Api {
          * libmicrohttpd in external mode needs an MHD_run() to notice. */
         int wake_fd;
         char *unix_path;
+        bool unix_given;  /* ApiConfig.unix_fd: not ours to unlink */
+        /* api_quiesce(): no more accepting; the listen sockets
+         * libmicrohttpd gave back, closed by api_free(). */
+        bool quiesced;
+        uint64_t quiesced_usec;
+        int unix_quiesced_fd, tcp_quiesced_fd;
         gid_t allowed_gid;
         uint16_t tcp_port;
         size_t max_body, max_header;
@@ -105,6 +115,8 @@ struct Conn {
         uint64_t since_usec; /* waiting for a request since: accepted, or the previous answer */
         bool waiting;        /* in the wait list: may be closed for room or when late */
         bool closing;        /* shut down by us; libmicrohttpd has yet to close it */
+        bool started;        /* a request line came in and is not answered yet */
+        bool answered_once;  /* a request was answered: kept alive since */
         Conn *prev, *next;   /* Listener.conns */
         Conn *wait_prev, *wait_next;
 };
@@ -127,6 +139,7 @@ struct ApiRequest {
         bool queued;
         bool waiting; /* suspended until the service answers */
         bool resumed; /* the service answered: queue the reply */
+        bool closes;  /* answered with "Connection: close" (api_quiesce()) */
 };
 
 

@@ -30,6 +30,16 @@
  * connection_limit to fit half of RLIMIT_NOFILE's soft limit (the other
  * half is left to the caller); api_get_limits() says what is in force.
  *
+ * Listening sockets given (socket activation, docs/vmmgrd.md "Upgrades
+ * without refusing a request").  ApiConfig.unix_fd and tcp_fd hand
+ * api_new() a socket that already listens (systemd's, or one kept in its
+ * file-descriptor store) to serve instead of binding one: it is owned by
+ * the API from api_new() on (closed on failure too), its path is never
+ * unlinked, and nothing checks that it matches unix_path or tcp_address
+ * (the caller does).  api_quiesce() stops accepting without closing the
+ * listeners: connections that arrive meanwhile wait in the kernel's
+ * backlog for whoever else holds the socket (the next vmmgrd).
+ *
  * Event loop.  No thread of its own: the owner's loop (sd-event in vmmgrd)
  * watches api_get_fd() for EPOLLIN, arms a timer for api_get_timeout_ms()
  * and calls api_dispatch() when either fires.  Service operations run in
@@ -58,9 +68,14 @@
 
 typedef struct ApiConfig {
         const char *unix_path;   /* NULL: no UNIX listener */
+        /* > 0: a listening AF_UNIX stream socket to serve instead of binding
+         * unix_path (which then only names it in messages); 0: bind.
+         * Passed descriptors start at 3 (SD_LISTEN_FDS_START). */
+        int unix_fd;
         gid_t allowed_gid;       /* API_GID_ROOT_ONLY: only uid 0 */
         const char *tcp_address; /* numeric IPv4/IPv6 address; NULL: no TCP listener */
         uint16_t tcp_port;       /* 0: any free port (see api_get_tcp_port()) */
+        int tcp_fd;              /* > 0: a listening TCP socket to serve TLS on instead of binding; 0: bind */
         const char *tls_cert_file, *tls_key_file, *tls_ca_file; /* PEM; required with tcp_address */
         /* Limits (see above); 0 takes the default. */
         size_t max_body_bytes;           /* 0: API_BODY_MAX_DEFAULT */
@@ -90,7 +105,8 @@ typedef struct Api Api;
  * and is not a socket (it is never removed); -EINVAL for an incomplete TLS
  * configuration; errors reading or parsing the TLS files name the file. */
 int api_new(const ApiConfig *cfg, const ServiceOps *ops, void *ops_ctx, Api **ret, ApiError *err);
-/* Closes the listeners and every connection; removes the UNIX socket. */
+/* Closes the listeners and every connection; removes the UNIX socket it
+ * bound (never one it was given: ApiConfig.unix_fd). */
 Api *api_free(Api *api);
 static inline void api_freep(Api **a) {
         if (*a)
@@ -107,6 +123,28 @@ int api_get_timeout_ms(Api *api);
 int api_dispatch(Api *api);
 /* The bound TCP port (useful with tcp_port 0); 0 without a TCP listener. */
 uint16_t api_get_tcp_port(const Api *api);
+/* The TLS listener's socket (still the API's: to hand a copy to systemd's
+ * file-descriptor store); -EBADF without one or after api_quiesce(). */
+int api_get_tcp_fd(const Api *api);
+
+/* Graceful stop, before api_free(): stops accepting on both listeners
+ * and leaves their sockets listening (closed by api_free(); whoever else
+ * holds them -- systemd -- keeps them open, so new connections queue in
+ * the kernel for the next process, never refused).  Requests under way
+ * finish and are answered, each answer from now on with "Connection:
+ * close"; a connection that was accepted but has sent nothing yet is
+ * still served if its request begins within a second (its client has one
+ * on the way), else closed; a kept-alive connection idle after an answer,
+ * with nothing received or buffered, is closed now, as the idle timeout
+ * would (a client reconnects: to the next process).  Idempotent.  Keep calling api_dispatch() until
+ * api_connections() is 0, or give up after a bound: api_free() then
+ * closes the rest, whose requests were never handed to the service
+ * (still arriving; or waiting for the service: those are the caller's
+ * to answer first). */
+void api_quiesce(Api *api);
+bool api_is_quiesced(const Api *api);
+/* Connections open now, both listeners, including those being closed. */
+unsigned api_connections(const Api *api);
 void api_get_limits(const Api *api, ApiLimits *ret);
 
 /* ---- the route table, as data (tests enumerate it) ---------------------- */

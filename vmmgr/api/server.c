@@ -332,6 +332,21 @@ static void conn_idle(struct MHD_Connection *conn) {
         wait_list_add(c->l, c);
 }
 
+/* After api_quiesce(): a kept-alive connection idle after an answer,
+ * with no request begun and nothing buffered in the kernel, is closed
+ * (the idle timeout would too; its client reconnects, to the next
+ * process).  A connection that has never been answered is left to send
+ * its request: its client is on the way with one. */
+static void conn_quiesce(Listener *l, Conn *c) {
+        int pending = 0;
+
+        if (c->closing || c->started || !c->answered_once)
+                return;
+        if (ioctl(c->fd, FIONREAD, &pending) == 0 && pending > 0)
+                return;
+        conn_shut(l, c);
+}
+
 /* Shuts the connections whose time for a whole request is up. */
 static void close_late(Listener *l, uint64_t now) {
         uint64_t limit = (uint64_t) l->api->timeout_sec * USEC_PER_SEC;
@@ -340,6 +355,17 @@ static void close_late(Listener *l, uint64_t now) {
                 conn_shut(l, l->wait_head);
                 l->api->stats.closed_late++;
         }
+        /* Stopping: a connection that has not begun a request within
+         * QUIESCE_GRACE_USEC is not waited for (its client reconnects, to
+         * the next process). */
+        if (l->api->quiesced && now >= l->api->quiesced_usec + QUIESCE_GRACE_USEC)
+                for (Conn *c = l->wait_head, *next; c; c = next) {
+                        next = c->wait_next;
+                        if (!c->started) {
+                                conn_shut(l, c);
+                                l->api->stats.closed_late++;
+                        }
+                }
 }
 
 /* Milliseconds until the oldest waiting connection is late; -1: none waits. */
@@ -349,6 +375,8 @@ static int late_in_ms(const Listener *l, uint64_t now) {
         if (!l || !l->wait_head)
                 return -1;
         due = l->wait_head->since_usec + (uint64_t) l->api->timeout_sec * USEC_PER_SEC;
+        if (l->api->quiesced)
+                due = MIN(due, l->api->quiesced_usec + QUIESCE_GRACE_USEC);
         if (due <= now)
                 return 0;
         return (int) MIN((due - now + 999) / 1000, (uint64_t) INT_MAX);
@@ -366,6 +394,11 @@ static void queue_reply(ApiRequest *req) {
         req->reply = NULL;
         if (req->content_type)
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
+        /* Stopping: the connection ends with this answer (libmicrohttpd
+         * closes it once sent), the client's next request goes to the
+         * next process. */
+        if (req->api->quiesced && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES)
+                req->closes = true;
         if (req->status == 405)
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, req->header_value);
         else if (req->status == 201 && req->header_value[0])
@@ -527,8 +560,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         size_t b = 0;
 
         /* Kept open for the next request: its time starts again. */
-        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-                conn_idle(conn);
+        {
+                Conn *c = conn_of(conn);
+
+                if (c)
+                        c->started = false;
+                if (c && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                        c->answered_once = true;
+                if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                        conn_idle(conn);
+                /* Answered before api_quiesce() without "Connection: close":
+                 * idle now, so closed (unless the next request is in). */
+                if (c && l->api->quiesced && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !(req && req->closes))
+                        conn_quiesce(l, c);
+        }
         if (!req)
                 return;
         *req_cls = NULL;
@@ -546,6 +591,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         free(req->body);
         free(req->reply);
         free(req);
+}
+
+/* The request line is in: a request has begun on this connection (it is
+ * not closed as idle by api_quiesce()).  The value returned starts the
+ * request's context: none yet (on_request() makes it). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+        Conn *c = conn_of(conn);
+
+        (void) cls;
+        (void) uri;
+        if (c)
+                c->started = true;
+        return NULL;
 }
 
 /* libmicrohttpd's diagnostics (malformed requests, failed accepts) explain
@@ -572,6 +630,11 @@ void api_get_stats(const Api *api, ApiStats *ret) {
 
 
 /* ---- listeners ------------------------------------------------------------------------ */
+
+static uint16_t sockaddr_port(const struct sockaddr_storage *ss) {
+        return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *) ss)->sin_port
+                                              : ((const struct sockaddr_in6 *) ss)->sin6_port);
+}
 
 static int unix_listen(const char *path, gid_t gid, int *ret_fd, ApiError *err) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -665,8 +728,7 @@ static int tcp_listen(const char *address, uint16_t port, int *ret_fd, uint16_t 
                 return r;
         }
         freeaddrinfo(ai);
-        *ret_port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *) &ss)->sin_port
-                                                  : ((struct sockaddr_in6 *) &ss)->sin6_port);
+        *ret_port = sockaddr_port(&ss);
         *ret_fd = TAKE_FD(fd);
         return 0;
 }
@@ -767,6 +829,7 @@ static struct MHD_Daemon *start_daemon(Api *api, Listener *l, int fd) {
                 { MHD_OPTION_LISTEN_SOCKET, fd, NULL },
                 { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) on_completed, l },
                 { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) on_connection, l },
+                { MHD_OPTION_URI_LOG_CALLBACK, (intptr_t) on_uri, l },
                 { MHD_OPTION_CONNECTION_LIMIT, (intptr_t) (api->connection_limit + CLOSING_SLACK), NULL },
                 { MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t) api->timeout_sec, NULL },
                 { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) api->max_header, NULL },
@@ -838,8 +901,14 @@ Api *api_free(Api *api) {
                 MHD_stop_daemon(api->unix_daemon);
         if (api->tls_daemon)
                 MHD_stop_daemon(api->tls_daemon);
-        if (api->unix_path && api->unix_daemon)
+        if (api->unix_path && api->unix_daemon && !api->unix_given)
                 (void) unlink(api->unix_path);
+        /* Quiesced listeners are ours to close (libmicrohttpd gave them
+         * back); whoever else holds them keeps them listening. */
+        if (api->unix_quiesced_fd >= 0)
+                close(api->unix_quiesced_fd);
+        if (api->tcp_quiesced_fd >= 0)
+                close(api->tcp_quiesced_fd);
         if (api->epoll_fd >= 0)
                 close(api->epoll_fd);
         if (api->wake_fd >= 0)
@@ -854,8 +923,35 @@ Api *api_free(Api *api) {
         return NULL;
 }
 
+/* A listening socket given by the caller: nonblocking (libmicrohttpd
+ * accepts until EAGAIN), and of the kind asked. */
+static int given_listener(int fd, int family, const char *what, ApiError *err) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int type = 0, listening = 0, flags;
+        socklen_t l1 = sizeof type, l2 = sizeof listening;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) < 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l2) < 0 ||
+            getsockname(fd, (struct sockaddr *) &ss, &len) < 0 || type != SOCK_STREAM || !listening ||
+            (family == AF_UNIX ? ss.ss_family != AF_UNIX
+                               : ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+                set_error(err, "the %s descriptor %d is not a listening %s stream socket", what, fd,
+                          family == AF_UNIX ? "AF_UNIX" : "TCP");
+                return -ENOTSOCK;
+        }
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+            fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+                return negative_errno();
+        return 0;
+}
+
 int api_new(const ApiConfig *cfg, const ServiceOps *ops, void *ops_ctx, Api **ret, ApiError *err) {
         _cleanup_api_ Api *api = NULL;
+        /* Given listeners are ours from here on, also on failure. */
+        _cleanup_close_ int given_unix = cfg->unix_fd > 0 ? cfg->unix_fd : -EBADF;
+        _cleanup_close_ int given_tcp = cfg->tcp_fd > 0 ? cfg->tcp_fd : -EBADF;
         int fd = -EBADF, r;
 
         if (!cfg->unix_path && !cfg->tcp_address) {
@@ -866,6 +962,7 @@ int api_new(const ApiConfig *cfg, const ServiceOps *ops, void *ops_ctx, Api **re
         if (!api)
                 return -ENOMEM;
         api->epoll_fd = -EBADF;
+        api->unix_quiesced_fd = api->tcp_quiesced_fd = -EBADF;
         api->ops = ops;
         api->ops_ctx = ops_ctx;
         api->allowed_gid = cfg->allowed_gid;
@@ -896,14 +993,23 @@ int api_new(const ApiConfig *cfg, const ServiceOps *ops, void *ops_ctx, Api **re
                 if (!api->unix_listener || !api->unix_path)
                         return -ENOMEM;
                 *api->unix_listener = (Listener) { api, TRANSPORT_UNIX };
-                r = unix_listen(cfg->unix_path, cfg->allowed_gid, &fd, err);
-                if (r < 0)
-                        return r;
+                if (given_unix >= 0) {
+                        r = given_listener(given_unix, AF_UNIX, "API socket", err);
+                        if (r < 0)
+                                return r;
+                        fd = TAKE_FD(given_unix);
+                        api->unix_given = true;
+                } else {
+                        r = unix_listen(cfg->unix_path, cfg->allowed_gid, &fd, err);
+                        if (r < 0)
+                                return r;
+                }
                 /* libmicrohttpd owns the listen socket from here on, also when
                  * it fails to start (it closes it). */
                 api->unix_daemon = start_daemon(api, api->unix_listener, fd);
                 if (!api->unix_daemon) {
-                        (void) unlink(cfg->unix_path);
+                        if (!api->unix_given)
+                                (void) unlink(cfg->unix_path);
                         set_error(err, "cannot start the HTTP server on %s", cfg->unix_path);
                         return -EIO;
                 }
@@ -917,9 +1023,22 @@ int api_new(const ApiConfig *cfg, const ServiceOps *ops, void *ops_ctx, Api **re
                 if (!api->tls_listener)
                         return -ENOMEM;
                 *api->tls_listener = (Listener) { api, TRANSPORT_TLS };
-                r = tcp_listen(cfg->tcp_address, cfg->tcp_port, &fd, &api->tcp_port, err);
-                if (r < 0)
-                        return r;
+                if (given_tcp >= 0) {
+                        struct sockaddr_storage ss;
+                        socklen_t len = sizeof ss;
+
+                        r = given_listener(given_tcp, AF_INET, "TLS listener", err);
+                        if (r < 0)
+                                return r;
+                        if (getsockname(given_tcp, (struct sockaddr *) &ss, &len) < 0)
+                                return negative_errno();
+                        api->tcp_port = sockaddr_port(&ss);
+                        fd = TAKE_FD(given_tcp);
+                } else {
+                        r = tcp_listen(cfg->tcp_address, cfg->tcp_port, &fd, &api->tcp_port, err);
+                        if (r < 0)
+                                return r;
+                }
                 api->tls_daemon = start_daemon(api, api->tls_listener, fd);
                 if (!api->tls_daemon) {
                         set_error(err, "cannot start the HTTPS server on %s port %u", cfg->tcp_address,
@@ -941,6 +1060,57 @@ int api_get_fd(Api *api) {
 
 uint16_t api_get_tcp_port(const Api *api) {
         return api->tls_daemon ? api->tcp_port : 0;
+}
+
+int api_get_tcp_fd(const Api *api) {
+        const union MHD_DaemonInfo *info;
+
+        if (!api->tls_daemon || api->quiesced)
+                return -EBADF;
+        info = MHD_get_daemon_info(api->tls_daemon, MHD_DAEMON_INFO_LISTEN_FD);
+        return info && info->listen_fd != MHD_INVALID_SOCKET ? info->listen_fd : -EBADF;
+}
+
+static void quiesce_listener(Listener *l, struct MHD_Daemon *d, int *ret_fd) {
+        MHD_socket fd;
+
+        if (!l || !d)
+                return;
+        /* Out of libmicrohttpd's epoll set, still listening; it no longer
+         * closes it (MHD_stop_daemon() leaves a quiesced socket alone). */
+        fd = MHD_quiesce_daemon(d);
+        if (fd != MHD_INVALID_SOCKET)
+                *ret_fd = fd;
+        for (Conn *c = l->wait_head, *next; c; c = next) {
+                next = c->wait_next;
+                conn_quiesce(l, c);
+        }
+}
+
+void api_quiesce(Api *api) {
+        if (api->quiesced)
+                return;
+        api->quiesced = true;
+        api->quiesced_usec = now_usec();
+        quiesce_listener(api->unix_listener, api->unix_daemon, &api->unix_quiesced_fd);
+        quiesce_listener(api->tls_listener, api->tls_daemon, &api->tcp_quiesced_fd);
+        /* The connections just shut are closed by the next api_dispatch(). */
+        (void) eventfd_write(api->wake_fd, 1);
+}
+
+bool api_is_quiesced(const Api *api) {
+        return api->quiesced;
+}
+
+unsigned api_connections(const Api *api) {
+        const Listener *ls[] = { api->unix_listener, api->tls_listener };
+        unsigned n = 0;
+
+        for (size_t i = 0; i < ARRAY_SIZE(ls); i++)
+                if (ls[i])
+                        for (const Conn *c = ls[i]->conns; c; c = c->next)
+                                n++;
+        return n;
 }
 
 int api_get_timeout_ms(Api *api) {

@@ -6,6 +6,7 @@
  */
 #include "vmmgr/daemon/daemon.h"
 #include "vmmgr/daemon/daemon-libvirt.h"
+#include "vmmgr/daemon/daemon-listen.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -27,6 +28,14 @@
 #define HOUSEKEEPING_USEC (5 * USEC_PER_SEC)
 #define WARNING_INTERVAL_USEC (60 * USEC_PER_SEC) /* for warnings that could repeat every tick */
 #define SURPLUS_NOTICE_QUIET_USEC (60 * USEC_PER_SEC)
+/* Socket-activated, the API waits this long at most for the VMs being
+ * re-adopted (QMP in flight) before it accepts: a request queued across
+ * an upgrade finds its VM connected, not 409 (docs/vmmgrd.md). */
+#define API_GATE_USEC (2 * USEC_PER_SEC)
+#define API_GATE_POLL_USEC (5 * USEC_PER_SEC / 1000)
+/* After SIGTERM the API finishes what is under way (api_quiesce()) for
+ * at most its request timeout and this much more. */
+#define DRAIN_SLACK_USEC (1 * USEC_PER_SEC)
 
 uint64_t daemon_now_mono_usec(void) {
         return clock_now_usec(CLOCK_MONOTONIC);
@@ -582,6 +591,9 @@ static int api_dispatch_and_rearm(Daemon *d) {
 
         if (r < 0 && log_ratelimit(&d->api_warned_usec, daemon_now_mono_usec(), WARNING_INTERVAL_USEC))
                 log_warning_errno(r, "API dispatch failed (said once a minute): %m");
+        /* Stopping: the last request in flight is answered. */
+        if (d->quitting && api_connections(d->api) == 0)
+                return sd_event_exit(d->loop, 0);
         t = api_get_timeout_ms(d->api);
         return rearm(d->api_timer, t < 0 || t > 1000 ? USEC_PER_SEC : (uint64_t) t * 1000);
 }
@@ -591,17 +603,56 @@ static int on_api_io(sd_event_source *s, int fd, uint32_t revents, void *userdat
 }
 
 static int on_api_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        return api_dispatch_and_rearm(userdata);
-}
-
-static int on_quit(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Daemon *d = userdata;
 
-        log_info("Received %s: committing state and exiting; VMs keep running with their limits",
-                 strsignal((int) si->ssi_signo));
-        (void) sd_notify(0, "STOPPING=1");
-        d->quitting = true;
+        if (d->api_gate_until_usec)
+                return 0; /* not open yet: on_api_gate() dispatches first */
+        return api_dispatch_and_rearm(d);
+}
+
+static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+
+        log_warning("%u API connection(s) still open after the drain: closing them (their requests were not "
+                    "handed to the service)",
+                    api_connections(d->api));
         return sd_event_exit(d->loop, 0);
+}
+
+/* A graceful stop (docs/vmmgrd.md, "Upgrades without refusing a
+ * request"): the API stops accepting -- its sockets stay open where
+ * systemd holds them, so new connections wait in the kernel for the next
+ * vmmgrd -- and answers what is under way; then the loop ends and every
+ * ledger is committed.  A second signal exits at once. */
+static int on_quit(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Daemon *d = userdata;
+        ApiLimits lim;
+        unsigned open;
+        int r;
+
+        if (d->quitting) {
+                log_info("Received %s again: exiting now", strsignal((int) si->ssi_signo));
+                return sd_event_exit(d->loop, 0);
+        }
+        d->quitting = true;
+        (void) sd_notify(0, "STOPPING=1");
+        api_quiesce(d->api);
+        open = api_connections(d->api);
+        log_info("Received %s: %s state and exiting; VMs keep running with their limits",
+                 strsignal((int) si->ssi_signo),
+                 open ? "answering the API's requests in flight (accepting no new connections), then committing"
+                      : "committing");
+        if (open == 0)
+                return sd_event_exit(d->loop, 0);
+        /* The API is served until then even if it was not yet open. */
+        d->api_gate_until_usec = 0;
+        (void) sd_event_source_set_enabled(d->api_io, SD_EVENT_ON);
+        (void) api_dispatch_and_rearm(d);
+        api_get_limits(d->api, &lim);
+        r = sd_event_add_time_relative(d->loop, NULL, CLOCK_MONOTONIC,
+                                       (uint64_t) lim.timeout_sec * USEC_PER_SEC + DRAIN_SLACK_USEC, 0,
+                                       on_drain_timeout, d);
+        return r < 0 ? sd_event_exit(d->loop, 0) : 0;
 }
 
 /* SIGHUP: classes and timings apply now, to every bank too; what needs a
@@ -739,6 +790,50 @@ static int adopt_known_vms(Daemon *d) {
         return 0;
 }
 
+/* Socket-activated: the API opens once no VM adopted at start is still
+ * connecting (QMP answers in flight), or after API_GATE_USEC.  What
+ * arrives meanwhile waits in the listening socket's backlog. */
+static int on_api_gate(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        uint64_t now = daemon_now_mono_usec();
+        size_t connecting = 0;
+
+        if (d->api_gate_until_usec == 0)
+                return sd_event_source_set_enabled(s, SD_EVENT_OFF); /* opened already (a stop) */
+        for (size_t i = 0; i < d->n_vms; i++)
+                if (d->vms[i]->link == VM_LINK_CONNECTING)
+                        connecting++;
+        if (connecting > 0 && now < d->api_gate_until_usec) {
+                int r = sd_event_source_set_time(s, now + API_GATE_POLL_USEC);
+
+                return r < 0 ? r : sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
+        if (connecting > 0)
+                log_info("API open with %zu VM(s) still connecting", connecting);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        d->api_gate_until_usec = 0;
+        (void) sd_event_source_set_enabled(d->api_io, SD_EVENT_ON);
+        return api_dispatch_and_rearm(d);
+}
+
+/* "[::1]:8443" or "127.0.0.1:8443" into the address (no brackets) and port. */
+static int parse_tls_listen(const char *listen, char *addr, size_t size, uint16_t *ret_port) {
+        const char *colon = strrchr(listen, ':');
+        size_t len;
+        int port;
+
+        if (!colon || parse_int_range(colon + 1, 1, 65535, &port) < 0)
+                return -EINVAL;
+        snprintf(addr, size, "%.*s", (int) (colon - listen), listen);
+        len = strlen(addr);
+        if (len >= 2 && addr[0] == '[' && addr[len - 1] == ']') {
+                memmove(addr, addr + 1, len - 2);
+                addr[len - 2] = '\0';
+        }
+        *ret_port = (uint16_t) port;
+        return 0;
+}
+
 static int open_api(Daemon *d) {
         ApiConfig cfg = {
                 .unix_path = d->cfg.socket_path,
@@ -749,42 +844,75 @@ static int open_api(Daemon *d) {
                 .max_header_bytes = d->cfg.api_max_header_bytes,
                 .max_body_bytes = d->cfg.api_max_body_bytes,
         };
+        static char addr[128];
+        DaemonListenFds lf;
         ApiError err = { 0 };
         ApiLimits lim;
+        bool store_tls = false, replace_stored = false;
         int r, t;
 
+        /* Sockets systemd passed (socket activation, the fd store):
+         * served instead of bound (daemon-listen.h). */
+        r = daemon_listen_fds(&lf);
+        if (r < 0)
+                return r;
         if (d->cfg.socket_group[0]) {
                 struct group *g = getgrnam(d->cfg.socket_group);
-                if (!g)
-                        return log_error_errno(-ENOENT, "socket_group \"%s\" does not exist", d->cfg.socket_group);
+                if (!g) {
+                        r = log_error_errno(-ENOENT, "socket_group \"%s\" does not exist", d->cfg.socket_group);
+                        goto fail;
+                }
                 cfg.allowed_gid = g->gr_gid;
         }
-        if (d->cfg.tls_listen[0]) {
-                static char addr[128];
-                char *colon = strrchr(d->cfg.tls_listen, ':');
-                int port;
+        if (lf.api_fd >= 0) {
+                struct stat st;
 
-                if (!colon || parse_int_range(colon + 1, 1, 65535, &port) < 0)
-                        return log_error_errno(-EINVAL, "api.tls listen must be ADDRESS:PORT, got \"%s\"",
-                                               d->cfg.tls_listen);
-                snprintf(addr, sizeof(addr), "%.*s", (int) (colon - d->cfg.tls_listen), d->cfg.tls_listen);
-                /* "[::1]:8443": the address without its brackets. */
-                {
-                        size_t len = strlen(addr);
-                        if (len >= 2 && addr[0] == '[' && addr[len - 1] == ']') {
-                                memmove(addr, addr + 1, len - 2);
-                                addr[len - 2] = '\0';
-                        }
+                if (strcmp(lf.api_path, d->cfg.socket_path) != 0)
+                        log_warning("systemd passed the API socket %s, but vmmgrd's socket is %s: serving %s "
+                                    "(make ListenStream= in vmmgrd.socket and \"socket\" agree)",
+                                    lf.api_path[0] ? lf.api_path : "(unnamed)", d->cfg.socket_path,
+                                    lf.api_path[0] ? lf.api_path : "the passed socket");
+                /* Who may connect is the socket unit's to say. */
+                if (lf.api_path[0] && stat(lf.api_path, &st) == 0 && cfg.allowed_gid != API_GID_ROOT_ONLY &&
+                    st.st_gid != cfg.allowed_gid)
+                        log_warning("The API socket %s belongs to group %u, not socket_group %s: its members cannot "
+                                    "connect (set SocketGroup= in vmmgrd.socket)",
+                                    lf.api_path, (unsigned) st.st_gid, d->cfg.socket_group);
+                cfg.unix_fd = lf.api_fd;
+                cfg.unix_path = lf.api_path[0] ? lf.api_path : d->cfg.socket_path;
+                lf.api_fd = -EBADF; /* the API's now */
+        }
+        if (d->cfg.tls_listen[0]) {
+                r = parse_tls_listen(d->cfg.tls_listen, addr, sizeof addr, &cfg.tcp_port);
+                if (r < 0) {
+                        r = log_error_errno(-EINVAL, "api.tls listen must be ADDRESS:PORT, got \"%s\"",
+                                            d->cfg.tls_listen);
+                        goto fail;
                 }
                 cfg.tcp_address = addr;
-                cfg.tcp_port = (uint16_t) port;
                 cfg.tls_cert_file = d->cfg.tls_cert;
                 cfg.tls_key_file = d->cfg.tls_key;
                 cfg.tls_ca_file = d->cfg.tls_client_ca;
+                if (lf.tls_fd >= 0 && daemon_listen_tls_matches(lf.tls_fd, addr, cfg.tcp_port)) {
+                        cfg.tcp_fd = lf.tls_fd;
+                        lf.tls_fd = -EBADF;
+                } else {
+                        /* Bound here: handed to systemd to outlive us, in
+                         * place of a stored one that no longer fits. */
+                        store_tls = true;
+                        replace_stored = lf.tls_fd >= 0;
+                }
+        } else if (lf.tls_fd >= 0) {
+                log_warning("systemd passed a TLS listener, but [api.tls] listen is not set: closing it");
+                daemon_listen_unstore_tls();
         }
+        if (lf.tls_fd >= 0)
+                close(lf.tls_fd);
         r = api_new(&cfg, &daemon_service_ops, d, &d->api, &err);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the API: %s", err.message);
+        if (store_tls)
+                daemon_listen_store_tls(api_get_tcp_fd(d->api), replace_stored);
         api_get_limits(d->api, &lim);
         if (lim.connection_limit < cfg.connection_limit)
                 log_warning("API: max_connections lowered from %u to %u to fit RLIMIT_NOFILE (raise LimitNOFILE=)",
@@ -792,13 +920,31 @@ static int open_api(Daemon *d) {
         log_info("API limits: %u connections per listener, %u per peer, %us for a request, headers %zu bytes, "
                  "body %zu bytes",
                  lim.connection_limit, lim.per_peer_limit, lim.timeout_sec, lim.max_header_bytes, lim.max_body_bytes);
+        if (cfg.unix_fd > 0 || cfg.tcp_fd > 0)
+                log_info("Serving the listening socket(s) systemd passed: %s%s%s", cfg.unix_fd > 0 ? cfg.unix_path : "",
+                         cfg.unix_fd > 0 && cfg.tcp_fd > 0 ? " and " : "",
+                         cfg.tcp_fd > 0 ? "the TLS listener" : "");
         r = sd_event_add_io(d->loop, &d->api_io, api_get_fd(d->api), EPOLLIN, on_api_io, d);
         if (r < 0)
                 return r;
         t = api_get_timeout_ms(d->api);
-        return sd_event_add_time_relative(d->loop, &d->api_timer, CLOCK_MONOTONIC,
-                                          t < 0 || t > 1000 ? USEC_PER_SEC : (uint64_t) t * 1000, 0,
-                                          on_api_timer, d);
+        r = sd_event_add_time_relative(d->loop, &d->api_timer, CLOCK_MONOTONIC,
+                                       t < 0 || t > 1000 ? USEC_PER_SEC : (uint64_t) t * 1000, 0, on_api_timer, d);
+        if (r < 0 || (cfg.unix_fd <= 0 && cfg.tcp_fd <= 0))
+                return r;
+        /* Socket-activated: closed until the VMs are re-adopted (the
+         * connections queue meanwhile; on_api_gate()). */
+        d->api_gate_until_usec = daemon_now_mono_usec() + API_GATE_USEC;
+        r = sd_event_source_set_enabled(d->api_io, SD_EVENT_OFF);
+        if (r < 0)
+                return r;
+        return sd_event_add_time_relative(d->loop, NULL, CLOCK_MONOTONIC, 0, 1, on_api_gate, d);
+fail:
+        if (lf.api_fd >= 0)
+                close(lf.api_fd);
+        if (lf.tls_fd >= 0)
+                close(lf.tls_fd);
+        return r;
 }
 
 int daemon_new(const DaemonOptions *opts, Daemon **ret) {

@@ -213,7 +213,8 @@ struct Daemon {
         bool rebooted;
         uint64_t started_mono_usec;
         LiveUpdate lu;
-        bool quitting;
+        bool quitting;                 /* SIGTERM: the API drains, then the loop ends */
+        uint64_t api_gate_until_usec;  /* socket-activated start: API closed until then (0: open) */
         bool remove_subtree_on_exit;
         bool on_model; /* given a stand-in host, not this machine's (test seam) */
         int (*model_peer_pid)(const char *qmp_path, pid_t *ret, void *userdata);

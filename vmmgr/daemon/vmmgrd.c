@@ -42,8 +42,12 @@ static void usage(FILE *out) {
               "  -h, --help              Show this help\n"
               "      --version           Show the version\n"
               "\n"
-              "Signals: SIGTERM/SIGINT commit state and exit, leaving VMs running with their\n"
-              "limits; SIGHUP reloads the configuration (credit classes and timings).\n",
+              "Signals: SIGTERM/SIGINT stop accepting, answer the API requests under way,\n"
+              "commit state and exit, leaving VMs running with their limits; SIGHUP reloads\n"
+              "the configuration (credit classes and timings).\n"
+              "\n"
+              "Under systemd, sockets passed with LISTEN_FDS (vmmgrd.socket, the fd store)\n"
+              "are served instead of bound: restarts refuse no request (docs/vmmgrd.md).\n",
               out);
 }
 
