@@ -300,6 +300,10 @@ static void on_facts(const LvDomainFacts *f, void *userdata) {
         }
         if (vm && vm->link == VM_LINK_BOUND && vm->pid == pid) {
                 snprintf(vm->run_state, sizeof(vm->run_state), "%s", run_state_name(f->state));
+                /* An incoming domain libvirt resumed before vmmgrd had
+                 * adopted it (its RESUMED came first): resumed now. */
+                if (f->state == VIR_DOMAIN_RUNNING)
+                        daemon_vm_migration_lv_resumed(d, vm);
                 respec(d, vm, &spec, class_name);
                 return; /* already managed: a reconnect, a second report, a metadata change */
         }
@@ -445,6 +449,16 @@ static const char *stopped_reason(int detail) {
         }
 }
 
+/* A domain STARTED_MIGRATED is incoming until adopted; one that stops
+ * (or starts again otherwise) before is not any more. */
+static void lv_incoming_forget(Daemon *d, const VmId *id) {
+        for (size_t i = 0; i < d->n_lv_incoming; i++)
+                if (vm_id_equal(&d->lv_incoming[i], id)) {
+                        d->lv_incoming[i] = d->lv_incoming[--d->n_lv_incoming];
+                        return;
+                }
+}
+
 static void on_lifecycle(LvConn *c, virDomainPtr dom, const char *uuid, int event, int detail, void *userdata) {
         Daemon *d = userdata;
         VmId id;
@@ -455,6 +469,7 @@ static void on_lifecycle(LvConn *c, virDomainPtr dom, const char *uuid, int even
         vm = daemon_find_vm(d, &id);
         switch (event) {
         case VIR_DOMAIN_EVENT_STARTED:
+                lv_incoming_forget(d, &id);
                 if (detail == VIR_DOMAIN_EVENT_STARTED_MIGRATED && !vm &&
                     d->n_lv_incoming < ARRAY_SIZE(d->lv_incoming))
                         d->lv_incoming[d->n_lv_incoming++] = id;
@@ -475,6 +490,7 @@ static void on_lifecycle(LvConn *c, virDomainPtr dom, const char *uuid, int even
                         daemon_vm_migration_lv_resumed(d, vm);
                 break;
         case VIR_DOMAIN_EVENT_STOPPED:
+                lv_incoming_forget(d, &id); /* an incoming domain that never ran here */
                 if (vm && vm->libvirt_name[0] &&
                     !daemon_vm_migration_lv_source_stopped(d, vm, detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED))
                         let_go(d, vm, stopped_reason(detail));

@@ -369,7 +369,8 @@ static void on_peer_reply(const PeerReply *rep, void *userdata) {
                         epoch = json_object_get_int64(v);
                 if (!reply || (rep->status != 200 && rep->status != 202))
                         snprintf(vm->mig_last_error, sizeof(vm->mig_last_error), "HTTP %ld from %s: %.160s",
-                                 rep->status, vm->mig.destination, rep->body ? rep->body : "");
+                                 rep->status, vm->mig.destination[0] ? vm->mig.destination : "a peer",
+                                 rep->body ? rep->body : "");
                 else
                         vm->mig_last_error[0] = '\0';
         }
@@ -826,10 +827,6 @@ int daemon_migration_record(Daemon *d, const MigRecord *rec, ServiceMigrationAns
         if (!vm) {
                 snprintf(ret->reason, sizeof(ret->reason), "VM %s is not registered here (yet)", rec->vm.str);
                 return 0;
-        }
-        if (vm->libvirt_name[0]) {
-                snprintf(errbuf, errsize, "VM %s is a libvirt domain", vm->id.str);
-                return -EBUSY;
         }
         saved = vm->mig;
         look_mono = daemon_now_mono_usec();

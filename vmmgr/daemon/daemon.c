@@ -231,9 +231,16 @@ int daemon_vm_bank_start(Daemon *d, Vm *vm, bool fresh, uint64_t mono) {
 
         emulated_bank_params_default(&params);
         params.tick_usec = d->cfg.tick_usec;
-        if (fresh)
-                return credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, &params,
-                                       daemon_vm_migration_fresh_ledger(d, vm), UINT64_MAX, mono, &vm->bank);
+        if (fresh) {
+                /* A migration's destination: its vCPUs ran only after the
+                 * resume, which may be before vmmgrd adopted it (libvirt
+                 * reports a resumed domain late): everything its group
+                 * counted is charged. */
+                const CreditLedger *incoming = daemon_vm_migration_fresh_ledger(d, vm);
+
+                return credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, &params, incoming,
+                                       incoming ? 0 : UINT64_MAX, mono, &vm->bank);
+        }
         if (!vm->ledger_frozen && unix_now > vm->ledger_time_unix_usec)
                 since = unix_now - vm->ledger_time_unix_usec;
         return credit_bank_new(d->host, &vm->id, &vm->spec, d->bank_kind, &params, &vm->ledger,

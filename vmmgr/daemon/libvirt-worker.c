@@ -130,7 +130,11 @@ static void ask(LvWorker *w, virConnectPtr *conn, const char *uuid, LvDomainFact
         f->credits_r = lv_credits_get(dom, VIR_DOMAIN_AFFECT_LIVE, &f->credits, &f->credits_err);
         if (f->credits_r == -EIO)
                 check_alive(conn);
-        if (info.state == VIR_DOMAIN_RUNNING || info.state == VIR_DOMAIN_PAUSED) {
+        /* Running only: for a paused domain libvirt asks QEMU, which for
+         * an incoming migration waits until the migration job ends (up to
+         * libvirt's 30 s job timeout when it fails), and this thread with
+         * it.  A paused domain's balloon is not known until it runs. */
+        if (info.state == VIR_DOMAIN_RUNNING) {
                 virDomainMemoryStatStruct st[VIR_DOMAIN_MEMORY_STAT_NR];
                 int n = virDomainMemoryStats(dom, st, VIR_DOMAIN_MEMORY_STAT_NR, 0);
 
