@@ -211,8 +211,13 @@ grep -q "libvirt hook: domain $name ($uuid) started" "$tmp/vmmgrd.log" \
 # --- 2. bursts, then held near baseline --------------------------------------
 tid=$(vcpu_tid "$pid") || fail "no vCPU thread"
 b=$(share "$pid" "$tid" 1)
-echo "bursting (launch credits): vCPU ran $b % of a CPU over 1 s; quota $(quota_of "$dom_dir")"
-[ "$b" -ge 70 ] || fail "not bursting on launch credits: $b %"
+q=$(quota_of "$dom_dir")
+echo "bursting (launch credits): vCPU ran $b % of a CPU over 1 s; quota $q"
+# vmmgr sets no limit while there are credits; what the vCPU gets then is
+# the host's to give (meson runs other tests beside this one on 2 cores):
+# clearly above its 20 % baseline is what says it is not held there.
+[ "$q" = -1 ] || [ "$q" = max ] || fail "limited while it has launch credits: quota $q"
+[ "$b" -ge 35 ] || fail "not bursting on launch credits: $b %"
 # Launch 3 s + cap 2 s: out of credits within about 6 s.
 for ((i = 0; i < 100; i++)); do
   st=$("$vmmgrctl" credits show "$uuid" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
