@@ -44,13 +44,13 @@ void mig_vm_own(MigVm *v, const VmId *vm, const CreditSpec *spec, const CreditLe
 /* Charges earnings and use up to now; the ledger of a frozen VM too (the
  * freeze and a revert account with it). */
 static void account(MigVm *v, uint64_t now_usec, uint64_t counter) {
-        if (now_usec > v->ledger_time_usec) {
-                credit_ledger_accrue(&v->ledger, &v->spec, now_usec - v->ledger_time_usec);
-                v->ledger_time_usec = now_usec;
-        }
+        uint64_t wall = now_usec > v->ledger_time_usec ? now_usec - v->ledger_time_usec : 0;
+
         /* A counter below the base is another QEMU process: all of it is new use. */
-        credit_ledger_spend(&v->ledger, &v->spec,
-                            counter >= v->usage_base_usec ? counter - v->usage_base_usec : counter);
+        credit_ledger_advance(&v->ledger, &v->spec, wall,
+                       counter >= v->usage_base_usec ? counter - v->usage_base_usec : counter);
+        if (now_usec > v->ledger_time_usec)
+                v->ledger_time_usec = now_usec;
         v->usage_base_usec = counter;
 }
 
@@ -153,8 +153,17 @@ int mig_dst_resume(MigVm *v, uint64_t now_usec) {
         provisional.launch_usec = 0;
         credit_ledger_init(&v->ledger, &provisional);
         v->ledger_time_usec = now_usec;
+        v->resumed_at_usec = now_usec;
         v->role = MIG_PROVISIONAL;
         return 0;
+}
+
+int mig_dst_resume_late(MigVm *v, uint64_t now_usec) {
+        int r = mig_dst_resume(v, now_usec);
+
+        if (r == 0)
+                v->resume_late = true;
+        return r;
 }
 
 int mig_dst_gone(MigVm *v) {
@@ -164,10 +173,22 @@ int mig_dst_gone(MigVm *v) {
         return 0;
 }
 
+/* Brings the frozen ledger to now: the downtime (freeze to resume: QEMU
+ * stopped) only earns; in the provisional window (resume to now) the VM
+ * earned and spent at once. */
+static void merge_since_freeze(CreditLedger *m, const CreditSpec *s, uint64_t frozen_at, uint64_t resumed_at,
+                               uint64_t now, uint64_t used) {
+        uint64_t resume = MIN(MAX(resumed_at, frozen_at), MAX(now, frozen_at));
+
+        if (resume > frozen_at)
+                credit_ledger_accrue(m, s, resume - frozen_at);
+        credit_ledger_advance(m, s, now > resume ? now - resume : 0, used);
+}
+
 MigReply mig_dst_record(MigVm *v, const MigRecord *rec, uint64_t now_usec, uint64_t usage_counter_usec,
                         bool *ret_changed) {
         CreditLedger merged;
-        uint64_t used;
+        uint64_t used, resumed_at;
 
         *ret_changed = false;
         switch (v->role) {
@@ -188,9 +209,17 @@ MigReply mig_dst_record(MigVm *v, const MigRecord *rec, uint64_t now_usec, uint6
          * not added, so nothing is counted twice), and the use since
          * resume. */
         merged = rec->ledger;
-        if (now_usec > rec->frozen_at_usec)
-                credit_ledger_accrue(&merged, &rec->spec, now_usec - rec->frozen_at_usec);
-        credit_ledger_spend(&merged, &rec->spec, used);
+        resumed_at = v->resumed_at_usec;
+        if (v->resume_late) {
+                /* Held at its provisional baseline since it resumed: it
+                 * resumed no later than its use says. */
+                uint64_t rate = (uint64_t) credit_earn_per_sec(&v->spec);
+                uint64_t ran = rate ? (uint64_t) ((unsigned __int128) used * USEC_PER_SEC / rate) : 0;
+
+                if (ran < now_usec && now_usec - ran < resumed_at)
+                        resumed_at = now_usec - ran;
+        }
+        merge_since_freeze(&merged, &rec->spec, rec->frozen_at_usec, resumed_at, now_usec, used);
         merged.generation++;
         v->ledger = merged;
         v->spec = rec->spec;

@@ -79,6 +79,8 @@ typedef struct MigVm {
         uint64_t usage_base_usec;  /* QEMU's usage counter the ledger is charged up to */
         MigRecord record;          /* frozen, handed off: the record */
         bool outgoing;             /* source: a migration was announced (mig_src_start) */
+        uint64_t resumed_at_usec;  /* destination: when QEMU resumed (provisional from then) */
+        bool resume_late;          /* destination: found running; resumed_at is an upper bound */
         char destination[MIG_HOST_MAX];
 } MigVm;
 
@@ -151,6 +153,12 @@ int mig_src_resumed(MigVm *v, uint64_t now_usec, uint64_t usage_counter_usec);
 void mig_dst_incoming(MigVm *v, const VmId *vm, const CreditSpec *spec, uint64_t usage_counter_usec);
 /* QEMU resumed: a provisional bank with nothing in it earns from now. */
 int mig_dst_resume(MigVm *v, uint64_t now_usec);
+/* QEMU was found running: its resume was missed (the daemon was down, or
+ * the tool registered it late), so when it resumed is not known.  The
+ * merge estimates it from the use since: held at most at its baseline
+ * (the incoming and provisional banks hold nothing), the VM cannot have
+ * used more than its earnings since it resumed. */
+int mig_dst_resume_late(MigVm *v, uint64_t now_usec);
 /* QEMU went before it resumed: a tombstone that answers nack. */
 int mig_dst_gone(MigVm *v);
 

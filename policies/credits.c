@@ -312,6 +312,29 @@ void credit_ledger_accrue(CreditLedger *l, const CreditSpec *s, uint64_t wall_us
         l->generation++;
 }
 
+#define ADVANCE_STEP_USEC UINT64_C(10000)
+#define ADVANCE_STEPS_MAX UINT64_C(256)
+
+void credit_ledger_advance(CreditLedger *l, const CreditSpec *s, uint64_t wall_usec, uint64_t used_usec) {
+        uint64_t steps;
+        int64_t earn;
+
+        /* The earnings at most (no remainder, no repayment first): if even
+         * they fit under the cap, the order cannot forfeit anything. */
+        earn = (int64_t) MIN((unsigned __int128) credit_earn_per_sec(s) * wall_usec / 1000000 + 1,
+                             (unsigned __int128) CREDIT_AMOUNT_MAX);
+        if (used_usec == 0 || wall_usec == 0 || l->balance_usec + earn <= credit_spec_cap(s)) {
+                credit_ledger_accrue(l, s, wall_usec);
+                credit_ledger_spend(l, s, used_usec);
+                return;
+        }
+        steps = MIN(MAX(wall_usec / ADVANCE_STEP_USEC, UINT64_C(1)), ADVANCE_STEPS_MAX);
+        for (uint64_t i = 0; i < steps; i++) {
+                credit_ledger_accrue(l, s, wall_usec * (i + 1) / steps - wall_usec * i / steps);
+                credit_ledger_spend(l, s, used_usec * (i + 1) / steps - used_usec * i / steps);
+        }
+}
+
 void credit_ledger_spend(CreditLedger *l, const CreditSpec *s, uint64_t used_usec) {
         int64_t rest, take;
 

@@ -125,6 +125,15 @@ void credit_ledger_accrue(CreditLedger *l, const CreditSpec *s, uint64_t wall_us
 /* The VM used `used_usec` of CPU: launch credits first, then the bank,
  * then (unlimited) surplus or (standard) overdraft. */
 void credit_ledger_spend(CreditLedger *l, const CreditSpec *s, uint64_t used_usec);
+/* `wall_usec` of time in which the VM earned and used `used_usec`, known
+ * only as totals (one look's worth, a record applied late).  Where the
+ * bank cannot reach its cap meanwhile it is accrue then spend.  Near the
+ * cap the two are laid over the time in steps of about 10 ms (at most
+ * 256), earn then spend each, as if the VM used its CPU evenly: a VM that
+ * spends while it earns keeps the bank below the cap, and only what it
+ * did not spend is forfeited (earning it all first forfeited what the VM
+ * used meanwhile, up to a whole look's earnings). */
+void credit_ledger_advance(CreditLedger *l, const CreditSpec *s, uint64_t wall_usec, uint64_t used_usec);
 /* What the VM may still spend before it is held to baseline (standard) or
  * starts running on surplus (unlimited): launch + bank - debt (may be < 0). */
 int64_t credit_ledger_available(const CreditLedger *l);

@@ -23,10 +23,13 @@
  *   - at the end, one owner, unless the destination never knew the VM
  *     (its daemon down for the incoming QEMU's whole life: the record is
  *     then held, not lost, and the schedule counts as "in limbo");
- *   - credits: the owner's balance at the end equals the initial balance
- *     plus the policy's earnings over the whole run minus all the CPU both
- *     QEMUs used (from their counters), within one tick of earnings: never
- *     created, never lost beyond that.
+ *   - credits: the owner's balance at the end equals an ideal ledger that
+ *     lived through the whole run tick by tick (the policy's earnings,
+ *     downtime included, and all the CPU both QEMUs used, by their
+ *     counters; the cap forfeiting what does not fit), within one tick of
+ *     earnings: never created, never lost beyond that.  Half the
+ *     schedules have a small cap (1-10 s), so a bank near its cap meets
+ *     late records and daemons that were down.
  *
  * usage: sim-handoff [SCHEDULES [FIRST_SEED]]   (default 3000, seed 1)
  *        sim-handoff --mutant N [SCHEDULES]     must catch known-bad variant N
@@ -57,7 +60,10 @@ static bool verbose;
  * catch each, or it proves nothing.
  *   1  the destination acknowledges a record before its QEMU resumed
  *   2  the source takes the ledger back after 1 s without an answer
- *   3  the merge also adds the provisional bank's own earnings */
+ *   3  the merge also adds the provisional bank's own earnings
+ *   4  the merge earns the whole time since the freeze, then spends the
+ *      use since resume (a bank near its cap forfeits what the VM used
+ *      meanwhile) */
 static int mutant;
 
 /* xorshift64*: the whole schedule follows from the seed. */
@@ -112,6 +118,8 @@ typedef struct World {
         bool outcome_happened, announced;
         CreditSpec spec;
         int64_t initial;
+        CreditLedger ideal; /* the truth: the ledger lived tick by tick */
+        uint64_t qd_resumed_at; /* when the destination QEMU resumed */
         VmId vm;
         /* results */
         bool two_owners;
@@ -236,8 +244,10 @@ static void dest_step(World *w) {
                 mig_dst_incoming(v, &w->vm, &w->spec, 0);
                 say(w, "dest: incoming VM registered");
         }
-        if (v->role == MIG_INCOMING && w->qd.state == Q_RUN && mig_dst_resume(v, w->now) == 0)
-                say(w, "dest: resumed; provisional bank");
+        /* A daemon that was down when its QEMU resumed finds it running. */
+        if (v->role == MIG_INCOMING && w->qd.state == Q_RUN &&
+            (w->now > w->qd_resumed_at ? mig_dst_resume_late(v, w->now) : mig_dst_resume(v, w->now)) == 0)
+                say(w, "dest: resumed%s; provisional bank", w->now > w->qd_resumed_at ? " (found running)" : "");
         if (v->role == MIG_INCOMING && w->qd.state == Q_DEAD && mig_dst_gone(v) == 0)
                 say(w, "dest: QEMU gone before it resumed");
         if (v->role == MIG_PROVISIONAL || v->role == MIG_OWNER) {
@@ -259,10 +269,18 @@ static void dest_receive(World *w, const Msg *m) {
         }
         {
                 uint64_t earned_before = v->ledger.earned_usec;
+                MigVm before = *v;
 
                 r = mig_dst_record(v, &m->record, w->now, w->qd.counter, &changed);
                 if (mutant == 3 && changed)
                         v->ledger.balance_usec += (int64_t) earned_before;
+                if (mutant == 4 && changed) {
+                        /* The whole time since the freeze earned first, then the use. */
+                        mig_vm_account(&before, w->now, w->qd.counter);
+                        v->ledger = m->record.ledger;
+                        credit_ledger_accrue(&v->ledger, &m->record.spec, w->now - m->record.frozen_at_usec);
+                        credit_ledger_spend(&v->ledger, &m->record.spec, before.ledger.spent_usec);
+                }
         }
         if (changed)
                 say(w, "dest: record epoch %" PRIu64 " applied: %" PRId64 " usec", m->epoch,
@@ -292,8 +310,10 @@ static void qemu_events(World *w) {
                         w->qd.state = Q_DEAD;
                 }
         }
-        if (w->completes && w->now == w->t_resume)
+        if (w->completes && w->now == w->t_resume) {
                 w->qd.state = w->dest_dies ? Q_DEAD : Q_RUN;
+                w->qd_resumed_at = w->now;
+        }
         if (w->completes && !w->dest_dies && w->now == w->t_kill_src)
                 w->qs.state = Q_DEAD;
         if (w->completes && w->dest_dies && w->tool_resumes_src && w->now == w->t_cont_src)
@@ -301,10 +321,17 @@ static void qemu_events(World *w) {
 }
 
 static void run_qemus(World *w) {
+        uint64_t used = 0;
+
         if (w->qs.state == Q_RUN)
-                w->qs.counter += TICK * w->qs.limit_ppm / 1000000;
+                used += TICK * w->qs.limit_ppm / 1000000;
         if (w->qd.state == Q_RUN)
-                w->qd.counter += TICK * w->qd.limit_ppm / 1000000;
+                used += TICK * w->qd.limit_ppm / 1000000;
+        w->qs.counter += w->qs.state == Q_RUN ? TICK * w->qs.limit_ppm / 1000000 : 0;
+        w->qd.counter += w->qd.state == Q_RUN ? TICK * w->qd.limit_ppm / 1000000 : 0;
+        /* The truth lives the tick as every look accounts: earn, spend. */
+        credit_ledger_accrue(&w->ideal, &w->spec, TICK);
+        credit_ledger_spend(&w->ideal, &w->spec, used);
 }
 
 static void plan(World *w, uint64_t seed) {
@@ -317,6 +344,12 @@ static void plan(World *w, uint64_t seed) {
                                 .mode = CREDIT_MODE_STANDARD };
         vm_id_parse("5e000000-0000-4000-8000-000000000001", &w->vm);
         w->initial = (int64_t) rnd_between(0, 8) * (int64_t) SEC; /* 0 s: a VM at baseline */
+        /* Half the schedules: a small cap, the bank often full. */
+        if (chance(50)) {
+                w->spec.cap_usec = (int64_t) rnd_between(1, 10) * (int64_t) SEC;
+                if (w->initial > w->spec.cap_usec)
+                        w->initial = w->spec.cap_usec;
+        }
         w->t_migrate = rnd_between(10, 30) * TICK;
         w->t_stop = w->t_migrate + rnd_between(3, 20) * TICK;
         w->t_outcome = w->t_stop + rnd_between(1, 5) * TICK;
@@ -352,6 +385,7 @@ static Verdict run_schedule(uint64_t seed, World *w) {
         plan(w, seed);
         credit_ledger_init(&start, &w->spec);
         start.balance_usec = w->initial;
+        w->ideal = start;
         mig_vm_own(&w->src.journal, &w->vm, &w->spec, &start, 0, 0);
         w->qs = (Qemu){ .state = Q_RUN, .limit_ppm = 1000000 };
         w->src.up = w->dst.up = true;
@@ -420,8 +454,9 @@ static Verdict run_schedule(uint64_t seed, World *w) {
                          mig_role_to_string(w->src.journal.role), mig_role_to_string(w->dst.journal.role));
                 return v;
         }
-        truth = w->initial + (int64_t) (w->now * BASELINE_PPM / 1000000) - (int64_t) w->qs.counter -
-                (int64_t) w->qd.counter;
+        /* The last look is one tick after the loop's last: earned too. */
+        credit_ledger_accrue(&w->ideal, &w->spec, TICK);
+        truth = credit_ledger_available(&w->ideal);
         final = credit_ledger_available(&owner->ledger);
         v.error = final - truth;
         if (v.error > (int64_t) EARN_PER_TICK || v.error < -(int64_t) EARN_PER_TICK) {

@@ -465,12 +465,12 @@ static int on_mig_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 /* QEMU resumed: the provisional bank starts empty and earns from now;
  * the usage since it became incoming (its vCPUs ran only after the
  * resume) is charged at its next look. */
-static void dst_resume(Daemon *d, Vm *vm, const char *why) {
+static void dst_resume(Daemon *d, Vm *vm, const char *why, bool late) {
         _cleanup_json_ struct json_object *detail = json_object_new_object();
         uint64_t now = daemon_now_unix_usec();
         int r;
 
-        if (mig_dst_resume(&vm->mig, now) < 0)
+        if ((late ? mig_dst_resume_late(&vm->mig, now) : mig_dst_resume(&vm->mig, now)) < 0)
                 return;
         if (vm->bank) {
                 CreditSnapshot s;
@@ -503,7 +503,7 @@ const CreditLedger *daemon_vm_migration_fresh_ledger(Daemon *d, Vm *vm) {
          * banked, no launch credits); a QEMU that is already running (the
          * tool registered it late) is provisional from now. */
         if (!inmigrate && strcmp(vm->run_state, "running") == 0)
-                (void) mig_dst_resume(&vm->mig, daemon_now_unix_usec());
+                (void) mig_dst_resume_late(&vm->mig, daemon_now_unix_usec());
         else {
                 CreditSpec provisional = vm->spec;
 
@@ -529,7 +529,7 @@ void daemon_vm_migration_qmp_event(Daemon *d, Vm *vm, const QmpEvent *ev) {
                 else if (role == MIG_HANDED_OFF)
                         src_take_back(d, vm, "the source QEMU resumed after the migration", false, 0);
                 else if (role == MIG_INCOMING)
-                        dst_resume(d, vm, "RESUME");
+                        dst_resume(d, vm, "RESUME", false);
         } else if (strcmp(ev->name, "MIGRATION") == 0) {
                 QmpMigrationStatus st = ev->migration_status;
 
@@ -562,7 +562,7 @@ void daemon_vm_migration_bound(Daemon *d, Vm *vm) {
                 break;
         case MIG_INCOMING:
                 if (strcmp(st, "running") == 0)
-                        dst_resume(d, vm, "found running after a restart");
+                        dst_resume(d, vm, "found running after a restart", true);
                 break;
         default:
                 break;
@@ -621,6 +621,9 @@ int daemon_vm_migration_load(Daemon *d, Vm *vm) {
          * freeze anyway); the use is charged from the journaled base. */
         if (role == MIG_INCOMING)
                 vm->ledger_frozen = true;
+        /* Provisional: the row was last written when QEMU resumed. */
+        if (role == MIG_PROVISIONAL)
+                vm->mig.resumed_at_usec = row.updated_unix_usec;
         log_info("VM %s: handoff %s at epoch %" PRIu64 " resumed from the journal", vm->id.str, row.role, row.epoch);
         return 0;
 }
@@ -679,7 +682,7 @@ void daemon_vm_migration_lv_resumed(Daemon *d, Vm *vm) {
                 src_take_back(d, vm, "libvirt resumed the source after its migration", false, 0);
                 break;
         case MIG_INCOMING:
-                dst_resume(d, vm, "libvirt RESUMED");
+                dst_resume(d, vm, "libvirt RESUMED", false);
                 break;
         default:
                 break;

@@ -327,8 +327,9 @@ static int account(CreditBank *b, uint64_t now_usec) {
         used = st.usage_usec >= b->last_usage_usec ? st.usage_usec - b->last_usage_usec : st.usage_usec;
         launch0 = b->ledger.launch_usec;
         charged0 = b->ledger.charged_usec;
-        credit_ledger_accrue(&b->ledger, &b->spec, dt);
-        credit_ledger_spend(&b->ledger, &b->spec, used);
+        /* Earned and used over the same time: near the cap, laid over it
+         * (a VM bursting from a full bank forfeited a look's earnings). */
+        credit_ledger_advance(&b->ledger, &b->spec, dt, used);
         if (launch0 > 0 && b->ledger.launch_usec <= 0)
                 b->notices |= CREDIT_NOTICE_LAUNCH_SPENT;
         if (b->ledger.charged_usec > charged0)
