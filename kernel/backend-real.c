@@ -233,6 +233,7 @@ static int real_read_host_file(void *p, KHostFile which, char *buf, size_t size,
                 [KHOST_FILE_TASK_DELAYACCT] = "sys/kernel/task_delayacct",
                 [KHOST_FILE_OSRELEASE] = "sys/kernel/osrelease",
                 [KHOST_FILE_MEMINFO] = "meminfo",
+                [KHOST_FILE_IO_URING_DISABLED] = "sys/kernel/io_uring_disabled",
         };
         RealBackend *b = p;
 

@@ -30,6 +30,7 @@ typedef enum KHostFile {
         KHOST_FILE_TASK_DELAYACCT,  /* /proc/sys/kernel/task_delayacct */
         KHOST_FILE_OSRELEASE,       /* /proc/sys/kernel/osrelease */
         KHOST_FILE_MEMINFO,         /* /proc/meminfo */
+        KHOST_FILE_IO_URING_DISABLED, /* /proc/sys/kernel/io_uring_disabled (6.6+) */
         _KHOST_FILE_MAX,
 } KHostFile;
 
@@ -66,8 +67,17 @@ typedef struct KBackendOps {
         void (*free)(void *be);
         /* Optional: an O_RDONLY fd on a file for repeated pread(2) at offset
          * 0 (kernfs regenerates the content on each read from 0).  NULL or
-         * -EOPNOTSUPP: callers fall back to read(). */
+         * -EOPNOTSUPP: callers fall back to read().  A backend that sets
+         * read_open hands out handles that are not file descriptors. */
         int (*open_read)(void *be, unsigned hier, const char *group, const char *file);
+        /* Optional, with open_read: reads a handle from offset 0 into buf
+         * (NUL-terminated; -E2BIG if it does not fit in size-1 bytes);
+         * -ENODEV once its group or file is gone (kernfs's answer on an
+         * fd whose file was removed).  NULL: handles are fds, read with
+         * pread(2) or io_uring, and closed with close(2).  A backend with
+         * read_open keeps its handles until it is freed itself: readers
+         * may outlive the KHost and never release them. */
+        int (*read_open)(void *be, int handle, char *buf, size_t size, size_t *ret_len);
         /* Optional: an O_RDWR|O_NONBLOCK fd on a file that is used through
          * the fd itself (PSI triggers live as long as it is open). */
         int (*open_rw)(void *be, unsigned hier, const char *group, const char *file);

@@ -54,6 +54,36 @@ int cg_parse_i64(const char *text, int64_t *ret) {
         return r == -EINVAL ? -EBADMSG : r;
 }
 
+/* One "key value\n" line of a flat keyed file at *p: the key, its length,
+ * the value; *p moves past the line.  -EBADMSG: no key, no value, not a
+ * number, no newline (truncated); -ERANGE: above UINT64_MAX.  A key ends
+ * at the first space, tab, newline or other control character. */
+static inline int flat_line(const char **p, const char **ret_key, size_t *ret_keylen, uint64_t *ret_value) {
+        const char *q = *p, *key = q, *digits;
+        uint64_t v = 0;
+
+        while ((unsigned char) *q > ' ')
+                q++;
+        if (*q != ' ' || q == key)
+                return -EBADMSG; /* truncated, no value, or no key */
+        *ret_keylen = (size_t) (q - key);
+        digits = ++q;
+        for (; *q >= '0' && *q <= '9'; q++) {
+                unsigned d = (unsigned) (*q - '0');
+
+                /* v * 10 + d would pass UINT64_MAX */
+                if (v >= UINT64_MAX / 10 && (v > UINT64_MAX / 10 || d > UINT64_MAX % 10))
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+        if (q == digits || *q != '\n')
+                return -EBADMSG; /* not a number, or truncated */
+        *p = q + 1;
+        *ret_key = key;
+        *ret_value = v;
+        return 0;
+}
+
 int cg_parse_flat_keyed(const char *text, const char *const *keys, size_t n_keys,
                         uint64_t *values, uint64_t *ret_found) {
         uint64_t found = 0;
@@ -62,29 +92,22 @@ int cg_parse_flat_keyed(const char *text, const char *const *keys, size_t n_keys
         if (!text || n_keys > 64)
                 return -EINVAL;
         while (*p) {
-                const char *nl = strchr(p, '\n'), *sp;
+                const char *key;
                 size_t keylen;
                 uint64_t v;
-                int r;
+                int r = flat_line(&p, &key, &keylen, &v);
 
-                if (!nl)
-                        return -EBADMSG; /* truncated */
-                sp = memchr(p, ' ', (size_t) (nl - p));
-                if (!sp || sp == p)
-                        return -EBADMSG;
-                keylen = (size_t) (sp - p);
-                r = parse_u64_n(sp + 1, (size_t) (nl - sp - 1), &v);
                 if (r < 0)
-                        return r == -EINVAL ? -EBADMSG : r;
+                        return r;
                 for (size_t i = 0; i < n_keys; i++) {
-                        if (strlen(keys[i]) != keylen || memcmp(keys[i], p, keylen) != 0)
+                        /* strncmp stops at the end of keys[i]: no read past it */
+                        if (keys[i][0] != key[0] || strncmp(keys[i], key, keylen) != 0 || keys[i][keylen] != '\0')
                                 continue;
                         if (found & (UINT64_C(1) << i))
                                 return -EBADMSG; /* duplicate key */
                         found |= UINT64_C(1) << i;
                         values[i] = v;
                 }
-                p = nl + 1;
         }
         *ret_found = found;
         return 0;
@@ -127,44 +150,88 @@ int cg_format_cpu_max(char *buf, size_t size, uint64_t quota_usec, uint64_t peri
         return n;
 }
 
-int cg_parse_cpu_stat(const char *text, CgVersion version, CpuStat *ret) {
-        enum { USAGE, USER, SYSTEM, NR_PERIODS, NR_THROTTLED, THROTTLED, NR_BURSTS, BURST, _N };
-        static const char *const v2_keys[_N] = {
-                "usage_usec", "user_usec",      "system_usec", "nr_periods",
-                "nr_throttled", "throttled_usec", "nr_bursts",   "burst_usec",
-        };
-        /* v1 cpu.stat has no usage and counts times in nanoseconds. */
-        static const char *const v1_keys[_N] = {
-                "-",           "-",             "-",         "nr_periods",
-                "nr_throttled", "throttled_time", "nr_bursts", "burst_time",
-        };
-        uint64_t v[_N] = { 0 }, found;
-        CpuStat s = { 0 };
-        int r;
+/* cpu.stat's keys, by version (v1 has no usage and counts times in ns). */
+enum { CS_USAGE, CS_USER, CS_SYSTEM, CS_NR_PERIODS, CS_NR_THROTTLED, CS_THROTTLED, CS_NR_BURSTS, CS_BURST, _CS_N };
 
-        r = cg_parse_flat_keyed(text, version == CG_V1 ? v1_keys : v2_keys, _N, v, &found);
-        if (r < 0)
-                return r;
+#define KEY_IS(k, len, lit) ((len) == sizeof(lit) - 1 && memcmp((k), (lit), sizeof(lit) - 1) == 0)
+
+/* The index of a cpu.stat key, or -1 for one we do not use.  Compares of
+ * a fixed length: the credit tick parses cpu.stat on every look. */
+static int cpu_stat_key(const char *k, size_t len, CgVersion version) {
+        switch (k[0]) {
+        case 'u':
+                if (version == CG_V2 && KEY_IS(k, len, "usage_usec"))
+                        return CS_USAGE;
+                if (version == CG_V2 && KEY_IS(k, len, "user_usec"))
+                        return CS_USER;
+                break;
+        case 's':
+                if (version == CG_V2 && KEY_IS(k, len, "system_usec"))
+                        return CS_SYSTEM;
+                break;
+        case 'n':
+                if (KEY_IS(k, len, "nr_periods"))
+                        return CS_NR_PERIODS;
+                if (KEY_IS(k, len, "nr_throttled"))
+                        return CS_NR_THROTTLED;
+                if (KEY_IS(k, len, "nr_bursts"))
+                        return CS_NR_BURSTS;
+                break;
+        case 't':
+                if (version == CG_V2 ? KEY_IS(k, len, "throttled_usec") : KEY_IS(k, len, "throttled_time"))
+                        return CS_THROTTLED;
+                break;
+        case 'b':
+                if (version == CG_V2 ? KEY_IS(k, len, "burst_usec") : KEY_IS(k, len, "burst_time"))
+                        return CS_BURST;
+                break;
+        }
+        return -1;
+}
+
+int cg_parse_cpu_stat(const char *text, CgVersion version, CpuStat *ret) {
+        uint64_t v[_CS_N] = { 0 }, found = 0;
+        const char *p = text;
+        CpuStat s = { 0 };
+
+        if (!text)
+                return -EINVAL;
+        while (*p) {
+                const char *key;
+                size_t keylen;
+                uint64_t value;
+                int k, r = flat_line(&p, &key, &keylen, &value);
+
+                if (r < 0)
+                        return r;
+                k = cpu_stat_key(key, keylen, version);
+                if (k < 0)
+                        continue;
+                if (found & (UINT64_C(1) << k))
+                        return -EBADMSG; /* duplicate key */
+                found |= UINT64_C(1) << k;
+                v[k] = value;
+        }
 #define HAS(i) (found & (UINT64_C(1) << (i)))
-        if (HAS(USAGE)) {
+        if (HAS(CS_USAGE)) {
                 s.have |= CPU_STAT_USAGE;
-                s.usage_usec = v[USAGE];
+                s.usage_usec = v[CS_USAGE];
         }
-        if (HAS(USER) && HAS(SYSTEM)) {
+        if (HAS(CS_USER) && HAS(CS_SYSTEM)) {
                 s.have |= CPU_STAT_USER_SYSTEM;
-                s.user_usec = v[USER];
-                s.system_usec = v[SYSTEM];
+                s.user_usec = v[CS_USER];
+                s.system_usec = v[CS_SYSTEM];
         }
-        if (HAS(NR_PERIODS) && HAS(NR_THROTTLED) && HAS(THROTTLED)) {
+        if (HAS(CS_NR_PERIODS) && HAS(CS_NR_THROTTLED) && HAS(CS_THROTTLED)) {
                 s.have |= CPU_STAT_PERIODS;
-                s.nr_periods = v[NR_PERIODS];
-                s.nr_throttled = v[NR_THROTTLED];
-                s.throttled_usec = version == CG_V1 ? v[THROTTLED] / NSEC_PER_USEC : v[THROTTLED];
+                s.nr_periods = v[CS_NR_PERIODS];
+                s.nr_throttled = v[CS_NR_THROTTLED];
+                s.throttled_usec = version == CG_V1 ? v[CS_THROTTLED] / NSEC_PER_USEC : v[CS_THROTTLED];
         }
-        if (HAS(NR_BURSTS) && HAS(BURST)) {
+        if (HAS(CS_NR_BURSTS) && HAS(CS_BURST)) {
                 s.have |= CPU_STAT_BURSTS;
-                s.nr_bursts = v[NR_BURSTS];
-                s.burst_usec = version == CG_V1 ? v[BURST] / NSEC_PER_USEC : v[BURST];
+                s.nr_bursts = v[CS_NR_BURSTS];
+                s.burst_usec = version == CG_V1 ? v[CS_BURST] / NSEC_PER_USEC : v[CS_BURST];
         }
 #undef HAS
         /* A v2 cpu.stat always has usage; a v1 one always has the periods. */

@@ -19,6 +19,7 @@
 #include "common/macros.h"
 #include "kernel/cgparse.h"
 #include "kernel/khost.h"
+#include "kernel/readbatch.h"
 
 #define REASON_BURST_ABOVE_QUOTA "kernel rejects burst above quota"
 #define REASON_BAD_BANDWIDTH "kernel rejects the bandwidth (period 1 ms..1 s, quota >= 1 ms)"
@@ -379,16 +380,11 @@ struct KhCpuStatReader {
         VmId vm;
         CgRole role;
         CgVersion version;
-        int stat_fd;  /* cpu.stat, or -EBADF: read through the backend */
-        int usage_fd; /* v1: cpuacct.usage */
-        bool fallback;
+        KhBatchFile stat;    /* cpu.stat */
+        KhBatchFile usage;   /* v1: cpuacct.usage */
+        KhBatchFile runtime; /* cpu.max.runtime, once kh_cpu_stat_reader_open_runtime() opened it */
+        bool fallback;       /* cpu.stat (or v1's usage) through kh_cpu_read_stat() */
 };
-
-static int open_cached(KHost *h, unsigned hier, const char *group, const char *file) {
-        if (!h->ops->open_read)
-                return -EOPNOTSUPP;
-        return h->ops->open_read(h->be, hier, group, file);
-}
 
 int kh_cpu_stat_reader_open(KHost *h, const VmId *vm, CgRole role, KhCpuStatReader **ret) {
         KhCpuStatReader *r;
@@ -403,50 +399,59 @@ int kh_cpu_stat_reader_open(KHost *h, const VmId *vm, CgRole role, KhCpuStatRead
         if (!r)
                 return -ENOMEM;
         *r = (KhCpuStatReader) { .host = h, .vm = *vm, .role = role, .version = t.version,
-                                 .stat_fd = -EBADF, .usage_fd = -EBADF };
-        r->stat_fd = open_cached(h, t.hier, t.group, "cpu.stat");
-        if (t.version == CG_V1) {
-                if (kh_managed_hier(h, CG_CTRL_CPUACCT, &acct) == 0)
-                        r->usage_fd = open_cached(h, acct, t.group, "cpuacct.usage");
-                else
+                                 .stat = KH_BATCH_FILE_INIT, .usage = KH_BATCH_FILE_INIT,
+                                 .runtime = KH_BATCH_FILE_INIT };
+        e = kh_batch_file_open(h, t.hier, t.group, "cpu.stat", 1024, &r->stat);
+        if (e == 0 && t.version == CG_V1) {
+                if (kh_managed_hier(h, CG_CTRL_CPUACCT, &acct) == 0) {
+                        e = kh_batch_file_open(h, acct, t.group, "cpuacct.usage", 64, &r->usage);
+                        if (e == -ENOENT && kh_foreign_find(h, vm)) {
+                                /* libvirt made no cpuacct group: v1_usage() finds another source */
+                                e = 0;
+                                r->fallback = true;
+                        }
+                } else
                         r->fallback = true; /* usage from threads: no single file */
-                if (r->usage_fd == -ENOENT && kh_foreign_find(h, vm)) {
-                        /* libvirt made no cpuacct group: v1_usage() finds another source */
-                        r->usage_fd = -EBADF;
-                        r->fallback = true;
-                }
         }
-        if (r->stat_fd == -ENOENT || r->usage_fd == -ENOENT) {
+        if (e < 0) {
                 kh_cpu_stat_reader_free(r);
-                return -ENOENT;
+                return e;
         }
-        if (r->stat_fd < 0 || (t.version == CG_V1 && !r->fallback && r->usage_fd < 0))
+        if (!kh_batch_file_is_open(&r->stat) ||
+            (t.version == CG_V1 && !r->fallback && !kh_batch_file_is_open(&r->usage)))
                 r->fallback = true;
         *ret = r;
         return 0;
 }
 
-static int pread_text(int fd, char *buf, size_t size) {
-        ssize_t n = pread(fd, buf, size - 1, 0);
+int kh_cpu_stat_reader_open_runtime(KhCpuStatReader *r) {
+        CpuTarget t;
+        int e;
 
-        if (n < 0)
-                return negative_errno();
-        if ((size_t) n == size - 1)
-                return -E2BIG;
-        buf[n] = '\0';
-        return 0;
+        if (kh_batch_file_is_open(&r->runtime))
+                return 0;
+        e = runtime_target(r->host, &r->vm, r->role, &t);
+        if (e < 0)
+                return e;
+        e = kh_batch_file_open(r->host, t.hier, t.group, "cpu.max.runtime", 64, &r->runtime);
+        return e == -ENOENT ? missing_file_or_group(r->host, &t) : e;
+}
+
+/* A one-number file (cpuacct.usage, cpu.max.runtime): its value. */
+static int read_number(KhBatchFile *f, uint64_t *ret) {
+        int e = kh_batch_file_read(f);
+
+        if (e < 0)
+                return e;
+        return cg_parse_u64_or_max(f->buf, ret);
 }
 
 /* v1: the group's cpuacct.usage (ns), in usec. */
 static int read_cpuacct_usage(KhCpuStatReader *r, uint64_t *ret_usec) {
-        char buf[64];
         uint64_t ns;
         int e;
 
-        e = pread_text(r->usage_fd, buf, sizeof(buf));
-        if (e < 0)
-                return e;
-        e = cg_parse_u64_or_max(buf, &ns);
+        e = read_number(&r->usage, &ns);
         if (e < 0)
                 return e;
         if (ns == UINT64_MAX)
@@ -456,16 +461,15 @@ static int read_cpuacct_usage(KhCpuStatReader *r, uint64_t *ret_usec) {
 }
 
 int kh_cpu_stat_reader_read(KhCpuStatReader *r, CpuStat *ret) {
-        char buf[1024];
         CpuStat s;
         int e;
 
         if (r->fallback)
                 return kh_cpu_read_stat(r->host, &r->vm, r->role, ret);
-        e = pread_text(r->stat_fd, buf, sizeof(buf));
+        e = kh_batch_file_read(&r->stat);
         if (e < 0)
                 return e;
-        e = cg_parse_cpu_stat(buf, r->version, &s);
+        e = cg_parse_cpu_stat(r->stat.buf, r->version, &s);
         if (e < 0)
                 return e;
         if (r->version == CG_V1) {
@@ -491,11 +495,31 @@ int kh_cpu_stat_reader_read_usage(KhCpuStatReader *r, uint64_t *ret_usec) {
         return read_cpuacct_usage(r, ret_usec);
 }
 
+int kh_cpu_stat_reader_read_runtime(KhCpuStatReader *r, uint64_t *ret_usec) {
+        if (!kh_batch_file_is_open(&r->runtime))
+                return kh_cpu_get_runtime(r->host, &r->vm, r->role, ret_usec);
+        return read_number(&r->runtime, ret_usec);
+}
+
+void kh_cpu_stat_reader_queue(KhCpuStatReader *r, unsigned what) {
+        if (what & KH_CPU_READ_RUNTIME)
+                kh_batch_file_queue(&r->runtime);
+        if (r->fallback)
+                return;
+        if (what & KH_CPU_READ_STAT) {
+                kh_batch_file_queue(&r->stat);
+                if (r->version == CG_V1)
+                        kh_batch_file_queue(&r->usage);
+        } else if (what & KH_CPU_READ_USAGE)
+                kh_batch_file_queue(r->version == CG_V1 ? &r->usage : &r->stat);
+}
+
 KhCpuStatReader *kh_cpu_stat_reader_free(KhCpuStatReader *r) {
         if (!r)
                 return NULL;
-        closep(&r->stat_fd);
-        closep(&r->usage_fd);
+        kh_batch_file_close(&r->stat);
+        kh_batch_file_close(&r->usage);
+        kh_batch_file_close(&r->runtime);
         free(r);
         return NULL;
 }

@@ -254,7 +254,11 @@ int kh_cpu_read_stat(KHost *h, const VmId *vm, CgRole role, CpuStat *ret);
 
 /* A cpu.stat reader for hot loops: keeps the file(s) open and re-reads
  * with one pread(2) each, instead of open/read/close.  Same result as
- * kh_cpu_read_stat() (on v1 without cpuacct it falls back to that). */
+ * kh_cpu_read_stat() (on v1 without cpuacct it falls back to that).
+ * Opened while the host has a read batch (kh_read_batch_new), its files
+ * attach to it: reads queued with kh_cpu_stat_reader_queue() are done by
+ * the batch's next run and taken by the next read calls below.  A group
+ * removed under a reader reads -ENOENT. */
 typedef struct KhCpuStatReader KhCpuStatReader;
 int kh_cpu_stat_reader_open(KHost *h, const VmId *vm, CgRole role, KhCpuStatReader **ret);
 int kh_cpu_stat_reader_read(KhCpuStatReader *r, CpuStat *ret);
@@ -262,6 +266,21 @@ int kh_cpu_stat_reader_read(KhCpuStatReader *r, CpuStat *ret);
  * that need no throttling counters (a group without a quota cannot be
  * throttled); on v2 cpu.stat holds both, so it is the same read. */
 int kh_cpu_stat_reader_read_usage(KhCpuStatReader *r, uint64_t *ret_usec);
+/* Keeps the group's cpu.max.runtime open too (the kernel bank reads it
+ * every look).  -EOPNOTSUPP where there is no such file (stock kernels,
+ * v1): kh_cpu_stat_reader_read_runtime() then answers as
+ * kh_cpu_get_runtime() does. */
+int kh_cpu_stat_reader_open_runtime(KhCpuStatReader *r);
+/* cpu.max.runtime through the kept-open file, else kh_cpu_get_runtime(). */
+int kh_cpu_stat_reader_read_runtime(KhCpuStatReader *r, uint64_t *ret_usec);
+/* What a look will read, for the batch's next run (nothing for files
+ * that are not kept open or not attached: those are read when asked). */
+enum {
+        KH_CPU_READ_USAGE = 1u << 0,   /* kh_cpu_stat_reader_read_usage() */
+        KH_CPU_READ_STAT = 1u << 1,    /* kh_cpu_stat_reader_read() */
+        KH_CPU_READ_RUNTIME = 1u << 2, /* kh_cpu_stat_reader_read_runtime() */
+};
+void kh_cpu_stat_reader_queue(KhCpuStatReader *r, unsigned what);
 KhCpuStatReader *kh_cpu_stat_reader_free(KhCpuStatReader *r);
 
 /* ---- memory (cgroup v2 memcg; -EOPNOTSUPP where memory is not managed) */
@@ -327,6 +346,8 @@ int kh_subtree_set_mem_protection(KHost *h, uint64_t min, uint64_t low);
 typedef struct KhMemCurrentReader KhMemCurrentReader;
 int kh_mem_current_reader_open(KHost *h, const VmId *vm, KhMemCurrentReader **ret);
 int kh_mem_current_reader_read(KhMemCurrentReader *r, uint64_t *ret);
+/* Queues the next read for the host's read batch (see KhCpuStatReader). */
+void kh_mem_current_reader_queue(KhMemCurrentReader *r);
 KhMemCurrentReader *kh_mem_current_reader_free(KhMemCurrentReader *r);
 
 /* The host's memory: MemTotal, and what is in use (MemTotal -
@@ -388,6 +409,37 @@ typedef enum Tristate {
 
 #define PROBE_NOTE_MAX 256
 
+/* How counter files are read in a batch (below). */
+typedef enum KhReadPath {
+        KH_READ_PATH_PREAD,    /* one pread(2) per file */
+        KH_READ_PATH_IO_URING, /* one io_uring_enter per batch */
+} KhReadPath;
+
+/* The operator's switch ([daemon] io_uring in vmmgrd.conf). */
+typedef enum KhReadMode {
+        KH_READ_AUTO,     /* io_uring where usable and cheaper than pread here */
+        KH_READ_IO_URING, /* io_uring wherever usable */
+        KH_READ_PREAD,    /* never io_uring */
+} KhReadMode;
+
+const char *kh_read_path_to_string(KhReadPath p); /* "pread", "io_uring" */
+const char *kh_read_mode_to_string(KhReadMode m); /* "auto", "yes", "no" */
+
+/* What the io_uring probe found.  Usable: not switched off by
+ * kernel.io_uring_disabled (2; with 1 the ring's set-up decides), a ring
+ * set up, a counter file registered, and reads of it completed inline
+ * (on kernels that hand them to io_uring's worker threads instead, a
+ * batch would wait for those threads).  Then, in KH_READ_AUTO, the CPU
+ * of a read is measured both ways on that file (the process's CPU time,
+ * the cheapest of 5 trials of 32 reads) and the cheaper path is taken. */
+typedef struct KhReadProbe {
+        Tristate io_uring;    /* usable for counter reads */
+        KhReadPath path;      /* what the mode picks */
+        uint64_t io_uring_ns; /* CPU per read, as measured (0: not measured) */
+        uint64_t pread_ns;
+        char note[PROBE_NOTE_MAX]; /* why, in words */
+} KhReadProbe;
+
 typedef struct HostFeatures {
         CgMode mode;
         char unified_mount[CG_PATH_MAX];
@@ -411,6 +463,9 @@ typedef struct HostFeatures {
         /* /dev/liveupdate: the Live Update Orchestrator (Linux 6.19+), which
          * could carry vmmgr's record across a kexec (docs/live-update.md). */
         Tristate liveupdate;
+        /* Batched counter reads: the probe in KH_READ_AUTO (vmmgrd puts
+         * what its configuration made of it here). */
+        KhReadProbe counter_reads;
         char kernel_release[128];
 } HostFeatures;
 
@@ -420,6 +475,69 @@ typedef struct HostFeatures {
  * as TRI_NO; fails only for errors that make the report untrustworthy. */
 int kh_probe(KHost *h, HostFeatures *ret);
 void host_features_done(HostFeatures *f);
+
+/* ---- batched counter reads ------------------------------------------- */
+
+/* A credit tick reads small counter files of many groups: cpu.stat (and
+ * cpuacct.usage on v1), cpu.max.runtime, memory.current.  The readers
+ * above keep them open; a KhReadBatch, at most one per KHost, reads all
+ * the reads queued on them in one go: through io_uring (every file
+ * registered with one ring; one io_uring_enter submits all the reads and
+ * their completions are reaped from the ring) where the probe allows,
+ * else one pread(2) each.  A reader's next read takes its batched
+ * result, so the code that uses the counters is the same on either path
+ * and for a read nobody queued.  Writes never go through it.
+ *
+ * A run never waits on a peer: reading a cgroup file is kernel work
+ * under kernfs and cgroup locks, the same work pread does, and the probe
+ * takes io_uring only where it completes such reads inline.  Should a
+ * read still be pending after the submit, the run waits for it (bounded
+ * kernel work, counted in KhReadBatchStats.waits).
+ *
+ * Usage, per tick: queue the reads of every look that is due, run, let
+ * each look take its counters, discard what nobody took.  A batch and the
+ * readers attached to it belong to one thread (vmmgrd's loop). */
+typedef struct KhReadBatch KhReadBatch;
+
+/* Probes as the batch would (a ring set up and torn down again). */
+int kh_read_probe(KHost *h, KhReadMode mode, KhReadProbe *ret);
+/* Creates the host's batch after probing for `mode`; *ret_probe (may be
+ * NULL) gets the answer.  Readers opened from now on attach to it.
+ * -EBUSY if the host has one. */
+int kh_read_batch_new(KHost *h, KhReadMode mode, KhReadBatch **ret, KhReadProbe *ret_probe);
+/* Readers still attached go on, one read at a time.  Free it before
+ * the KHost. */
+KhReadBatch *kh_read_batch_free(KhReadBatch *b);
+static inline void kh_read_batch_freep(KhReadBatch **b) {
+        if (*b)
+                kh_read_batch_free(*b);
+}
+#define _cleanup_read_batch_ __attribute__((cleanup(kh_read_batch_freep)))
+/* The host's batch, or NULL. */
+KhReadBatch *kh_read_batch(KHost *h);
+KhReadPath kh_read_batch_path(const KhReadBatch *b);
+void kh_read_batch_probe_result(const KhReadBatch *b, KhReadProbe *ret);
+/* Switches the path (tests, benches): -EOPNOTSUPP for io_uring where
+ * the batch has no ring (not usable here, or made with KH_READ_PREAD);
+ * -EBUSY between queueing and the run. */
+int kh_read_batch_set_path(KhReadBatch *b, KhReadPath p);
+/* Reads everything queued since the last run; returns how many reads.
+ * Never fails: a read that fails is that reader's error when it takes
+ * it, and a ring that fails is dropped for pread (for good; the probe
+ * result's note says so). */
+int kh_read_batch_run(KhReadBatch *b);
+/* Drops the results nobody took (a later read reads afresh). */
+void kh_read_batch_discard(KhReadBatch *b);
+
+typedef struct KhReadBatchStats {
+        uint64_t runs;         /* runs with reads in them */
+        uint64_t reads;        /* reads they did */
+        uint64_t syscalls;     /* io_uring_enter calls and preads they made */
+        uint64_t waits;        /* io_uring runs that had to wait for a read */
+        uint64_t ring_errors;  /* io_uring failures (then pread) */
+        uint64_t unregistered; /* files attached without a ring slot (read by fd) */
+} KhReadBatchStats;
+void kh_read_batch_stats(const KhReadBatch *b, KhReadBatchStats *ret);
 
 /* ---- per-thread delay accounting (taskstats) --------------------------- */
 

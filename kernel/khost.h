@@ -19,6 +19,7 @@ struct KHost {
         char subtree[256];
         KhForeignVm *foreign;           /* sorted by id */
         size_t n_foreign, foreign_cap;
+        KhReadBatch *batch;             /* kh_read_batch_new(), or NULL */
 };
 
 /* Group path of a VM's role group: "vm-<uuid>" or "vm-<uuid>/<role>"; for

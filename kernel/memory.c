@@ -14,6 +14,7 @@
 #include "kernel/cgfs.h"
 #include "kernel/cgparse.h"
 #include "kernel/khost.h"
+#include "kernel/readbatch.h"
 
 typedef struct MemTarget {
         unsigned hier;
@@ -235,7 +236,7 @@ int kh_mem_reclaim(KHost *h, const VmId *vm, uint64_t bytes, int swappiness) {
 struct KhMemCurrentReader {
         KHost *host;
         MemTarget target;
-        int fd; /* memory.current, or -EBADF: read through the backend */
+        KhBatchFile current; /* memory.current; closed: read through the backend */
 };
 
 int kh_mem_current_reader_open(KHost *h, const VmId *vm, KhMemCurrentReader **ret) {
@@ -249,32 +250,26 @@ int kh_mem_current_reader_open(KHost *h, const VmId *vm, KhMemCurrentReader **re
         r = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;
-        *r = (KhMemCurrentReader) { .host = h, .target = t, .fd = -EBADF };
-        if (h->ops->open_read) {
-                e = h->ops->open_read(h->be, t.hier, t.group, "memory.current");
-                if (e == -ENOENT) {
-                        free(r);
-                        return e;
-                }
-                r->fd = e; /* any other error: read through the backend */
+        *r = (KhMemCurrentReader) { .host = h, .target = t, .current = KH_BATCH_FILE_INIT };
+        e = kh_batch_file_open(h, t.hier, t.group, "memory.current", 64, &r->current);
+        if (e < 0) {
+                free(r);
+                return e;
         }
         *ret = r;
         return 0;
 }
 
 int kh_mem_current_reader_read(KhMemCurrentReader *r, uint64_t *ret) {
-        char buf[64];
-        ssize_t n;
         uint64_t v;
         int e;
 
-        if (r->fd < 0)
+        if (!kh_batch_file_is_open(&r->current))
                 return read_value(r->host, &r->target, "memory.current", ret);
-        n = pread(r->fd, buf, sizeof(buf) - 1, 0);
-        if (n < 0)
-                return negative_errno();
-        buf[n] = '\0';
-        e = cg_parse_u64_or_max(buf, &v);
+        e = kh_batch_file_read(&r->current);
+        if (e < 0)
+                return e;
+        e = cg_parse_u64_or_max(r->current.buf, &v);
         if (e < 0)
                 return e;
         if (v == MEM_MAX)
@@ -283,10 +278,14 @@ int kh_mem_current_reader_read(KhMemCurrentReader *r, uint64_t *ret) {
         return 0;
 }
 
+void kh_mem_current_reader_queue(KhMemCurrentReader *r) {
+        kh_batch_file_queue(&r->current);
+}
+
 KhMemCurrentReader *kh_mem_current_reader_free(KhMemCurrentReader *r) {
         if (!r)
                 return NULL;
-        closep(&r->fd);
+        kh_batch_file_close(&r->current);
         free(r);
         return NULL;
 }

@@ -192,6 +192,9 @@ int kh_probe(KHost *h, HostFeatures *ret) {
         } else
                 f.dmem = h->ctrl_hier[CG_CTRL_DMEM] >= 0 ? TRI_YES : TRI_NO;
 
+        /* Batched counter reads: io_uring, and whether it pays here. */
+        (void) kh_read_probe(h, KH_READ_AUTO, &f.counter_reads);
+
         /* Leave the host as we found it. */
         for (size_t i = 0; i < h->layout.n_hier; i++) {
                 if (!h->layout.hier[i].managed)

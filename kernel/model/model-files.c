@@ -511,15 +511,14 @@ bool km_file_exists(KModel *m, KmGroup *g, const char *file) {
         return file_lookup(m, g, file) != NULL;
 }
 
-int km_file_read(KModel *m, KmGroup *g, const char *file, char *buf, size_t size, size_t *ret_len) {
-        const KmFile *f = file_lookup(m, g, file);
+const KmFile *km_file_find(KModel *m, KmGroup *g, const char *name) {
+        return file_lookup(m, g, name);
+}
+
+static int file_show(KModel *m, KmGroup *g, const KmFile *f, char *buf, size_t size, size_t *ret_len) {
         KmBuf b = { .p = buf, .size = size };
         int r;
 
-        if (!buf || size == 0)
-                return -EINVAL;
-        if (!f)
-                return -ENOENT;
         if (!f->show)
                 return -EACCES;
         buf[0] = '\0';
@@ -531,6 +530,24 @@ int km_file_read(KModel *m, KmGroup *g, const char *file, char *buf, size_t size
         if (ret_len) /* optional: the content is NUL-terminated anyway */
                 *ret_len = b.len;
         return 0;
+}
+
+int km_file_read(KModel *m, KmGroup *g, const char *file, char *buf, size_t size, size_t *ret_len) {
+        const KmFile *f = file_lookup(m, g, file);
+
+        if (!buf || size == 0)
+                return -EINVAL;
+        if (!f)
+                return -ENOENT;
+        return file_show(m, g, f, buf, size, ret_len);
+}
+
+int km_file_read_found(KModel *m, KmGroup *g, const KmFile *f, char *buf, size_t size, size_t *ret_len) {
+        if (!buf || size == 0)
+                return -EINVAL;
+        if (!file_visible(m, g, f))
+                return -ENODEV;
+        return file_show(m, g, f, buf, size, ret_len);
 }
 
 int km_file_write(KModel *m, KmGroup *g, const char *file, const char *data, size_t len,

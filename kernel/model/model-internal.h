@@ -219,7 +219,18 @@ struct KModel {
         bool cfs_slow;
         uint64_t ff_jumps;   /* statistics: fast-forwards taken */
         uint64_t ff_periods; /* and the periods they covered */
+
+        /* Files held open (the backend's open_read), never reused: like
+         * kernfs fds, a handle outlives its group and then reads -ENODEV. */
+        struct KmHandle *handles;
+        size_t n_handles, handles_cap;
 };
+
+/* One open file: group NULL once the group is gone. */
+typedef struct KmHandle {
+        KmGroup *group;
+        const struct KmFile *file;
+} KmHandle;
 
 /* A bounded output buffer; overflow is sticky and becomes -E2BIG. */
 typedef struct KmBuf {
@@ -257,6 +268,12 @@ int km_file_read(KModel *m, KmGroup *g, const char *file, char *buf, size_t size
 int km_file_write(KModel *m, KmGroup *g, const char *file, const char *data, size_t len,
                   bool nonblock);
 bool km_file_exists(KModel *m, KmGroup *g, const char *file);
+/* The file `name` of g, for a handle; NULL where g has no such file. */
+const struct KmFile *km_file_find(KModel *m, KmGroup *g, const char *name);
+/* Reads a file found before: -ENODEV if g no longer has it (the
+ * controller was disabled: kernfs removed its files). */
+int km_file_read_found(KModel *m, KmGroup *g, const struct KmFile *f, char *buf, size_t size,
+                       size_t *ret_len);
 /* Called when a controller is disabled for group g: its css goes away. */
 void km_group_reset_ctrl(KModel *m, KmGroup *g, CgController ctrl);
 

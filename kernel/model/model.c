@@ -24,6 +24,10 @@
 static KmGroup *group_free(KModel *m, KmGroup *g) {
         if (!g)
                 return NULL;
+        /* Files still open on it read -ENODEV from now on (kernfs). */
+        for (size_t i = 0; i < m->n_handles; i++)
+                if (m->handles[i].group == g)
+                        m->handles[i].group = NULL;
         free(g->name);
         free(g->dmem);
         free(g->child_index);
@@ -394,6 +398,55 @@ static int view_read(void *be, unsigned hier, const char *group, const char *fil
         if (r < 0)
                 return r;
         return km_file_read(v->model, g, file, buf, size, ret_len);
+}
+
+/* Handles are numbered from here: never a plausible file descriptor, so a
+ * pread(2) on one by mistake fails with EBADF instead of reading another
+ * file. */
+#define KM_HANDLE_BASE (1 << 28)
+
+static int view_open_read(void *be, unsigned hier, const char *group, const char *file) {
+        KmView *v = be;
+        KModel *m = v->model;
+        const struct KmFile *f;
+        KmGroup *g;
+        int r;
+
+        r = view_resolve(v, hier, group, &g);
+        if (r < 0)
+                return r;
+        f = km_file_find(m, g, file);
+        if (!f)
+                return -ENOENT;
+        /* Handles are not reused: readers may outlive the KHost that
+         * opened them, so nothing tells the model when one is done. */
+        if (m->n_handles == m->handles_cap) {
+                size_t cap = m->handles_cap ? m->handles_cap * 2 : 64;
+                KmHandle *n;
+
+                if (cap > KM_HANDLE_BASE)
+                        return -EMFILE;
+                n = reallocarray(m->handles, cap, sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                m->handles = n;
+                m->handles_cap = cap;
+        }
+        m->handles[m->n_handles] = (KmHandle) { .group = g, .file = f };
+        return KM_HANDLE_BASE + (int) m->n_handles++;
+}
+
+static int view_read_open(void *be, int handle, char *buf, size_t size, size_t *ret_len) {
+        KmView *v = be;
+        KModel *m = v->model;
+        KmHandle *h;
+
+        if (handle < KM_HANDLE_BASE || (size_t) (handle - KM_HANDLE_BASE) >= m->n_handles)
+                return -EBADF;
+        h = &m->handles[handle - KM_HANDLE_BASE];
+        if (!h->group)
+                return -ENODEV;
+        return km_file_read_found(m, h->group, h->file, buf, size, ret_len);
 }
 
 static int view_write(void *be, unsigned hier, const char *group, const char *file,
@@ -821,6 +874,8 @@ static const KBackendOps model_ops = {
         .read_host_file = view_read_host_file,
         .taskstats_available = view_taskstats_available,
         .free = view_free,
+        .open_read = view_open_read,
+        .read_open = view_read_open,
         .thread_group = view_thread_group,
 };
 
@@ -971,6 +1026,10 @@ KModel *km_free(KModel *m) {
         }
         free(m->threads);
         free(m->procs);
+        /* Handles first: the tree's groups need not be looked up in them. */
+        free(m->handles);
+        m->handles = NULL;
+        m->n_handles = 0;
         if (m->root)
                 group_free_tree(m, m->root);
         km_cfs_free(m);

@@ -132,6 +132,38 @@ static void test_cpu_stat_v1(void **state) {
         assert_int_equal(cg_parse_cpu_stat("nr_periods 1\n", CG_V1, &s), -EBADMSG);
 }
 
+/* The one-pass cpu.stat parser (every credit look runs it): keys of the
+ * other version and new keys ignored, limits of a u64, what a line must be. */
+static void test_cpu_stat_edges(void **state) {
+        CpuStat s;
+
+        /* 6.x adds keys; a v1 name on v2 (and the reverse) is just unknown. */
+        assert_int_equal(cg_parse_cpu_stat("usage_usec 7\ncore_sched.force_idle_usec 3\nthrottled_time 9\n"
+                                           "nr_periods 1\nnr_throttled 1\nthrottled_usec 2\n",
+                                           CG_V2, &s),
+                         0);
+        assert_true(s.usage_usec == 7 && s.throttled_usec == 2);
+        assert_int_equal(cg_parse_cpu_stat("usage_usec 7\nnr_periods 1\nnr_throttled 1\nthrottled_time 2000\n",
+                                           CG_V1, &s),
+                         0);
+        assert_false(s.have & CPU_STAT_USAGE);
+        assert_true(s.throttled_usec == 2);
+        assert_int_equal(cg_parse_cpu_stat("usage_usec 18446744073709551615\n", CG_V2, &s), 0);
+        assert_true(s.usage_usec == UINT64_MAX);
+        assert_int_equal(cg_parse_cpu_stat("usage_usec 18446744073709551616\n", CG_V2, &s), -ERANGE);
+        assert_int_equal(cg_parse_cpu_stat("usage_usec 18446744073709551620\n", CG_V2, &s), -ERANGE);
+        /* duplicates of a key we use, also under v1 */
+        assert_int_equal(cg_parse_cpu_stat("nr_periods 1\nnr_throttled 0\nthrottled_time 0\nnr_periods 2\n", CG_V1,
+                                           &s),
+                         -EBADMSG);
+        /* a control character ends a key; an empty line is no line */
+        assert_int_equal(cg_parse_cpu_stat("usage\t_usec 1\n", CG_V2, &s), -EBADMSG);
+        assert_int_equal(cg_parse_cpu_stat("usage_usec 1\n\n", CG_V2, &s), -EBADMSG);
+        assert_int_equal(cg_parse_cpu_stat("usage_usec 1 \n", CG_V2, &s), -EBADMSG);
+        assert_int_equal(cg_parse_cpu_stat("usage_usec -1\n", CG_V2, &s), -EBADMSG);
+        assert_int_equal(cg_parse_cpu_stat(NULL, CG_V2, &s), -EINVAL);
+}
+
 static void test_schedstat(void **state) {
         uint64_t ns;
 
@@ -254,6 +286,11 @@ static void test_flat_keyed(void **state) {
         assert_int_equal(cg_parse_flat_keyed("anon_thp 1\n", keys, 2, v, &found), 0);
         assert_true(found == 0);
         assert_int_equal(cg_parse_flat_keyed("anon 1 2\n", keys, 2, v, &found), -EBADMSG);
+        /* nor the key a prefix of it */
+        assert_int_equal(cg_parse_flat_keyed("ano 1\nfil 2\n", keys, 2, v, &found), 0);
+        assert_true(found == 0);
+        assert_int_equal(cg_parse_flat_keyed("anon 1\nanon 2\n", keys, 2, v, &found), -EBADMSG);
+        assert_int_equal(cg_parse_flat_keyed("file 99999999999999999999\n", keys, 2, v, &found), -ERANGE);
 }
 
 static void test_reclaim_format(void **state) {
@@ -298,7 +335,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_u64_or_max),   cmocka_unit_test(test_i64),
                 cmocka_unit_test(test_cpu_max),      cmocka_unit_test(test_cpu_stat_v2),
-                cmocka_unit_test(test_cpu_stat_v1),  cmocka_unit_test(test_schedstat),
+                cmocka_unit_test(test_cpu_stat_v1),  cmocka_unit_test(test_cpu_stat_edges),
+                cmocka_unit_test(test_schedstat),
                 cmocka_unit_test(test_psi),          cmocka_unit_test(test_pid_list),
                 cmocka_unit_test(test_cgroup_type),  cmocka_unit_test(test_controller_list),
                 cmocka_unit_test(test_dmem),         cmocka_unit_test(test_flat_keyed),
