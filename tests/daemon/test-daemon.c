@@ -234,6 +234,10 @@ static void test_contract(void **state) {
         assert_int_equal(call("GET", "/v1/host", NULL, &o), 200);
         assert_non_null(str(o, "cgroup_mode"));
         assert_non_null(str(o, "credit_bank"));
+        /* the tick's counter reads: what vmmgrd runs with, and why */
+        assert_non_null(str(o, "counter_reads"));
+        assert_true(strcmp(str(o, "counter_reads"), "pread") == 0 || strcmp(str(o, "counter_reads"), "io_uring") == 0);
+        assert_non_null(str(o, "counter_reads_note"));
         json_object_put(o);
 
         register_vm(UUID_A, 0, "\"class\":\"demo\"");

@@ -20,6 +20,7 @@ static void test_defaults(void **state) {
         assert_string_equal(c.state_dir, "/var/lib/vmmgr");
         assert_string_equal(c.subtree, "vmmgr.slice");
         assert_true(c.tick_usec == 100000);
+        assert_int_equal(c.io_uring, KH_READ_AUTO);
         assert_non_null(credit_class_find(&c.classes, "t3.micro"));
         config_done(&c);
 }
@@ -36,6 +37,7 @@ static void test_full_file(void **state) {
                            "controllers = cpu,cpuacct\n"
                            "tick_ms = 50\n"
                            "task_delayacct = on\n"
+                           "io_uring = no\n"
                            "[api.tls]\n"
                            "listen = 127.0.0.1:8443\n"
                            "cert = /etc/vmmgr/s.pem\n"
@@ -57,6 +59,7 @@ static void test_full_file(void **state) {
         assert_string_equal(c.socket_path, "/run/x.sock");
         assert_true(c.tick_usec == 50000);
         assert_int_equal(c.task_delayacct, CONFIG_DELAYACCT_ON);
+        assert_int_equal(c.io_uring, KH_READ_PREAD);
         assert_string_equal(c.tls_listen, "127.0.0.1:8443");
         k = credit_class_find(&c.classes, "burst-small");
         assert_non_null(k);
@@ -85,6 +88,7 @@ static void test_errors(void **state) {
                 { "[daemon]\nsubtree = ../up\n", "t.conf:2: bad value for subtree" },
                 { "[daemon]\ncontrollers = cpu,gpu\n", "t.conf:2: bad value for controllers" },
                 { "[daemon]\ntask_delayacct = yes\n", "t.conf:2: bad value for task_delayacct" },
+                { "[daemon]\nio_uring = off\n", "t.conf:2: bad value for io_uring" },
                 { "[daemon\n", "t.conf:1: malformed section header" },
                 { "[daemon]\njust words\n", "t.conf:2: expected KEY = VALUE" },
                 { "[class x]\nlike = t3.giant\n", "t.conf:2: unknown class \"t3.giant\"" },

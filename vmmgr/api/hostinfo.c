@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * vmmgr/hostinfo.c - what this host offers vmmgr (cgroup mode, controllers,
- * cpu.max.runtime, burst above quota, memory management), as JSON.
+ * cpu.max.runtime, burst above quota, memory management, how counters are
+ * read), as JSON.
  */
 #include "vmmgr/api/hostinfo.h"
 
@@ -64,6 +65,18 @@ struct json_object *host_features_to_json(const HostFeatures *f, const char *sub
         json_object_object_add(o, "liveupdate", tri_json(f->liveupdate));
         json_object_object_add(o, "taskstats", tri_json(f->taskstats));
         json_object_object_add(o, "task_delayacct", tri_json(f->task_delayacct));
+        json_object_object_add(o, "counter_reads",
+                               json_object_new_string(kh_read_path_to_string(f->counter_reads.path)));
+        json_object_object_add(o, "io_uring", tri_json(f->counter_reads.io_uring));
+        json_object_object_add(o, "counter_reads_note", json_object_new_string(f->counter_reads.note));
+        if (f->counter_reads.io_uring_ns || f->counter_reads.pread_ns) {
+                struct json_object *ns = json_object_new_object();
+
+                json_object_object_add(ns, "io_uring", json_object_new_uint64(f->counter_reads.io_uring_ns));
+                json_object_object_add(ns, "pread", json_object_new_uint64(f->counter_reads.pread_ns));
+                json_object_object_add(o, "counter_read_ns", ns);
+        } else
+                json_object_object_add(o, "counter_read_ns", NULL);
         return o;
 }
 
@@ -90,6 +103,9 @@ void host_features_print_table(const HostFeatures *f, const char *subtree, FILE 
         fprintf(out, "%-28s %s\n", "/dev/liveupdate (LUO)", tri_text(f->liveupdate));
         fprintf(out, "%-28s %s\n", "taskstats", tri_text(f->taskstats));
         fprintf(out, "%-28s %s\n", "kernel.task_delayacct", tri_text(f->task_delayacct));
+        fprintf(out, "%-28s %s\n", "io_uring", tri_text(f->counter_reads.io_uring));
+        fprintf(out, "%-28s %s (%s)\n", "counter reads", kh_read_path_to_string(f->counter_reads.path),
+                f->counter_reads.note);
         fprintf(out, "%-28s %s\n", "dmem", tri_text(f->dmem));
         fprintf(out, "%-28s %s\n", "dmem.high", tri_text(f->dmem_high));
         for (size_t i = 0; i < f->n_dmem_regions; i++)

@@ -118,6 +118,17 @@ static int daemon_key(VmmgrConfig *c, const char *k, const char *v) {
                         return -EINVAL;
                 return 0;
         }
+        if (strcmp(k, "io_uring") == 0) {
+                if (strcmp(v, "auto") == 0)
+                        c->io_uring = KH_READ_AUTO;
+                else if (strcmp(v, "yes") == 0)
+                        c->io_uring = KH_READ_IO_URING;
+                else if (strcmp(v, "no") == 0)
+                        c->io_uring = KH_READ_PREAD;
+                else
+                        return -EINVAL;
+                return 0;
+        }
         return -ENOKEY;
 }
 

@@ -13,6 +13,7 @@
  *   tick_ms = 100                   # emulated bank tick
  *   commit_interval_ms = 2000       # ledger commits
  *   default_class = t3.small
+ *   io_uring = auto                 # batched counter reads: auto, yes or no
  *
  *   [api]                           # the API's limits (vmmgr/api.h, "Limits")
  *   max_connections = 1024          # per listener
@@ -48,6 +49,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "kernel/kernel.h"
 #include "policies/credits.h"
 #include "policies/memory.h"
 
@@ -87,6 +89,9 @@ typedef struct VmmgrConfig {
         uint64_t commit_interval_usec;
         char default_class[CREDIT_CLASS_NAME_MAX];
         ConfigDelayacct task_delayacct;
+        /* [daemon] io_uring: batched counter reads through io_uring
+         * (KH_READ_AUTO by default: where usable and cheaper than pread). */
+        KhReadMode io_uring;
         /* [api]: the API's limits; defaults are api.h's API_*_DEFAULT */
         unsigned api_max_connections;
         unsigned api_max_connections_per_peer;

@@ -502,19 +502,38 @@ void daemon_vm_after_look(Daemon *d, Vm *vm, uint64_t now) {
 }
 
 /* One credit tick: every bank that is due (or whose history wants a
- * sample) gets a look. */
+ * sample) gets a look.  The looks' counter reads are batched: each due
+ * bank queues what its look will read, the host's read batch reads them
+ * all at once (one io_uring submit and reap, or a pread each: kernel.h),
+ * and then each look takes its counters from there.  Nothing in it waits
+ * on a peer: the reads are cgroup files, the writes (quota, runtime) stay
+ * one synchronous write each, in look order. */
 void daemon_tick_now(Daemon *d) {
         uint64_t cpu0 = thread_cpu_nsec(), now = daemon_now_mono_usec();
+        size_t due = 0;
 
         d->tick_batch = true;
         for (size_t i = 0; i < d->n_vms; i++) {
                 Vm *vm = d->vms[i];
-                int r;
 
                 /* History samples the looks the bank needs anyway (at most one
                  * a second): it never adds a look of its own. */
-                if (!vm->bank || credit_bank_next_tick_usec(vm->bank) > now || !daemon_vm_ledger_here(vm))
+                vm->tick_due = vm->bank && credit_bank_next_tick_usec(vm->bank) <= now && daemon_vm_ledger_here(vm);
+                if (!vm->tick_due)
                         continue;
+                credit_bank_queue_look(vm->bank);
+                due++;
+        }
+        if (due > 0 && d->reads)
+                (void) kh_read_batch_run(d->reads);
+        for (size_t i = 0; i < d->n_vms && due > 0; i++) {
+                Vm *vm = d->vms[i];
+                int r;
+
+                if (!vm->tick_due || !vm->bank)
+                        continue;
+                vm->tick_due = false;
+                due--;
                 r = credit_bank_tick(vm->bank, now);
                 d->stats.bank_ticks++;
                 if (r == 0)
@@ -528,6 +547,10 @@ void daemon_tick_now(Daemon *d) {
                                                   vm->id.str);
                 }
         }
+        /* What no look took (a look that failed before its reads) is not
+         * left for a read outside the tick. */
+        if (d->reads)
+                kh_read_batch_discard(d->reads);
         daemon_delays_refresh(d, now);
         /* A live update is prepared: the jump may come any moment, so
          * every tick's ledgers are committed (docs/live-update.md). */
@@ -703,6 +726,7 @@ int daemon_reload(Daemon *d) {
                         F("[memory]", memory),             F("[libvirt] enabled", libvirt),
                         F("[libvirt] uri", libvirt_uri),   F("[libvirt] pid_dir", libvirt_pid_dir),
                         F("[libvirt] manage", libvirt_manage),
+                        F("io_uring", io_uring),
 #undef F
                 };
                 for (size_t i = 0; i < ARRAY_SIZE(restart_only); i++)
@@ -1016,6 +1040,16 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         d->bank_kind = d->features.cpu_max_runtime == TRI_YES && d->features.burst_above_quota == TRI_YES
                                ? CREDIT_BANK_KERNEL
                                : CREDIT_BANK_EMULATED;
+        /* The tick's counter reads, batched; before any reader is opened
+         * (banks, the memory engine), which attach to it.  host-info shows
+         * what the configuration made of the probe. */
+        r = kh_read_batch_new(d->host, d->cfg.io_uring, &d->reads, &d->features.counter_reads);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the counter reads: %m");
+                goto fail;
+        }
+        log_info("Counter reads: %s (io_uring = %s: %s)", kh_read_path_to_string(kh_read_batch_path(d->reads)),
+                 kh_read_mode_to_string(d->cfg.io_uring), d->features.counter_reads.note);
         r = state_open(d->cfg.state_dir, &d->db, &serr);
         if (r < 0) {
                 log_error_errno(r, "%s", serr.message);
@@ -1128,6 +1162,7 @@ Daemon *daemon_free(Daemon *d) {
         api_free(d->api);
         state_close(d->db);
         host_features_done(&d->features);
+        kh_read_batch_free(d->reads);
         kh_free(d->host);
         sd_event_unref(d->loop);
         config_done(&d->cfg);

@@ -80,6 +80,7 @@ typedef struct Vm {
         CreditState shown_state;        /* as last recorded in the event history */
         uint64_t surplus_noticed_usec;  /* last look that saw a surplus charged */
         uint64_t tick_warned_usec;      /* last "credit tick failed" warning */
+        bool tick_due;                  /* daemon_tick_now(): its look's reads are queued */
         /* Per-role taskstats delays for /metrics, refreshed by the tick. */
         ServiceRoleDelays delays[_SERVICE_ROLE_MAX];
         uint64_t delays_at_usec;
@@ -176,6 +177,7 @@ struct Daemon {
         char config_path[CONFIG_PATH_MAX]; /* "" = built-in defaults */
         KHost *host;
         HostFeatures features;
+        KhReadBatch *reads; /* the tick's counter reads (kernel.h), the host's batch */
         CreditBankKind bank_kind;
         StateDb *db;
         Api *api;

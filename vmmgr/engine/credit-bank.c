@@ -55,6 +55,8 @@ struct CreditBank {
         uint64_t candidate_since_usec;
         double rate_avg_ppm;      /* usage, CPU ppm, averaged over STATE_TAU_USEC */
         double throttled_avg_ppm; /* throttled wall time, ppm, likewise */
+        uint64_t state_dt_usec;   /* the last look's interval, and its weight in the averages */
+        double state_weight;
         bool state_known;
         unsigned notices;         /* CREDIT_NOTICE_* since the last take */
         uint64_t last_tick_usec;
@@ -167,7 +169,7 @@ static int kernel_bank_sync_once(CreditBank *b, int64_t target) {
         uint64_t runtime;
         int r;
 
-        r = kh_cpu_get_runtime(b->host, &b->vm, CG_ROLE_VCPUS, &runtime);
+        r = kh_cpu_stat_reader_read_runtime(b->usage, &runtime);
         if (r < 0)
                 return r;
         b->runtime_reads++;
@@ -248,11 +250,18 @@ static bool limited_at_or_below_baseline(const CreditBank *b) {
 /* The shown state, from averages over the last seconds with a dwell
  * time, and the notices operators look for (credit-engine.h). */
 static void update_state(CreditBank *b, uint64_t used, uint64_t throttled, uint64_t dt, uint64_t now) {
-        double a = 1.0 - exp(-(double) dt / (double) STATE_TAU_USEC);
+        double a;
         uint64_t base = (uint64_t) credit_earn_per_sec(&b->spec);
         uint64_t burst_above = base + base * STATE_BURST_MARGIN_PPM / 1000000 + STATE_BURST_FLOOR_PPM;
         CreditState c;
 
+        /* Looks come a tick or a second apart: the weight of one is the
+         * same as the last look's nearly always (no exp() per look). */
+        if (dt != b->state_dt_usec) {
+                b->state_dt_usec = dt;
+                b->state_weight = 1.0 - exp(-(double) dt / (double) STATE_TAU_USEC);
+        }
+        a = b->state_weight;
         if (!b->state_known) {
                 b->rate_avg_ppm = (double) used * 1e6 / (double) dt;
                 b->throttled_avg_ppm = (double) throttled * 1e6 / (double) dt;
@@ -307,7 +316,6 @@ static int adopt_applied(CreditBank *b) {
 static int account(CreditBank *b, uint64_t now_usec) {
         uint64_t used, dt, throttled0;
         int64_t launch0, charged0;
-        bool throttled_more;
         CpuStat st;
         int r;
 
@@ -334,7 +342,6 @@ static int account(CreditBank *b, uint64_t now_usec) {
                 b->notices |= CREDIT_NOTICE_LAUNCH_SPENT;
         if (b->ledger.charged_usec > charged0)
                 b->notices |= CREDIT_NOTICE_SURPLUS_CHARGED;
-        throttled_more = (st.have & CPU_STAT_PERIODS) && st.nr_throttled > b->last_nr_throttled;
         throttled0 = b->throttled_usec;
         b->throttled_usec = st.throttled_usec;
         b->last_usage_usec = st.usage_usec;
@@ -345,8 +352,25 @@ static int account(CreditBank *b, uint64_t now_usec) {
         if (dt > 0)
                 update_state(b, used, st.throttled_usec >= throttled0 ? st.throttled_usec - throttled0 : 0, dt,
                              now_usec);
-        (void) throttled_more;
         return 0;
+}
+
+/* Kernel bank: whether the next look's sync will read the pool.  A
+ * deep pool is read only when the VM used CPU since the last look, which
+ * the look learns from the same batch: it is left to a read of its own
+ * then (one read saved on every idle deep pool). */
+static bool kernel_look_reads_runtime(const CreditBank *b) {
+        return b->spec.mode == CREDIT_MODE_STANDARD &&
+               !(b->kernel_runtime_known && kernel_pool_deep(b, b->kernel_runtime_usec));
+}
+
+void credit_bank_queue_look(CreditBank *b) {
+        /* As account() reads: the usage alone without a quota. */
+        unsigned what = b->enf.quota_usec == CREDIT_QUOTA_UNLIMITED ? KH_CPU_READ_USAGE : KH_CPU_READ_STAT;
+
+        if (b->kind == CREDIT_BANK_KERNEL && kernel_look_reads_runtime(b))
+                what |= KH_CPU_READ_RUNTIME;
+        kh_cpu_stat_reader_queue(b->usage, what);
 }
 
 int credit_bank_tick(CreditBank *b, uint64_t now_usec) {
@@ -385,6 +409,12 @@ int credit_bank_new(KHost *h, const VmId *vm, const CreditSpec *spec, CreditBank
         r = kh_cpu_stat_reader_open(h, vm, CG_ROLE_VCPUS, &b->usage);
         if (r < 0)
                 return r;
+        /* The kernel bank reads its pool every look: kept open too (where
+         * the file is missing the sync reports it, as it always did). */
+        if (kind == CREDIT_BANK_KERNEL && kh_cpu_stat_reader_open_runtime(b->usage) == -ENOMEM) {
+                r = -ENOMEM;
+                goto fail;
+        }
         r = kh_cpu_stat_reader_read(b->usage, &st);
         if (r < 0)
                 goto fail;

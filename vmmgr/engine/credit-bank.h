@@ -80,6 +80,12 @@ CreditBank *credit_bank_free(CreditBank *b);
 
 /* Accrues, charges usage since the last tick, and enforces. */
 int credit_bank_tick(CreditBank *b, uint64_t now_usec);
+/* Batched looks (vmmgrd's tick): queues the counter reads the next look
+ * will make on the host's read batch (kernel.h), if the bank's files are
+ * attached to one; the look (credit_bank_tick) after the batch's run
+ * takes them from there, and reads for itself whatever was not queued.
+ * Queue, run the batch once, then tick each queued bank. */
+void credit_bank_queue_look(CreditBank *b);
 /* When the bank next needs a look (monotonic usec).  Landing and debt
  * need every tick; a VM held steadily at baseline or with a deep bank
  * needs one at most every CREDIT_BANK_MAX_INTERVAL_USEC, because the
