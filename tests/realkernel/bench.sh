@@ -16,11 +16,40 @@
 # readback_write_failures 0, kernel.patched.idle_gap_pct within one
 # quota).  Exit: 0 all passed, 1 a check or a target failed, 77 skip.
 set -uo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+caller=$PWD
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 cd "$root" || exit 1
-# meson gives the build directory's absolute path (VMMGR_BUILD_ROOT): the
-# checks take it as it is, inside the tree or not.
-export VMMGR_BUILD_DIR=${VMMGR_BUILD_DIR:-${VMMGR_BUILD_ROOT:-build}}
+# The build directory: meson gives its absolute path (VMMGR_BUILD_ROOT);
+# by hand VMMGR_BUILD_DIR, relative to where this was started (else to
+# the repository), default build.
+build=${VMMGR_BUILD_DIR:-${VMMGR_BUILD_ROOT:-build}}
+case $build in
+/*) ;;
+*) if [ -d "$caller/$build" ]; then build=$caller/$build; else build=$root/$build; fi ;;
+esac
+if ! build=$(cd "$build" 2>/dev/null && pwd -P); then
+  echo "FAILED: no build directory ${VMMGR_BUILD_DIR:-${VMMGR_BUILD_ROOT:-build}}"
+  exit 1
+fi
+# The test kernels see this machine's / read-only, but /tmp, /run and
+# /var/tmp are their own (tests/realkernel/vmtest shares the repository
+# back wherever it is).  A build directory there is invisible to them:
+# the programs the checks run are copied into a directory inside the
+# repository (ignored by git as build*) for the run, and removed after.
+case $build/ in
+"$root"/*) ;;
+/tmp/* | /run/* | /var/tmp/*)
+  stage=$(mktemp -d "$root/build-realkernel-bench.XXXXXX") || exit 1
+  trap 'rm -rf "$stage"' EXIT
+  for p in tests/credits/test-real-credits tests/realkernel/test-cpu-max-runtime tests/memory/test-memory-stall; do
+    [ -x "$build/$p" ] || continue
+    mkdir -p "$stage/${p%/*}" && cp -p "$build/$p" "$stage/$p" || exit 1
+  done
+  echo "build directory $build is not visible inside the test kernels: its programs run from ${stage#"$root"/}"
+  build=$stage
+  ;;
+esac
+export VMMGR_BUILD_DIR=$build
 INJECT_UNTHROTTLE_LIMIT_MS=1.0
 rc=0
 figures=''
