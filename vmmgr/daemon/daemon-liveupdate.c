@@ -468,7 +468,8 @@ void daemon_liveupdate_housekeeping(Daemon *d) {
                 snprintf(v->error, sizeof(v->error), "not back within %u s; its ledger stays frozen",
                          d->lu.deadline_sec);
                 lu_event(d, &v->id, "live-update-missing", NULL);
-                log_warning("Live update: VM %s is not back within %u s", v->id.str, d->lu.deadline_sec);
+                log_vm_event(LOG_LEVEL_WARNING, &v->id, "live-update-missing", "not back within %u s after a live update",
+                             d->lu.deadline_sec);
                 changed = true;
         }
         if (changed)

@@ -144,7 +144,7 @@ static int journal(Daemon *d, Vm *vm, const CreditLedger *ledger, uint64_t usage
         if (!daemon_vm_migration_row(vm, &row))
                 return 0;
         if (has_record(vm) && !row.record_json[0])
-                return log_error_errno(-ENOMEM, "VM %s: cannot write its handoff record", vm->id.str);
+                return log_vm_error_errno(&vm->id, -ENOMEM, "cannot write its handoff record");
         if (json_io_add_string(detail, "role", row.role) < 0 || json_io_add_int(detail, "epoch", (int64_t) row.epoch) < 0)
                 return -ENOMEM;
         if (own)
@@ -164,7 +164,7 @@ static int journal(Daemon *d, Vm *vm, const CreditLedger *ledger, uint64_t usage
         if (r < 0) {
                 if (own && state_in_transaction(d->db))
                         state_rollback(d->db);
-                return log_error_errno(r, "VM %s: could not journal %s: %s", vm->id.str, kind, serr.message);
+                return log_vm_error_errno(&vm->id, r, "could not journal %s: %s", kind, serr.message);
         }
         if (ledger)
                 vm->committed_generation = ledger->generation;
@@ -187,7 +187,7 @@ static void sync_from_bank(Daemon *d, Vm *vm, uint64_t now_unix, uint64_t *ret_c
                 int r = credit_bank_tick(vm->bank, daemon_now_mono_usec());
 
                 if (r < 0)
-                        log_warning_errno(r, "VM %s: no look at the freeze (the last one counts): %m", vm->id.str);
+                        log_vm_warning_errno(&vm->id, r, "no look at the freeze (the last one counts): %m");
                 credit_bank_snapshot(vm->bank, &s);
                 vm->mig.ledger = s.ledger;
                 vm->mig.spec = s.spec;
@@ -226,10 +226,11 @@ static void src_freeze(Daemon *d, Vm *vm, const char *why) {
                 (void) journal(d, vm, NULL, 0, "migration-freeze", detail);
         vm->mig_freeze_cost_usec = daemon_now_mono_usec() - t0;
         vm->mig_query_inflight = false;
-        log_info("VM %s: credits frozen for its migration (%s): %" PRId64 " usec available, epoch %" PRIu64
-                 " goes to %s; %" PRIu64 " usec on the loop",
-                 vm->id.str, why, credit_ledger_available(&vm->mig.record.ledger), vm->mig.record.epoch,
-                 vm->mig.destination[0] ? vm->mig.destination : "the tool (export)", vm->mig_freeze_cost_usec);
+        log_vm_info(&vm->id,
+                    "credits frozen for its migration (%s): %" PRId64 " usec available, epoch %" PRIu64
+                    " goes to %s; %" PRIu64 " usec on the loop",
+                    why, credit_ledger_available(&vm->mig.record.ledger), vm->mig.record.epoch,
+                    vm->mig.destination[0] ? vm->mig.destination : "the tool (export)", vm->mig_freeze_cost_usec);
         arm_timer(d, MIG_TIMER_BUSY_USEC);
 }
 
@@ -247,14 +248,14 @@ static void src_outcome(Daemon *d, Vm *vm, MigOutcome outcome, const char *why) 
                 if (detail)
                         (void) json_io_add_string(detail, "destination", vm->mig.destination);
                 (void) journal(d, vm, NULL, 0, "migration-completed", detail);
-                log_info("VM %s: migration completed (%s); its record (epoch %" PRIu64 ") %s", vm->id.str, why,
-                         vm->mig.record.epoch,
-                         vm->mig.destination[0] ? "goes to the destination" : "waits for export");
+                log_vm_info(&vm->id, "migration completed (%s); its record (epoch %" PRIu64 ") %s", why,
+                            vm->mig.record.epoch,
+                            vm->mig.destination[0] ? "goes to the destination" : "waits for export");
                 vm->mig_send_backoff_usec = 0;
                 send_schedule(d, vm, 0);
         } else {
                 (void) journal(d, vm, NULL, 0, "migration-failed", detail);
-                log_info("VM %s: migration failed (%s); its credits stay here", vm->id.str, why);
+                log_vm_info(&vm->id, "migration failed (%s); its credits stay here", why);
         }
 }
 
@@ -273,7 +274,7 @@ static void src_take_back(Daemon *d, Vm *vm, const char *why, bool nack, uint64_
         if (detail)
                 (void) json_io_add_string(detail, "why", why);
         (void) journal(d, vm, NULL, 0, "migration-taken-back", detail);
-        log_warning("VM %s: its credits are back here (%s)", vm->id.str, why);
+        log_vm_warning(&vm->id, "its credits are back here (%s)", why);
 }
 
 /* The destination acknowledged: nothing of the ledger is here any more.
@@ -289,10 +290,10 @@ static void src_closed(Daemon *d, Vm *vm, uint64_t epoch, const char *via) {
                 (void) json_io_add_string(detail, "via", via);
         if (journal(d, vm, NULL, 0, "migration-closed", detail) < 0)
                 return; /* the timer journals it again, then unregisters */
-        log_info("VM %s: the destination took its credits (epoch %" PRIu64 ", %s)", vm->id.str, epoch, via);
+        log_vm_info(&vm->id, "the destination took its credits (epoch %" PRIu64 ", %s)", epoch, via);
         snprintf(reason, sizeof(reason), "migrated (epoch %" PRIu64 ")", epoch);
         if (daemon_vm_unregister(d, vm, reason, &err) < 0)
-                log_warning("VM %s: migrated, but not unregistered yet: %s", vm->id.str, err.message);
+                log_vm_warning(&vm->id, "migrated, but not unregistered yet: %s", err.message);
 }
 
 /* query-migrate's answer while frozen (a STOP that may or may not be the
@@ -485,12 +486,12 @@ static void dst_resume(Daemon *d, Vm *vm, const char *why, bool late) {
                 r = credit_bank_install_ledger(vm->bank, &vm->spec, &vm->mig.ledger, daemon_now_mono_usec(),
                                                UINT64_MAX);
                 if (r < 0)
-                        log_warning_errno(r, "VM %s: the provisional bank's limit is not applied yet: %m", vm->id.str);
+                        log_vm_warning_errno(&vm->id, r, "the provisional bank's limit is not applied yet: %m");
         }
         if (detail)
                 (void) json_io_add_string(detail, "why", why);
         (void) journal(d, vm, NULL, 0, "migration-resumed", detail);
-        log_info("VM %s: resumed here after its migration; a provisional bank until the record comes", vm->id.str);
+        log_vm_info(&vm->id, "resumed here after its migration; a provisional bank until the record comes");
 }
 
 const CreditLedger *daemon_vm_migration_fresh_ledger(Daemon *d, Vm *vm) {
@@ -510,8 +511,8 @@ const CreditLedger *daemon_vm_migration_fresh_ledger(Daemon *d, Vm *vm) {
                 provisional.launch_usec = 0;
                 credit_ledger_init(&vm->mig.ledger, &provisional);
         }
-        log_info("VM %s: the destination of a migration (%s): provisional bank", vm->id.str,
-                 inmigrate ? "QEMU is inmigrate" : "registered as incoming");
+        log_vm_info(&vm->id, "the destination of a migration (%s): provisional bank",
+                    inmigrate ? "QEMU is inmigrate" : "registered as incoming");
         return &vm->mig.ledger;
 }
 
@@ -584,7 +585,7 @@ void daemon_vm_migration_gone(Daemon *d, Vm *vm) {
                         detail = json_object_new_object();
                         if (detail)
                                 (void) journal(d, vm, NULL, 0, "migration-gone", detail);
-                        log_info("VM %s: its incoming QEMU went before it resumed", vm->id.str);
+                        log_vm_info(&vm->id, "its incoming QEMU went before it resumed");
                 }
                 break;
         default:
@@ -603,17 +604,17 @@ int daemon_vm_migration_load(Daemon *d, Vm *vm) {
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
-                return log_error_errno(r, "VM %s: cannot read its handoff: %s", vm->id.str, serr.message);
+                return log_vm_error_errno(&vm->id, r, "cannot read its handoff: %s", serr.message);
         role = role_from_string(row.role);
         if (role == _MIG_ROLE_MAX)
-                return log_error_errno(-EBADMSG, "VM %s: unknown handoff role \"%s\" in %s", vm->id.str, row.role,
-                                       state_path(d->db));
+                return log_vm_error_errno(&vm->id, -EBADMSG, "unknown handoff role \"%s\" in %s", row.role,
+                                          state_path(d->db));
         vm->mig = (MigVm) { .vm = vm->id, .role = role, .epoch = row.epoch, .spec = vm->spec,
                             .outgoing = row.outgoing };
         snprintf(vm->mig.destination, sizeof(vm->mig.destination), "%s", row.destination);
         if (has_record(vm) && mig_record_from_text(row.record_json, &vm->mig.record, &rerr) < 0)
-                return log_error_errno(-EBADMSG, "VM %s: its journaled record is unreadable (%s): %s", vm->id.str,
-                                       rerr.field ? rerr.field : "-", rerr.message);
+                return log_vm_error_errno(&vm->id, -EBADMSG, "its journaled record is unreadable (%s): %s",
+                                          rerr.field ? rerr.field : "-", rerr.message);
         if (role == MIG_HANDED_OFF || role == MIG_CLOSED)
                 send_schedule(d, vm, 0);
         /* Incoming while vmmgrd was down: when QEMU resumed is unknown, so
@@ -624,7 +625,7 @@ int daemon_vm_migration_load(Daemon *d, Vm *vm) {
         /* Provisional: the row was last written when QEMU resumed. */
         if (role == MIG_PROVISIONAL)
                 vm->mig.resumed_at_usec = row.updated_unix_usec;
-        log_info("VM %s: handoff %s at epoch %" PRIu64 " resumed from the journal", vm->id.str, row.role, row.epoch);
+        log_vm_info(&vm->id, "handoff %s at epoch %" PRIu64 " resumed from the journal", row.role, row.epoch);
         return 0;
 }
 
@@ -775,7 +776,7 @@ int daemon_migration_start(Daemon *d, Vm *vm, const char *destination, char *err
                         "{\"capabilities\":[{\"capability\":\"events\",\"state\":true}]}", MIG_QUERY_TIMEOUT_MS,
                         NULL, NULL) == 0)
                 vm_link_kick(vm);
-        log_info("VM %s: migration announced, to %s", vm->id.str, dest[0] ? dest : "the tool (export)");
+        log_vm_info(&vm->id, "migration announced, to %s", dest[0] ? dest : "the tool (export)");
         return 0;
 }
 
@@ -902,7 +903,7 @@ int daemon_migration_record(Daemon *d, const MigRecord *rec, ServiceMigrationAns
                 r = credit_bank_install_ledger(vm->bank, &vm->spec, &vm->mig.ledger, look_mono,
                                                saved.role == MIG_PROVISIONAL ? counter : UINT64_MAX);
                 if (r < 0)
-                        log_warning_errno(r, "VM %s: the merged ledger's limit is not applied yet: %m", vm->id.str);
+                        log_vm_warning_errno(&vm->id, r, "the merged ledger's limit is not applied yet: %m");
                 vm->committed_generation = 0; /* the next commit writes the bank's */
         } else {
                 vm->ledger = vm->mig.ledger;
@@ -910,8 +911,8 @@ int daemon_migration_record(Daemon *d, const MigRecord *rec, ServiceMigrationAns
                 vm->ledger_dirty = true;
         }
         ret->reply = "ack";
-        log_info("VM %s: record of epoch %" PRIu64 " from %s applied: %" PRId64 " usec available", vm->id.str,
-                 rec->epoch, rec->source, credit_ledger_available(&vm->mig.ledger));
+        log_vm_info(&vm->id, "record of epoch %" PRIu64 " from %s applied: %" PRId64 " usec available", rec->epoch,
+                    rec->source, credit_ledger_available(&vm->mig.ledger));
         return 0;
 }
 

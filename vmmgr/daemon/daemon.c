@@ -204,7 +204,7 @@ void daemon_vm_disconnect(Daemon *d, Vm *vm, const char *why) {
         if (vm->qmp) {
                 qmp_free(vm->qmp);
                 vm->qmp = NULL;
-                log_info("VM %s disconnected: %s", vm->id.str, why);
+                log_vm_info(&vm->id, "disconnected: %s", why);
         }
         vm->pid = 0;
         snprintf(vm->run_state, sizeof(vm->run_state), "unknown");
@@ -358,14 +358,14 @@ int daemon_add_model_vm(Daemon *d, const VmId *id, pid_t pid, pid_t vcpu_tid, co
         }
         r = daemon_store_registration(d, vm, detail, &serr);
         if (r < 0) {
-                log_error_errno(r, "VM %s: could not register: %s", vm->id.str, serr.message);
+                log_vm_error_errno(&vm->id, r, "could not register: %s", serr.message);
                 goto fail_groups;
         }
         r = daemon_vm_list_add(d, vm);
         if (r < 0) /* committed but not tracked: the next start adopts it */
                 goto fail_groups;
-        log_debug("VM %s registered on the kernel model: pid %d, vCPU thread %d, %s bank", vm->id.str, (int) pid,
-                  (int) vcpu_tid, credit_bank_kind_to_string(d->bank_kind));
+        log_vm_debug(&vm->id, "registered on the kernel model: pid %d, vCPU thread %d, %s bank", (int) pid,
+                     (int) vcpu_tid, credit_bank_kind_to_string(d->bank_kind));
         return 0;
 
 fail_groups:
@@ -478,8 +478,8 @@ static void vm_record_notices(Daemon *d, Vm *vm, uint64_t now) {
                 if (o && json_io_add_string(o, "from", credit_state_to_string(vm->shown_state)) == 0 &&
                     json_io_add_string(o, "to", credit_state_to_string(s.state)) == 0)
                         (void) daemon_event(d, &vm->id, "state", o);
-                log_info("VM %s: %s -> %s", vm->id.str, credit_state_to_string(vm->shown_state),
-                         credit_state_to_string(s.state));
+                log_vm_event(LOG_LEVEL_INFO, &vm->id, "state", "%s -> %s", credit_state_to_string(vm->shown_state),
+                             credit_state_to_string(s.state));
                 vm->shown_state = s.state;
         }
         for (size_t i = 0; i < ARRAY_SIZE(notes); i++) {
@@ -492,7 +492,7 @@ static void vm_record_notices(Daemon *d, Vm *vm, uint64_t now) {
                     json_io_add_int(o, "balance_usec", s.ledger.balance_usec) == 0 &&
                     json_io_add_int(o, "launch_usec", s.ledger.launch_usec) == 0)
                         (void) daemon_event(d, &vm->id, notes[i].kind, o);
-                log_info("VM %s: %s", vm->id.str, notes[i].message);
+                log_vm_event(LOG_LEVEL_INFO, &vm->id, notes[i].kind, "%s", notes[i].message);
         }
 }
 
@@ -543,8 +543,7 @@ void daemon_tick_now(Daemon *d) {
                         if (r == -ENOENT) /* the group is gone: QEMU exited */
                                 vm_link_close(d, vm, "its cgroup disappeared", false);
                         else if (log_ratelimit(&vm->tick_warned_usec, now, WARNING_INTERVAL_USEC))
-                                log_warning_errno(r, "VM %s: credit tick failed (said once a minute): %m",
-                                                  vm->id.str);
+                                log_vm_warning_errno(&vm->id, r, "credit tick failed (said once a minute): %m");
                 }
         }
         /* What no look took (a look that failed before its reads) is not
@@ -601,7 +600,7 @@ static int on_housekeeping(sd_event_source *s, uint64_t usec, void *userdata) {
 
                 if (vm->link == VM_LINK_BOUND && vm->qmp && vm->roles_refresh_at_usec <= now &&
                     vm_link_refresh_roles(vm) < 0)
-                        log_debug("VM %s: role refresh not started", vm->id.str);
+                        log_vm_debug(&vm->id, "role refresh not started");
         }
         daemon_libvirt_housekeeping(d);
         daemon_liveupdate_housekeeping(d);
@@ -816,7 +815,7 @@ static int adopt_known_vms(Daemon *d) {
                         continue;
                 }
                 if (vm_link_start(d, vm, false) < 0)
-                        log_warning("VM %s not adopted now (retrying): %s", vm->id.str, vm->link_error);
+                        log_vm_warning(&vm->id, "not adopted now (retrying): %s", vm->link_error);
         }
         return 0;
 }

@@ -142,7 +142,7 @@ static void link_arm(Vm *vm, uint64_t at_mono_usec) {
                 r = sd_event_add_time(d->loop, &vm->link_timer, CLOCK_MONOTONIC, at_mono_usec, 10 * UINT64_C(1000),
                                       on_link_timer, vm);
                 if (r < 0)
-                        log_error_errno(r, "VM %s: cannot add its QMP timer: %m", vm->id.str);
+                        log_vm_error_errno(&vm->id, r, "cannot add its QMP timer: %m");
                 return;
         }
         (void) sd_event_source_set_time(vm->link_timer, at_mono_usec);
@@ -440,8 +440,8 @@ static void link_finish_connect(Daemon *d, Vm *vm) {
                 vm->roles = roles;
                 roles = (VmThreadRoles) { 0 };
                 if (st.foreign > 0)
-                        log_warning("VM %s: QEMU named %zu thread id(s) that are not its own; ignored",
-                                    vm->id.str, st.foreign);
+                        log_vm_warning(&vm->id, "QEMU named %zu thread id(s) that are not its own; ignored",
+                                       st.foreign);
                 snprintf(vm->run_state, sizeof(vm->run_state), "%s",
                          c->status.status[0] ? c->status.status : "unknown");
                 if (vm->spec.vcpus == 0)
@@ -465,8 +465,8 @@ static void link_finish_connect(Daemon *d, Vm *vm) {
                 if (vm->link_timer)
                         (void) sd_event_source_set_enabled(vm->link_timer, SD_EVENT_OFF);
                 if (!c->fresh) {
-                        (void) log_full_errno(stalled ? LOG_LEVEL_WARNING : LOG_LEVEL_DEBUG, 0, "VM %s not linked (retrying): %s", vm->id.str,
-                                 c->reason);
+                        (void) log_vm_full_errno(stalled ? LOG_LEVEL_WARNING : LOG_LEVEL_DEBUG, 0, &vm->id,
+                                                 "not linked (retrying): %s", c->reason);
                         link_schedule_retry(vm, stalled);
                 }
                 daemon_vm_linked(d, vm, r, c->field, c->reason);
@@ -478,10 +478,9 @@ static void link_finish_connect(Daemon *d, Vm *vm) {
         vm->link_error[0] = '\0';
         vm->link_backoff_usec = 0;
         vm->roles_refresh_at_usec = mono + roles_poll_phase_usec(&vm->id);
-        log_info("VM %s %s: pid %d, %zu vCPU(s), %zu iothread(s), %s bank, linked in %" PRIu64 " ms",
-                 vm->id.str, c->fresh ? "registered" : "adopted", (int) vm->pid, vm->roles.n_vcpus,
-                 vm->roles.n_io, credit_bank_kind_to_string(d->bank_kind),
-                 (mono - vm->link_started_usec) / UINT64_C(1000));
+        log_vm_info(&vm->id, "%s: pid %d, %zu vCPU(s), %zu iothread(s), %s bank, linked in %" PRIu64 " ms",
+                    c->fresh ? "registered" : "adopted", (int) vm->pid, vm->roles.n_vcpus, vm->roles.n_io,
+                    credit_bank_kind_to_string(d->bank_kind), (mono - vm->link_started_usec) / UINT64_C(1000));
         if (c->want_memory) {
                 MemPolVmSpec spec = {
                         .priority = vm->mem_priority,
@@ -555,10 +554,10 @@ static void link_finish_roles(Daemon *d, Vm *vm) {
         if (r == 0)
                 r = vm_bind(d->host, &vm->id, vm->pid, &roles, &st);
         if (r < 0)
-                log_debug("VM %s: role refresh failed: %s", vm->id.str, strerror(-r));
+                log_vm_debug(&vm->id, "role refresh failed: %s", strerror(-r));
         else {
                 if (st.moved > 0)
-                        log_debug("VM %s: %zu thread(s) placed", vm->id.str, st.moved);
+                        log_vm_debug(&vm->id, "%zu thread(s) placed", st.moved);
                 vm_thread_roles_done(&vm->roles);
                 vm->roles = roles;
                 roles = (VmThreadRoles) { 0 };
