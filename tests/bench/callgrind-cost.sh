@@ -1,8 +1,11 @@
 #!/bin/sh
-# Instructions per credit_bank_tick of an emulated bank on the kernel model:
-# bench-credits-model --callgrind runs 1,000 VMs through a 30 s warm-up and
-# then N measured rounds inside cost_ticks_measured(); callgrind counts only
-# there (--toggle-collect), and Ir / (VMs x rounds) is the figure.
+# Instructions per look of an emulated bank on the kernel model, as
+# vmmgrd's tick makes them (the reads queued, the read batch run, the
+# looks): bench-credits-model --callgrind runs 1,000 VMs through a 30 s
+# warm-up and then N measured rounds inside cost_ticks_measured();
+# callgrind counts only there (--toggle-collect), and Ir / (VMs x rounds)
+# is the figure.  The model's serving of its files (standing in for the
+# kernel's) is counted too.
 # valgrind is a declared dependency (./run installs it): without it this
 # fails, it does not skip.
 # Usage: callgrind-cost.sh BENCH_BINARY [VMS [ROUNDS]]
