@@ -421,3 +421,23 @@ struct json_object *json_io_migration_answer(const ServiceMigrationAnswer *a) {
         }
         return o;
 }
+
+int json_io_add_ledger_summary(struct json_object *o, const char *key, const CreditLedger *l) {
+        struct json_object *x = json_object_new_object();
+        bool ok;
+
+        if (!x)
+                return -ENOMEM;
+        ok = add(x, "balance_usec", json_object_new_int64(l->balance_usec));
+        ok = ok && add(x, "launch_usec", json_object_new_int64(l->launch_usec));
+        ok = ok && add(x, "surplus_usec", json_object_new_int64(l->surplus_usec));
+        ok = ok && add(x, "debt_usec", json_object_new_int64(l->debt_usec));
+        ok = ok && add(x, "available_usec", json_object_new_int64(credit_ledger_available(l)));
+        ok = ok && add(x, "spent_usec", json_object_new_int64((int64_t) l->spent_usec));
+        ok = ok && add(x, "earned_usec", json_object_new_int64((int64_t) l->earned_usec));
+        if (!ok || json_object_object_add(o, key, x) < 0) {
+                json_object_put(x);
+                return -ENOMEM;
+        }
+        return 0;
+}

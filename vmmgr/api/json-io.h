@@ -38,6 +38,9 @@ char *json_io_to_text(struct json_object *o);
  * 0 or -ENOMEM. */
 int json_io_add_string(struct json_object *o, const char *key, const char *value);
 int json_io_add_int(struct json_object *o, const char *key, int64_t value);
+/* o[key] = a ledger's summary for event details and reports (balance,
+ * launch, surplus, debt, available, spent, earned; usec).  -ENOMEM. */
+int json_io_add_ledger_summary(struct json_object *o, const char *key, const CreditLedger *l);
 /* o's compact text, owned by o; "{}" for NULL. */
 const char *json_io_plain(struct json_object *o);
 

@@ -82,23 +82,6 @@ static int read_boot_id(char buf[LU_BOOT_ID_MAX]) {
 
 /* ---- the record as JSON ----------------------------------------------------- */
 
-static bool add_ledger(struct json_object *o, const char *key, const CreditLedger *l) {
-        struct json_object *x = json_object_new_object();
-
-        if (!x || json_io_add_int(x, "balance_usec", l->balance_usec) < 0 ||
-            json_io_add_int(x, "launch_usec", l->launch_usec) < 0 ||
-            json_io_add_int(x, "surplus_usec", l->surplus_usec) < 0 ||
-            json_io_add_int(x, "debt_usec", l->debt_usec) < 0 ||
-            json_io_add_int(x, "available_usec", credit_ledger_available(l)) < 0 ||
-            json_io_add_int(x, "spent_usec", (int64_t) l->spent_usec) < 0 ||
-            json_io_add_int(x, "earned_usec", (int64_t) l->earned_usec) < 0 ||
-            json_object_object_add(o, key, x) < 0) {
-                json_object_put(x);
-                return false;
-        }
-        return true;
-}
-
 static int64_t get_int(struct json_object *o, const char *key) {
         struct json_object *v;
 
@@ -117,7 +100,7 @@ static const char *get_str(struct json_object *o, const char *key) {
 static void read_ledger(struct json_object *o, const char *key, CreditLedger *l) {
         struct json_object *x;
 
-        *l = (CreditLedger) { 0 };
+        *l = (CreditLedger){ 0 };
         if (!json_object_object_get_ex(o, key, &x))
                 return;
         l->balance_usec = get_int(x, "balance_usec");
@@ -148,11 +131,12 @@ struct json_object *daemon_liveupdate_json(const Daemon *d) {
                 ok = x && json_io_add_string(x, "uuid", v->id.str) == 0 &&
                      json_io_add_string(x, "state", vm_state_names[v->state]) == 0 &&
                      json_io_add_string(x, "bank", v->bank) == 0 &&
-                     add_ledger(x, "prepared", &v->prepared) &&
+                     json_io_add_ledger_summary(x, "prepared", &v->prepared) == 0 &&
                      json_io_add_int(x, "prepared_usage_usec", (int64_t) v->prepared_usage_usec) == 0 &&
                      json_io_add_int(x, "kernel_pool_usec", v->kernel_pool_usec) == 0;
                 if (ok && v->state == LU_VM_RESTORED)
-                        ok = add_ledger(x, "at_jump", &v->at_jump) && add_ledger(x, "restored", &v->restored) &&
+                        ok = json_io_add_ledger_summary(x, "at_jump", &v->at_jump) == 0 &&
+                             json_io_add_ledger_summary(x, "restored", &v->restored) == 0 &&
                              json_io_add_int(x, "at_jump_usec", (int64_t) v->at_jump_unix_usec) == 0 &&
                              json_io_add_int(x, "restored_at_usec", (int64_t) v->restored_unix_usec) == 0 &&
                              json_io_add_int(x, "blackout_usec", (int64_t) v->blackout_usec) == 0 &&
@@ -195,7 +179,7 @@ done:
 
 static void lu_clear(LiveUpdate *lu) {
         free(lu->vms);
-        *lu = (LiveUpdate) { 0 };
+        *lu = (LiveUpdate){ 0 };
 }
 
 static int lu_load(Daemon *d) {
@@ -234,8 +218,7 @@ static int lu_load(Daemon *d) {
                 LuVm *v = &d->lu.vms[i];
 
                 if (vm_id_parse(get_str(x, "uuid"), &v->id) < 0)
-                        return log_error_errno(-EBADMSG, "The live update in %s names a bad VM id",
-                                               state_path(d->db));
+                        return log_error_errno(-EBADMSG, "The live update in %s names a bad VM id", state_path(d->db));
                 st = get_str(x, "state");
                 v->state = LU_VM_PREPARED;
                 for (size_t k = 0; k < ARRAY_SIZE(vm_state_names); k++)
@@ -353,7 +336,7 @@ int daemon_liveupdate_prepare(Daemon *d, uint32_t deadline_sec, char *errbuf, si
 
                 if (!daemon_vm_ledger_here(vm) || vm->registering)
                         continue; /* migrated away, or not stored yet */
-                *v = (LuVm) { .id = vm->id, .state = LU_VM_PREPARED, .kernel_pool_usec = -1 };
+                *v = (LuVm){ .id = vm->id, .state = LU_VM_PREPARED, .kernel_pool_usec = -1 };
                 if (vm->bank) {
                         CreditSnapshot s;
 
@@ -372,8 +355,9 @@ int daemon_liveupdate_prepare(Daemon *d, uint32_t deadline_sec, char *errbuf, si
                 n++;
         }
         lu_clear(&d->lu);
-        d->lu = (LiveUpdate) { .state = LU_PREPARED, .prepared_unix_usec = now, .deadline_sec = deadline_sec,
-                               .vms = vms, .n_vms = n };
+        d->lu = (LiveUpdate){
+                .state = LU_PREPARED, .prepared_unix_usec = now, .deadline_sec = deadline_sec, .vms = vms, .n_vms = n
+        };
         snprintf(d->lu.boot_id, sizeof(d->lu.boot_id), "%s", d->boot_id);
         /* The ledgers as looked at, and the record, in one go. */
         r = daemon_commit_ledgers(d, true);
@@ -431,12 +415,13 @@ void daemon_liveupdate_vm_back(Daemon *d, Vm *vm, const CreditLedger *at_jump, u
         v->restored = s.ledger;
         v->restored_unix_usec = daemon_now_unix_usec();
         v->blackout_usec = v->restored_unix_usec > at_jump_unix_usec ? v->restored_unix_usec - at_jump_unix_usec : 0;
-        v->charged_on_return_usec = s.ledger.spent_usec > at_jump->spent_usec ? s.ledger.spent_usec - at_jump->spent_usec
-                                                                                : 0;
+        v->charged_on_return_usec =
+                s.ledger.spent_usec > at_jump->spent_usec ? s.ledger.spent_usec - at_jump->spent_usec : 0;
         v->error[0] = '\0';
         snprintf(v->bank, sizeof(v->bank), "%s", credit_bank_kind_to_string(s.kind));
         detail = json_object_new_object();
-        if (detail && add_ledger(detail, "at_jump", at_jump) && add_ledger(detail, "restored", &s.ledger) &&
+        if (detail && json_io_add_ledger_summary(detail, "at_jump", at_jump) == 0 &&
+            json_io_add_ledger_summary(detail, "restored", &s.ledger) == 0 &&
             json_io_add_int(detail, "blackout_usec", (int64_t) v->blackout_usec) == 0)
                 lu_event(d, &vm->id, "live-update-restored", detail);
         for (size_t i = 0; i < d->lu.n_vms; i++)
@@ -468,8 +453,8 @@ void daemon_liveupdate_housekeeping(Daemon *d) {
                 snprintf(v->error, sizeof(v->error), "not back within %u s; its ledger stays frozen",
                          d->lu.deadline_sec);
                 lu_event(d, &v->id, "live-update-missing", NULL);
-                log_vm_event(LOG_LEVEL_WARNING, &v->id, "live-update-missing", "not back within %u s after a live update",
-                             d->lu.deadline_sec);
+                log_vm_event(LOG_LEVEL_WARNING, &v->id, "live-update-missing",
+                             "not back within %u s after a live update", d->lu.deadline_sec);
                 changed = true;
         }
         if (changed)

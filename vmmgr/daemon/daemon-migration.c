@@ -107,29 +107,6 @@ static void arm_timer(Daemon *d, uint64_t delay_usec) {
 
 /* ---- the journal ---------------------------------------------------------- */
 
-static struct json_object *ledger_detail(const CreditLedger *l) {
-        struct json_object *o = json_object_new_object();
-
-        if (o && json_io_add_int(o, "balance_usec", l->balance_usec) == 0 &&
-            json_io_add_int(o, "launch_usec", l->launch_usec) == 0 &&
-            json_io_add_int(o, "available_usec", credit_ledger_available(l)) == 0 &&
-            json_io_add_int(o, "spent_usec", (int64_t) l->spent_usec) == 0 &&
-            json_io_add_int(o, "earned_usec", (int64_t) l->earned_usec) == 0)
-                return o;
-        json_object_put(o);
-        return NULL;
-}
-
-static int detail_add_ledger(struct json_object *detail, const char *key, const CreditLedger *l) {
-        struct json_object *o = ledger_detail(l);
-
-        if (!o || json_object_object_add(detail, key, o) < 0) {
-                json_object_put(o);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
 /* The VM's handoff row, optionally its ledger row (as `ledger`, NULL: not
  * written) and an event, in one transaction.  On failure nothing is
  * written; the caller decides what that means (a freeze not journaled is
@@ -222,7 +199,7 @@ static void src_freeze(Daemon *d, Vm *vm, const char *why) {
                 return;
         if (detail && json_io_add_string(detail, "why", why) == 0 &&
             json_io_add_string(detail, "destination", vm->mig.destination) == 0 &&
-            detail_add_ledger(detail, "ledger", &vm->mig.record.ledger) == 0)
+            json_io_add_ledger_summary(detail, "ledger", &vm->mig.record.ledger) == 0)
                 (void) journal(d, vm, NULL, 0, "migration-freeze", detail);
         vm->mig_freeze_cost_usec = daemon_now_mono_usec() - t0;
         vm->mig_query_inflight = false;
@@ -852,9 +829,9 @@ int daemon_migration_record(Daemon *d, const MigRecord *rec, ServiceMigrationAns
         /* Applied: journal the merged ledger, then put it in the bank. */
         detail = json_object_new_object();
         if (!detail || json_io_add_string(detail, "source", rec->source) < 0 ||
-            detail_add_ledger(detail, "frozen", &rec->ledger) < 0 ||
-            detail_add_ledger(detail, "provisional", &saved.ledger) < 0 ||
-            detail_add_ledger(detail, "merged", &vm->mig.ledger) < 0 ||
+            json_io_add_ledger_summary(detail, "frozen", &rec->ledger) < 0 ||
+            json_io_add_ledger_summary(detail, "provisional", &saved.ledger) < 0 ||
+            json_io_add_ledger_summary(detail, "merged", &vm->mig.ledger) < 0 ||
             json_io_add_int(detail, "provisional_spent_usec", (int64_t) (saved.role == MIG_PROVISIONAL
                                                                                  ? vm->mig.ledger.spent_usec -
                                                                                            rec->ledger.spent_usec
