@@ -449,6 +449,11 @@ typedef struct HostFeatures {
                 char mount[CG_PATH_MAX];
         } controllers[_CG_CTRL_MAX];
         Tristate cpu_max_runtime;       /* cpu.max.runtime exists */
+        /* cpu.max.runtime as in v2 of vmmgr's series: writes saturate at
+         * [0, quota + burst] (v1 refused a value above the cap), and with
+         * them came a read that is the balance and idle periods credited,
+         * so the kernel's pool is a bank that keeps itself. */
+        Tristate cpu_max_runtime_v2;
         Tristate burst_above_quota;     /* kernel accepts burst > quota */
         char burst_note[PROBE_NOTE_MAX]; /* e.g. "kernel rejects burst above quota" */
         Tristate dmem;                  /* dmem controller present */
@@ -474,6 +479,9 @@ typedef struct HostFeatures {
  * function returns.  Never fails for a missing feature: that is reported
  * as TRI_NO; fails only for errors that make the report untrustworthy. */
 int kh_probe(KHost *h, HostFeatures *ret);
+/* Whether the kernel can keep the credit bank: cpu.max.runtime (v2) and a
+ * burst above the quota.  Otherwise vmmgr keeps it (the emulated bank). */
+bool host_features_kernel_bank(const HostFeatures *f);
 void host_features_done(HostFeatures *f);
 
 /* ---- batched counter reads ------------------------------------------- */

@@ -106,6 +106,37 @@ static void probe_burst(KHost *h, unsigned hier, const char *scratch, HostFeatur
         }
 }
 
+/* Which cpu.max.runtime this is.  With the scratch group at a 1 ms quota
+ * and a 5 ms burst (probe_burst()), v2 of the series takes a value above
+ * the 6 ms cap and saturates (reading back 6000); v1 refused it (EINVAL).
+ * Saturating writes came with the read that is the balance and with idle
+ * periods credited, so this one write tells whether the kernel keeps the
+ * bank itself. */
+static void probe_runtime_v2(KHost *h, unsigned hier, const char *scratch, HostFeatures *f) {
+        char buf[64];
+        uint64_t v;
+        int r;
+
+        if (f->cpu_max_runtime != TRI_YES || f->burst_above_quota != TRI_YES) {
+                f->cpu_max_runtime_v2 = f->cpu_max_runtime == TRI_NO ? TRI_NO : TRI_UNKNOWN;
+                return;
+        }
+        r = kh_write(h, hier, scratch, "cpu.max.runtime", "1000000", false);
+        if (r == -EINVAL) {
+                f->cpu_max_runtime_v2 = TRI_NO;
+                return;
+        }
+        if (r == 0)
+                r = kh_read(h, hier, scratch, "cpu.max.runtime", buf, sizeof(buf));
+        if (r == 0)
+                r = cg_parse_u64_or_max(buf, &v);
+        f->cpu_max_runtime_v2 = r < 0 ? TRI_UNKNOWN : v <= 6000 ? TRI_YES : TRI_NO;
+}
+
+bool host_features_kernel_bank(const HostFeatures *f) {
+        return f->cpu_max_runtime == TRI_YES && f->cpu_max_runtime_v2 == TRI_YES && f->burst_above_quota == TRI_YES;
+}
+
 static void probe_memory(KHost *h, const char *scratch, HostFeatures *f) {
         unsigned hier;
         int r;
@@ -141,6 +172,7 @@ static void probe_dmem(KHost *h, const char *scratch, HostFeatures *f) {
 int kh_probe(KHost *h, HostFeatures *ret) {
         HostFeatures f = {
                 .cpu_max_runtime = TRI_UNKNOWN,
+                .cpu_max_runtime_v2 = TRI_UNKNOWN,
                 .burst_above_quota = TRI_UNKNOWN,
                 .dmem = TRI_UNKNOWN,
                 .dmem_high = TRI_UNKNOWN,
@@ -182,8 +214,9 @@ int kh_probe(KHost *h, HostFeatures *ret) {
                                             ? TRI_YES
                                             : TRI_NO;
                 probe_burst(h, cpu_hier, scratch, &f);
+                probe_runtime_v2(h, cpu_hier, scratch, &f);
         } else if (kh_controller_version(h, CG_CTRL_CPU) == 0) {
-                f.cpu_max_runtime = f.burst_above_quota = TRI_NO;
+                f.cpu_max_runtime = f.cpu_max_runtime_v2 = f.burst_above_quota = TRI_NO;
                 set_note(&f, "no cpu controller");
         }
         if (have_scratch) {

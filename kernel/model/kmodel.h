@@ -42,6 +42,11 @@ typedef struct KModelConfig {
          * <= 2^44-1 usec), cpu.max.runtime exists and accepts N, +N, -N, and
          * a runtime write unthrottles at once. */
         bool patched;
+        /* With `patched`: cpu.max.runtime as in v1 of the series, whose
+         * writes refused (EINVAL) a value outside [0, quota + burst]
+         * instead of saturating, and whose idle pools did not catch up.
+         * For the probe that tells v1 from v2 (v1 never shipped). */
+        bool runtime_v1;
         /* dmem.high exists (a proposed kernel feature). */
         bool dmem_high;
         /* memory.reclaim accepts "swappiness=". */

@@ -801,7 +801,7 @@ static int cfs_set_bandwidth(KModel *m, KmGroup *g, uint64_t period_ns, uint64_t
         c->period_ns = period_ns;
         c->quota_ns = quota_ns;
         c->burst_ns = burst_ns;
-        c->catch_up = m->cfg.patched;
+        c->catch_up = m->cfg.patched && !m->cfg.runtime_v1;
         cfs_refill(c);
         /* A new configuration starts from this refill: no idle periods to credit. */
         c->idle_stopped = false;
@@ -917,6 +917,9 @@ int km_cpu_write_runtime(KModel *m, KmGroup *g, char *data, bool nonblock) {
         cfs_catch_up(c, m->now_ns);
         cap = MIN(c->quota_ns + c->burst_ns, MAX_CFS_RUNTIME_NS);
         cur = c->runtime_ns - (c->runtime_debt > 0);
+        /* v1 refused what v2 saturates. */
+        if (m->cfg.runtime_v1 && (sign == '-' ? delta_ns > cur : sign == '+' ? cur + delta_ns > cap : delta_ns > cap))
+                return -EINVAL;
         if (sign == '-')
                 v = cur - MIN(delta_ns, cur);
         else if (sign == '+')

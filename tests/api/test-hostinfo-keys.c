@@ -107,6 +107,7 @@ static void test_keys_documented(void **state) {
                 .mode = CG_MODE_UNIFIED,
                 .unified_mount = "/sys/fs/cgroup",
                 .cpu_max_runtime = TRI_YES,
+                .cpu_max_runtime_v2 = TRI_YES,
                 .burst_above_quota = TRI_YES,
                 .burst_note = "kernel accepts burst above quota",
                 .dmem = TRI_YES,
@@ -125,6 +126,7 @@ static void test_keys_documented(void **state) {
         };
         HostFeatures unknown = {
                 .cpu_max_runtime = TRI_UNKNOWN,
+                .cpu_max_runtime_v2 = TRI_UNKNOWN,
                 .burst_above_quota = TRI_UNKNOWN,
                 .dmem = TRI_UNKNOWN,
                 .dmem_high = TRI_UNKNOWN,

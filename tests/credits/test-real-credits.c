@@ -294,7 +294,7 @@ int main(int argc, char **argv) {
                 puts("SKIP: no writable cpu controller here");
                 return 77;
         }
-        if (kh_probe(h, &f) == 0 && f.cpu_max_runtime == TRI_YES && f.burst_above_quota == TRI_YES)
+        if (kh_probe(h, &f) == 0 && host_features_kernel_bank(&f))
                 kind = CREDIT_BANK_KERNEL;
         host_features_done(&f);
         vm_id_parse(VM_UUID, &vm);

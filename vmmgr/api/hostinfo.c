@@ -18,7 +18,7 @@ static const char *tri_text(Tristate t) {
 }
 
 const char *host_features_credit_bank(const HostFeatures *f) {
-        return f->cpu_max_runtime == TRI_YES && f->burst_above_quota == TRI_YES ? "kernel" : "emulated";
+        return host_features_kernel_bank(f) ? "kernel" : "emulated";
 }
 
 struct json_object *host_features_to_json(const HostFeatures *f, const char *subtree) {
@@ -45,6 +45,7 @@ struct json_object *host_features_to_json(const HostFeatures *f, const char *sub
         }
         json_object_object_add(o, "controllers", ctrls);
         json_object_object_add(o, "cpu_max_runtime", tri_json(f->cpu_max_runtime));
+        json_object_object_add(o, "cpu_max_runtime_v2", tri_json(f->cpu_max_runtime_v2));
         json_object_object_add(o, "burst_above_quota", tri_json(f->burst_above_quota));
         json_object_object_add(o, "burst_note", json_object_new_string(f->burst_note));
         json_object_object_add(o, "credit_bank", json_object_new_string(host_features_credit_bank(f)));
@@ -94,6 +95,7 @@ void host_features_print_table(const HostFeatures *f, const char *subtree, FILE 
                         f->controllers[c].mount);
         }
         fprintf(out, "\n%-28s %s\n", "cpu.max.runtime", tri_text(f->cpu_max_runtime));
+        fprintf(out, "%-28s %s\n", "cpu.max.runtime keeps bank", tri_text(f->cpu_max_runtime_v2));
         fprintf(out, "%-28s %s%s%s%s\n", "burst above quota", tri_text(f->burst_above_quota),
                 f->burst_note[0] ? " (" : "", f->burst_note, f->burst_note[0] ? ")" : "");
         fprintf(out, "%-28s %s\n", "credit bank", host_features_credit_bank(f));

@@ -1036,9 +1036,12 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
                 log_error_errno(r, "Failed to probe the host: %m");
                 goto fail;
         }
-        d->bank_kind = d->features.cpu_max_runtime == TRI_YES && d->features.burst_above_quota == TRI_YES
-                               ? CREDIT_BANK_KERNEL
-                               : CREDIT_BANK_EMULATED;
+        d->bank_kind = host_features_kernel_bank(&d->features) ? CREDIT_BANK_KERNEL : CREDIT_BANK_EMULATED;
+        if (d->features.cpu_max_runtime == TRI_YES && d->bank_kind == CREDIT_BANK_EMULATED)
+                /* v1 of the series: its pool stopped accruing while idle and
+                 * refused its own reads back; vmmgr no longer tops it up. */
+                log_warning("cpu.max.runtime here is not v2 of vmmgr's kernel series (writes do not saturate): "
+                            "vmmgr keeps the credit bank itself (emulated)");
         /* The tick's counter reads, batched; before any reader is opened
          * (banks, the memory engine), which attach to it.  host-info shows
          * what the configuration made of the probe. */
