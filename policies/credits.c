@@ -335,6 +335,16 @@ void credit_ledger_advance(CreditLedger *l, const CreditSpec *s, uint64_t wall_u
         }
 }
 
+int credit_ledger_forfeit(CreditLedger *l, int64_t amount_usec) {
+        if (amount_usec <= 0 || amount_usec > l->balance_usec || (uint64_t) amount_usec > l->earned_usec)
+                return -ERANGE;
+        l->balance_usec -= amount_usec;
+        l->earned_usec -= (uint64_t) amount_usec;
+        l->forfeited_usec += (uint64_t) amount_usec;
+        l->generation++;
+        return 0;
+}
+
 void credit_ledger_spend(CreditLedger *l, const CreditSpec *s, uint64_t used_usec) {
         int64_t rest, take;
 

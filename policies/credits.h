@@ -134,6 +134,11 @@ void credit_ledger_spend(CreditLedger *l, const CreditSpec *s, uint64_t used_use
  * did not spend is forfeited (earning it all first forfeited what the VM
  * used meanwhile, up to a whole look's earnings). */
 void credit_ledger_advance(CreditLedger *l, const CreditSpec *s, uint64_t wall_usec, uint64_t used_usec);
+/* The kernel kept the bank over a span and forfeited `amount_usec` more at
+ * the cap than the ledger, which lays a span's use evenly over it, did:
+ * moved from the balance to the forfeited earnings (-ERANGE unless
+ * 0 < amount <= balance). */
+int credit_ledger_forfeit(CreditLedger *l, int64_t amount_usec);
 /* What the VM may still spend before it is held to baseline (standard) or
  * starts running on surplus (unlimited): launch + bank - debt (may be < 0). */
 int64_t credit_ledger_available(const CreditLedger *l);

@@ -45,7 +45,7 @@
 
 #define SEC UINT64_C(1000000)
 #define TICK_USEC UINT64_C(100000)
-#define WHEEL 64 /* slots of TICK_USEC; a bank asks for a look at most 1 s ahead */
+#define WHEEL 256 /* slots of TICK_USEC; a bank asks for a look at most 10 s ahead */
 
 typedef enum Demand {
         DEMAND_IDLE,
@@ -585,7 +585,7 @@ static void sim_measure(Sim *s, Result *res, bool verbose) {
                         res->max_err_pct_by_demand[v->demand] = (double) err;
                 if (bal_err > res->max_bal_err_pct)
                         res->max_bal_err_pct = (double) bal_err;
-                if (verbose && err > 0.05)
+                if (verbose && err > 0.003)
                         printf("  VM %4zu %-10s %-8s vcpus %u launch %6.0f s cap %6.0f s: received %.6Lf s, exact "
                                "%.6Lf s (%+.4Lf %%), ledger avail %.3Lf s vs exact %.3Lf s\n",
                                i, v->cls, demand_names[v->demand], v->spec.vcpus, (double) v->spec.launch_usec / 1e6,
@@ -694,6 +694,7 @@ static double run_policy(const Opts *o, Policy policy, size_t n_total, size_t su
 
                         close(pfd[0]);
                         run_part(o, policy, (size_t) jobs * subset_stride, (size_t) j * subset_stride, n, &p);
+                        fflush(stdout); /* -v's lines: _exit() would drop them */
                         if (write(pfd[1], &p, sizeof(p)) != (ssize_t) sizeof(p))
                                 _exit(1);
                         _exit(0);

@@ -21,12 +21,15 @@
 #define KERNEL_BANK_PERIOD_USEC UINT64_C(20000)
 #define KERNEL_MIN_QUOTA_USEC UINT64_C(1000)
 #define KERNEL_MAX_PERIOD_USEC UINT64_C(1000000)
-/* Kernel bank: pool corrections smaller than this are not worth a write
- * (the per-CPU slices the kernel hands out already blur the pool by 5 ms). */
+/* Kernel bank: launch credits flowing in smaller than this are not worth
+ * a write (the per-CPU slices the kernel hands out already blur the pool
+ * by 5 ms). */
 #define KERNEL_SYNC_MIN_USEC INT64_C(100)
-/* Kernel bank: looks this far apart while the pool is deep (see
- * credit_bank_next_tick_usec()). */
-#define KERNEL_RELAXED_INTERVAL_USEC UINT64_C(5000000)
+/* Kernel bank: how often it is looked at.  The kernel keeps the bank (v2
+ * of the series: each period adds a quota up to the cap, idle periods
+ * included), so looks keep the ledger, the state and the reports; see
+ * credit_bank_next_tick_usec(). */
+#define KERNEL_LOOK_INTERVAL_USEC UINT64_C(10000000)
 /* A tick's usage counts as "above baseline" past this margin (ppm). */
 #define STATE_MARGIN_PPM UINT64_C(20000)
 /* Operator-visible states (docs/credits.md) come from what the VM did over
@@ -65,6 +68,8 @@ struct CreditBank {
         uint64_t throttled_usec;
         uint64_t kernel_runtime_usec;
         bool kernel_runtime_known; /* read at least once */
+        bool kernel_in_step;       /* the last sync left pool and ledger within kernel_drift_max() */
+        int64_t last_span_earned_usec; /* what the last look's span earned at most */
         uint64_t last_used_usec;   /* usage charged by the last look */
         uint64_t bandwidth_writes;
         uint64_t runtime_writes;
@@ -115,6 +120,7 @@ static int apply_bandwidth(CreditBank *b, const CreditEnforcement *want, uint64_
                 return r;
         b->bandwidth_writes += (uint64_t) r;
         b->enf = *want;
+        b->kernel_in_step = false; /* a cpu.max write refills the pool */
         return 0;
 }
 
@@ -153,19 +159,30 @@ static void kernel_bank_bandwidth(const CreditSpec *s, CreditEnforcement *ret, u
         *ret_burst = cap > quota ? cap - quota : 0;
 }
 
-/* Kernel bank: brings the pool to the ledger's balance.  The pool holds at
- * most quota + burst = cap; launch credits beyond that wait in the ledger
- * and flow in as the pool drains. */
-/* A pool this deep cannot run dry before the look after next, even with
- * every vCPU busy: topping it up can wait. */
+/* Kernel bank: while launch credits flow in, looks come every second; a
+ * pool this deep cannot run dry before the look after next, even with
+ * every vCPU busy, so the next one can wait. */
 static bool kernel_pool_deep(const CreditBank *b, uint64_t runtime) {
-        return runtime >= (uint64_t) b->spec.vcpus * 2 * KERNEL_RELAXED_INTERVAL_USEC;
+        return runtime >= (uint64_t) b->spec.vcpus * 2 * CREDIT_BANK_MAX_INTERVAL_USEC;
+}
+
+/* Kernel bank: how far pool and ledger may differ before vmmgr writes.
+ * The kernel adds each period's quota at the period's start while the
+ * ledger earns it over the period, so the pool leads by up to a quota;
+ * near the cap each forfeits at its own granularity.  Beyond that, the two
+ * drifted (a write that failed, a group rewritten by someone else). */
+static int64_t kernel_drift_max(const CreditBank *b) {
+        return (int64_t) b->enf.quota_usec + KERNEL_SYNC_MIN_USEC;
 }
 
 /* Tries to bring the pool to `target` once: 1 done (or nothing to do),
- * 0 the relative write lost a race (see below), < 0 an error. */
-static int kernel_bank_sync_once(CreditBank *b, int64_t target) {
-        int64_t delta;
+ * 0 the relative write lost a race (see below), < 0 an error.  vmmgr
+ * writes launch credits (beyond the cap, they wait in the ledger and flow
+ * in as the pool drains) and corrects drift; the kernel does the rest.
+ * `in_step`: the last look left pool and ledger in step, and since then
+ * both only earned and were charged the same use. */
+static int kernel_bank_sync_once(CreditBank *b, int64_t target, bool in_step) {
+        int64_t delta, slack;
         uint64_t runtime;
         int r;
 
@@ -176,13 +193,20 @@ static int kernel_bank_sync_once(CreditBank *b, int64_t target) {
         delta = target - (int64_t) runtime;
         b->kernel_runtime_usec = runtime;
         b->kernel_runtime_known = true;
-        if (delta > -KERNEL_SYNC_MIN_USEC && delta < KERNEL_SYNC_MIN_USEC)
+        slack = b->ledger.launch_usec > 0 && delta > 0 ? KERNEL_SYNC_MIN_USEC : kernel_drift_max(b);
+        if (delta > -slack && delta < slack) {
+                b->kernel_in_step = true;
                 return 1;
-        /* Below the ledger but deep: the top-up waits (idle pools would
-         * otherwise be written every look, the bulk of the bank's cost).
-         * Above the ledger it never waits: that would be credit given. */
-        if (delta > 0 && kernel_pool_deep(b, runtime))
+        }
+        /* Below the ledger after a span in step: the kernel, which saw
+         * when the VM ran, forfeited at the cap what the ledger (laying
+         * the span's use evenly over it) did not.  The kernel is right:
+         * the ledger follows it, up to what the span earned. */
+        if (in_step && delta > 0 && b->ledger.launch_usec <= 0 && delta <= b->last_span_earned_usec &&
+            credit_ledger_forfeit(&b->ledger, delta) == 0) {
+                b->kernel_in_step = true;
                 return 1;
+        }
         /* Relative: what the VM consumes between our read and this write
          * stays consumed (a plain set would hand it back). */
         r = adjust_runtime(b, delta);
@@ -191,29 +215,33 @@ static int kernel_bank_sync_once(CreditBank *b, int64_t target) {
         if (r < 0)
                 return r;
         b->kernel_runtime_usec = (uint64_t) ((int64_t) runtime + delta);
+        b->kernel_in_step = true;
         return 1;
 }
 
 static int kernel_bank_sync(CreditBank *b) {
         int64_t target;
+        bool in_step;
         int r = 0;
 
         if (b->spec.mode == CREDIT_MODE_UNLIMITED)
                 return 0;
         target = MAX(credit_ledger_available(&b->ledger), 0);
         target = MIN(target, credit_spec_cap(&b->spec));
-        /* An idle group's pool has not moved since the last look (its
-         * period timer stops), while the ledger only grew: if it was deep,
-         * there is nothing to read or write now. */
-        if (b->kernel_runtime_known && b->last_used_usec == 0 && target >= (int64_t) b->kernel_runtime_usec &&
-            kernel_pool_deep(b, b->kernel_runtime_usec))
+        /* Idle since a look that left the pool in step: pool and ledger
+         * only earned since, at the same rate up to the same cap (the
+         * kernel credits the periods an idle group slept through). */
+        if (b->kernel_in_step && b->last_used_usec == 0) {
+                b->kernel_runtime_usec = (uint64_t) target; /* where the pool went too, within a quota */
                 return 0;
-        /* The kernel refuses a relative write that would leave the pool
-         * below 0 or above quota + burst.  Between our read and our write
-         * the VM may have spent what a "-N" takes, or a period refill may
-         * have added what a "+N" adds: then read again. */
+        }
+        in_step = b->kernel_in_step;
+        b->kernel_in_step = false;
+        /* v2 of the series saturates writes at [0, cap]; a group without a
+         * quota (someone rewrote cpu.max) refuses them: read again, and
+         * the enforcement that follows puts the quota back. */
         for (int attempt = 0; attempt < 3 && r == 0; attempt++)
-                r = kernel_bank_sync_once(b, target);
+                r = kernel_bank_sync_once(b, target, in_step && attempt == 0);
         return r < 0 ? r : r == 0 ? -EINVAL : 0;
 }
 
@@ -338,6 +366,8 @@ static int account(CreditBank *b, uint64_t now_usec) {
         /* Earned and used over the same time: near the cap, laid over it
          * (a VM bursting from a full bank forfeited a look's earnings). */
         credit_ledger_advance(&b->ledger, &b->spec, dt, used);
+        b->last_span_earned_usec = (int64_t) MIN((unsigned __int128) credit_earn_per_sec(&b->spec) * dt / USEC_PER_SEC,
+                                                 (unsigned __int128) INT64_MAX);
         if (launch0 > 0 && b->ledger.launch_usec <= 0)
                 b->notices |= CREDIT_NOTICE_LAUNCH_SPENT;
         if (b->ledger.charged_usec > charged0)
@@ -355,13 +385,13 @@ static int account(CreditBank *b, uint64_t now_usec) {
         return 0;
 }
 
-/* Kernel bank: whether the next look's sync will read the pool.  A
- * deep pool is read only when the VM used CPU since the last look, which
- * the look learns from the same batch: it is left to a read of its own
- * then (one read saved on every idle deep pool). */
+/* Kernel bank: whether the next look's sync will read the pool.  It
+ * does unless the VM was idle since a look that left pool and ledger in
+ * step, which the look learns from the same batch: an idle VM tends to
+ * stay idle, so its read is not queued (one read saved on every idle VM),
+ * and one that woke up reads its pool by itself. */
 static bool kernel_look_reads_runtime(const CreditBank *b) {
-        return b->spec.mode == CREDIT_MODE_STANDARD &&
-               !(b->kernel_runtime_known && kernel_pool_deep(b, b->kernel_runtime_usec));
+        return b->spec.mode == CREDIT_MODE_STANDARD && !(b->kernel_in_step && b->last_used_usec == 0);
 }
 
 void credit_bank_queue_look(CreditBank *b) {
@@ -445,6 +475,7 @@ int credit_bank_resync(CreditBank *b, uint64_t now_usec) {
         r = adopt_applied(b);
         if (r < 0)
                 return r;
+        b->kernel_in_step = false; /* the group may have been rewritten */
         changed = before.period_usec != b->enf.period_usec || before.quota_usec != b->enf.quota_usec;
         r = credit_bank_tick(b, now_usec);
         return r < 0 ? r : changed;
@@ -477,6 +508,7 @@ int credit_bank_set_spec(CreditBank *b, const CreditSpec *spec, uint64_t now_use
         saved = b->ledger;
         b->spec = *spec;
         credit_ledger_respec(&b->ledger, spec);
+        b->kernel_in_step = false;
         r = enforce(b);
         if (r < 0) {
                 b->spec = old;
@@ -490,6 +522,7 @@ int credit_bank_restore(CreditBank *b, const CreditSpec *spec, const CreditLedge
         b->spec = *spec;
         b->ledger = *ledger;
         b->ledger.generation++; /* it changed again: written at the next commit */
+        b->kernel_in_step = false;
         return enforce(b);
 }
 
@@ -529,6 +562,7 @@ int credit_bank_install_ledger(CreditBank *b, const CreditSpec *spec, const Cred
         b->last_tick_usec = as_of_usec;
         if (usage_base != UINT64_MAX)
                 b->last_usage_usec = usage_base;
+        b->kernel_in_step = false;
         return enforce(b);
 }
 
@@ -578,12 +612,15 @@ uint64_t credit_bank_next_tick_usec(const CreditBank *b) {
         int64_t available = credit_ledger_available(&b->ledger);
 
         if (b->kind == CREDIT_BANK_KERNEL) {
-                /* The kernel enforces; a look keeps the ledger and tops the
-                 * pool up.  While the pool is deep (it cannot run dry before
-                 * the look after next), or nothing is enforced, looks can
-                 * wait longer. */
-                if (b->spec.mode == CREDIT_MODE_UNLIMITED || kernel_pool_deep(b, b->kernel_runtime_usec))
-                        interval = KERNEL_RELAXED_INTERVAL_USEC;
+                /* The kernel enforces and keeps the bank; a look keeps the
+                 * ledger and the reports.  Launch credits are the exception:
+                 * they flow in as the pool drains, so while the VM spends
+                 * them a look a second keeps the pool from running dry (an
+                 * idle VM's pool holds what it can: once it runs, the next
+                 * look finds it busy). */
+                bool feeding = b->spec.mode == CREDIT_MODE_STANDARD && b->ledger.launch_usec > 0 &&
+                               b->last_used_usec > 0 && !kernel_pool_deep(b, b->kernel_runtime_usec);
+                interval = feeding ? CREDIT_BANK_MAX_INTERVAL_USEC : KERNEL_LOOK_INTERVAL_USEC;
                 goto out;
         }
         if (b->spec.mode == CREDIT_MODE_UNLIMITED)

@@ -61,7 +61,8 @@ typedef struct CreditSnapshot {
         CreditEnforcement enforcement; /* what is applied to the vcpus group */
         uint64_t usage_usec;           /* the group's counter at the last tick */
         uint64_t throttled_usec;       /* the group's throttled time (kernel counter) */
-        uint64_t kernel_runtime_usec;  /* kernel bank: the pool at the last sync */
+        uint64_t kernel_runtime_usec;  /* kernel bank: the pool at the last look (read, or where a VM idle
+                                        * since a look in step, the ledger's target: the pool earned alike) */
         uint64_t bandwidth_writes;     /* quota/burst writes made (each refills one quota) */
         uint64_t runtime_writes;       /* kernel bank: runtime corrections made */
         uint64_t runtime_reads;        /* kernel bank: cpu.max.runtime reads */
@@ -90,10 +91,10 @@ void credit_bank_queue_look(CreditBank *b);
  * need every tick; a VM held steadily at baseline or with a deep bank
  * needs one at most every CREDIT_BANK_MAX_INTERVAL_USEC, because the
  * kernel enforces in between: this is what keeps 1,000 VMs cheap.  A
- * kernel bank whose pool is deep (every vCPU busy could not drain it
- * before the look after next), or in unlimited mode, is looked at every
- * 5 s: its ledger is exact whenever it is read (usage is a counter), and
- * its pool is topped up lazily. */
+ * kernel bank is looked at every 10 s: the kernel keeps the bank (v2 of
+ * the series), so a look only brings the ledger, the state and the
+ * reports up to date; while a busy VM spends launch credits, which flow
+ * into its pool as it drains, every second. */
 uint64_t credit_bank_next_tick_usec(const CreditBank *b);
 
 #define CREDIT_BANK_MAX_INTERVAL_USEC UINT64_C(1000000)
