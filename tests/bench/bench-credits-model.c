@@ -45,7 +45,7 @@
 
 #define SEC UINT64_C(1000000)
 #define TICK_USEC UINT64_C(100000)
-#define WHEEL 256 /* slots of TICK_USEC; a bank asks for a look at most 10 s ahead */
+#define WHEEL 512 /* slots of TICK_USEC; a bank asks for a look at most 30 s ahead */
 
 typedef enum Demand {
         DEMAND_IDLE,

@@ -299,9 +299,9 @@ int main(int argc, char **argv) {
          * 1,000 VMs; see README): looks per VM per second and cpu.max.runtime
          * reads per look as vmmgrd schedules them after an hour, runtime
          * writes per look over 24 h (deep pools are topped up lazily). */
-        double kernel_writes_per_look = argc > 2 ? strtod(argv[2], NULL) : 0.024;
-        double kernel_looks_per_sec = argc > 3 ? strtod(argv[3], NULL) : 0.511;
-        double kernel_reads_per_look = argc > 4 ? strtod(argv[4], NULL) : 0.806;
+        double kernel_writes_per_look = argc > 2 ? strtod(argv[2], NULL) : 0.018;
+        double kernel_looks_per_sec = argc > 3 ? strtod(argv[3], NULL) : 0.077;
+        double kernel_reads_per_look = argc > 4 ? strtod(argv[4], NULL) : 0.651;
         PathCost every[MAX_PATHS] = { 0 }, due[MAX_PATHS] = { 0 };
         double est_pct[MAX_PATHS] = { 0 }, est_ns[MAX_PATHS] = { 0 };
         uint64_t t, w0, w1, w2;

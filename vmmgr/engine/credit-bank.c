@@ -30,6 +30,9 @@
  * included), so looks keep the ledger, the state and the reports; see
  * credit_bank_next_tick_usec(). */
 #define KERNEL_LOOK_INTERVAL_USEC UINT64_C(10000000)
+/* ... and a VM idle since a look in step, with no launch credits to feed,
+ * every 30 s: its pool and ledger only earn meanwhile. */
+#define KERNEL_IDLE_LOOK_INTERVAL_USEC UINT64_C(30000000)
 /* A tick's usage counts as "above baseline" past this margin (ppm). */
 #define STATE_MARGIN_PPM UINT64_C(20000)
 /* Operator-visible states (docs/credits.md) come from what the VM did over
@@ -620,7 +623,11 @@ uint64_t credit_bank_next_tick_usec(const CreditBank *b) {
                  * look finds it busy). */
                 bool feeding = b->spec.mode == CREDIT_MODE_STANDARD && b->ledger.launch_usec > 0 &&
                                b->last_used_usec > 0 && !kernel_pool_deep(b, b->kernel_runtime_usec);
-                interval = feeding ? CREDIT_BANK_MAX_INTERVAL_USEC : KERNEL_LOOK_INTERVAL_USEC;
+                bool idle = b->kernel_in_step && b->last_used_usec == 0 && b->ledger.launch_usec <= 0;
+
+                interval = feeding ? CREDIT_BANK_MAX_INTERVAL_USEC
+                           : idle  ? KERNEL_IDLE_LOOK_INTERVAL_USEC
+                                   : KERNEL_LOOK_INTERVAL_USEC;
                 goto out;
         }
         if (b->spec.mode == CREDIT_MODE_UNLIMITED)
