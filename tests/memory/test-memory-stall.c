@@ -56,24 +56,19 @@
  * Exit: 0 pass, 1 fail, 77 skip.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/swap.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "common/macros.h"
 #include "kernel/kernel.h"
+#include "tests/memory/memtest-real.h"
 #include "vmmgr/engine/memory-engine.h"
 
 #define MIB (UINT64_C(1) << 20)
@@ -94,18 +89,6 @@
 
 static const char *const vm_ids[N_VMS] = { "0a5e0001-0000-4000-8000-000000000001",
                                            "0a5e0002-0000-4000-8000-000000000002" };
-
-typedef struct VmProc {
-        VmId id;
-        pid_t pid;
-        pid_t vcpu[N_VCPUS];
-        pid_t helper;
-} VmProc;
-
-typedef struct TidReport {
-        pid_t tid;
-        bool vcpu;
-} TidReport;
 
 /* What the vCPU threads of both VMs touch in a run. */
 #define SCHEDULED_MIB ((uint64_t) N_VMS * N_VCPUS * WORK_MIB)
@@ -135,13 +118,12 @@ static atomic_bool go;
 
 static void *vcpu_main(void *arg) {
         int fd = (int) (intptr_t) arg;
-        TidReport me = { .tid = (pid_t) syscall(SYS_gettid), .vcpu = true };
         long page = sysconf(_SC_PAGESIZE);
         uint64_t batch = MIB / (uint64_t) page, t0, n = 0;
         unsigned char *mem;
 
         mem = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        (void) !write(fd, &me, sizeof(me)); /* atomic: smaller than PIPE_BUF */
+        memtest_report_thread(fd, CG_ROLE_VCPUS);
         if (mem == MAP_FAILED)
                 return NULL;
         while (!atomic_load(&go))
@@ -167,82 +149,44 @@ static void *vcpu_main(void *arg) {
 }
 
 static void *helper_main(void *arg) {
-        int fd = (int) (intptr_t) arg;
-        TidReport me = { .tid = (pid_t) syscall(SYS_gettid), .vcpu = false };
-
-        (void) !write(fd, &me, sizeof(me));
+        memtest_report_thread((int) (intptr_t) arg, CG_ROLE_EMULATOR);
         for (;;)
                 usleep(100000);
         return NULL;
 }
 
-/* The child of VM `index`: starts its threads, reports their tids on
- * `fd` and starts touching when the parent writes a byte on `go_fd`. */
-static _Noreturn void vm_child(int index, int fd, int go_fd) {
+/* The child of VM `arg` (its index): starts its threads, which report
+ * their tids on `fd`, and starts touching when the parent says go. */
+static void vm_child(void *arg, int fd, int go_fd) {
         pthread_t t;
-        char c;
 
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        touched_pages = &touched_shared[index];
+        touched_pages = &touched_shared[(intptr_t) arg];
         for (int i = 0; i < N_VCPUS; i++)
                 pthread_create(&t, NULL, vcpu_main, (void *) (intptr_t) fd);
         pthread_create(&t, NULL, helper_main, (void *) (intptr_t) fd);
-        if (read(go_fd, &c, 1) == 1)
-                atomic_store(&go, true);
+        memtest_wait_go(go_fd);
+        atomic_store(&go, true);
         for (;;)
                 pause();
 }
 
 /* ---- the parent ------------------------------------------------------------ */
 
+/* A VM's process and its threads (N_VCPUS vCPUs, then the helper, as
+ * they reported in). */
 typedef struct Vm {
-        VmProc p;
-        int fd, go_fd;
+        MemtestVm p;
+        pid_t vcpu[N_VCPUS];
 } Vm;
 
 static int vm_start(KHost *h, int index, Vm *vm) {
-        int to_parent[2], to_child[2], r;
+        MemtestThread t[N_VCPUS + 1];
+        int r = memtest_vm_start(h, vm_ids[index], &vm->p, vm_child, (void *) (intptr_t) index, N_VCPUS + 1, t);
 
-        if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0)
-                return negative_errno();
-        vm->p.pid = fork();
-        if (vm->p.pid < 0)
-                return negative_errno();
-        if (vm->p.pid == 0) {
-                close(to_parent[0]);
-                close(to_child[1]);
-                vm_child(index, to_parent[1], to_child[0]);
-        }
-        close(to_parent[1]);
-        close(to_child[0]);
-        vm->fd = to_parent[0];
-        vm->go_fd = to_child[1];
-        for (int i = 0, n_vcpus = 0; i < N_VCPUS + 1; i++) {
-                TidReport t;
-
-                if (read(vm->fd, &t, sizeof(t)) != sizeof(t))
-                        return -EIO;
-                if (t.vcpu && n_vcpus < N_VCPUS)
-                        vm->p.vcpu[n_vcpus++] = t.tid;
-                else
-                        vm->p.helper = t.tid;
-        }
-        r = kh_vm_attach_process(h, &vm->p.id, vm->p.pid);
-        for (int i = 0; r == 0 && i < N_VCPUS; i++)
-                r = kh_vm_attach_thread(h, &vm->p.id, CG_ROLE_VCPUS, vm->p.vcpu[i]);
-        if (r == 0)
-                r = kh_vm_attach_thread(h, &vm->p.id, CG_ROLE_EMULATOR, vm->p.helper);
+        for (size_t i = 0, n = 0; r == 0 && i < ARRAY_SIZE(t); i++)
+                if (t[i].role == CG_ROLE_VCPUS && n < N_VCPUS)
+                        vm->vcpu[n++] = t[i].tid;
         return r;
-}
-
-static void vm_stop(Vm *vm) {
-        if (vm->p.pid > 0) {
-                kill(vm->p.pid, SIGKILL);
-                waitpid(vm->p.pid, NULL, 0);
-                vm->p.pid = 0;
-        }
-        closep(&vm->fd);
-        closep(&vm->go_fd);
 }
 
 static void policy(MemEngineOptions *o) {
@@ -275,7 +219,7 @@ static int high_only_limits(KHost *h, const VmId *id, uint64_t *ret_high) {
 static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
         _cleanup_mem_engine_ MemEngine *engine = NULL;
         MemEngineOptions o;
-        Vm vms[N_VMS] = { 0 };
+        Vm vms[N_VMS];
         uint64_t high = 0;
         uint64_t sum_current = 0, looks = 0, start, end;
         const uint64_t page = (uint64_t) sysconf(_SC_PAGESIZE), work_pages = SCHEDULED_MIB * MIB / page;
@@ -284,12 +228,10 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
         memset(res, 0, sizeof(*res));
         for (int i = 0; i < N_VMS; i++)
                 atomic_store(&touched_shared[i], 0);
+        for (int i = 0; i < N_VMS; i++)
+                vms[i].p = MEMTEST_VM_INIT;
         for (int i = 0; i < N_VMS; i++) {
-                vms[i].fd = vms[i].go_fd = -EBADF;
-                vm_id_parse(vm_ids[i], &vms[i].p.id);
-                r = kh_vm_create(h, &vms[i].p.id);
-                if (r == 0)
-                        r = vm_start(h, i, &vms[i]);
+                r = vm_start(h, i, &vms[i]);
                 if (r < 0) {
                         fprintf(stderr, "VM %d: %s\n", i, strerror(-r));
                         goto out;
@@ -312,7 +254,7 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
                 goto out;
         }
         for (int i = 0; i < N_VMS; i++)
-                (void) !write(vms[i].go_fd, "g", 1);
+                (void) memtest_vm_go(&vms[i].p);
         start = now_usec();
         end = start + DEADLINE_SEC * USEC_PER_SEC;
         for (;;) {
@@ -373,9 +315,9 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
                 for (int k = 0; k < N_VCPUS; k++) {
                         ThreadDelays d;
 
-                        r = kh_taskstats_thread(ts, vms[i].p.vcpu[k], &d);
+                        r = kh_taskstats_thread(ts, vms[i].vcpu[k], &d);
                         if (r < 0) {
-                                fprintf(stderr, "taskstats for %d: %s\n", (int) vms[i].p.vcpu[k], strerror(-r));
+                                fprintf(stderr, "taskstats for %d: %s\n", (int) vms[i].vcpu[k], strerror(-r));
                                 goto out;
                         }
                         res->vcpu_stall_ns += d.freepages_delay_ns;
@@ -399,32 +341,12 @@ static int run(KHost *h, KTaskstats *ts, bool vmmgr, RunResult *res) {
 out:
         engine = mem_engine_free(engine);
         for (int i = 0; i < N_VMS; i++) {
-                vm_stop(&vms[i]);
-                if (kh_vm_remove(h, &vms[i].p.id) < 0) {
+                if (memtest_vm_stop(h, &vms[i].p) < 0) {
                         fprintf(stderr, "cannot remove VM group %d\n", i);
                         r = r < 0 ? r : -EBUSY;
                 }
         }
         return r;
-}
-
-/* zram as swap: a device of ZRAM_SIZE, mkswap, swapon. */
-static int zram_swap_on(void) {
-        int fd = open("/sys/block/zram0/disksize", O_WRONLY | O_CLOEXEC);
-
-        if (fd < 0)
-                return negative_errno();
-        if (write(fd, ZRAM_SIZE, strlen(ZRAM_SIZE)) < 0 && errno != EBUSY) {
-                int r = negative_errno();
-                close(fd);
-                return r;
-        }
-        close(fd);
-        if (system("mkswap /dev/zram0 >/dev/null") != 0)
-                return -EIO;
-        if (swapon("/dev/zram0", 0) < 0 && errno != EBUSY)
-                return negative_errno();
-        return 0;
 }
 
 static void print_run(const char *name, const RunResult *r) {
@@ -444,55 +366,27 @@ static void print_run(const char *name, const RunResult *r) {
 }
 
 int main(void) {
-        KHostConfig cfg = { .subtree = "vmmgr-stalltest" };
-        _cleanup_taskstats_ KTaskstats *ts = NULL;
+        MemtestHost m;
         RunResult high_only, vmmgr;
         double reduction;
-        KHost *h = NULL;
-        bool was_on = false;
+        KHost *h;
+        KTaskstats *ts;
         int r, failures = 0;
 
-        if (geteuid() != 0) {
-                puts("SKIP: needs root");
-                return 77;
-        }
-        if (kh_open(&cfg, &h) < 0 || !kh_manages(h, CG_CTRL_MEMORY) ||
-            kh_controller_version(h, CG_CTRL_MEMORY) != CG_V2) {
-                puts("SKIP: vmmgr manages no cgroup v2 memory controller here");
-                kh_free(h);
-                return 77;
-        }
-        if (kh_taskstats_open(&ts) < 0 || kh_delayacct_get(h, &was_on) < 0) {
-                puts("SKIP: no taskstats or no kernel.task_delayacct here");
-                kh_free(h);
-                return 77;
-        }
-        /* This machine is the test kernel's (see the header): its swap and
-         * its sysctl are ours to set.  Elsewhere, leave the host alone. */
-        if (!getenv("VMMGR_IN_TEST_KERNEL")) {
-                puts("SKIP: changes swap and kernel.task_delayacct: runs inside the test kernel only");
-                kh_free(h);
-                return 77;
-        }
+        /* Shared with the VMs' processes: mapped before they fork. */
         touched_shared = mmap(NULL, N_VMS * sizeof(*touched_shared), PROT_READ | PROT_WRITE,
                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (touched_shared == MAP_FAILED) {
                 fprintf(stderr, "FAIL: mmap: %m\n");
-                kh_free(h);
                 return 1;
         }
-        r = zram_swap_on();
-        if (r < 0) {
-                fprintf(stderr, "FAIL: zram swap: %s\n", strerror(-r));
-                kh_free(h);
-                return 1;
+        r = memtest_host_open("vmmgr-stalltest", ZRAM_SIZE, &m);
+        if (r != 0) {
+                (void) memtest_host_close(&m);
+                return r;
         }
-        r = kh_delayacct_set(h, true);
-        if (r < 0 || kh_subtree_setup(h) < 0) {
-                fprintf(stderr, "FAIL: setup: %s\n", strerror(-r));
-                kh_free(h);
-                return 1;
-        }
+        h = m.h;
+        ts = m.ts;
         printf("2 VMs of %" PRIu64 " MiB RAM x 2 vCPU threads, each touching %" PRIu64 " MiB of an %" PRIu64
                " MiB region at %d MiB/s (%d s on schedule), zram swap\n",
                RAM / MIB, WORK_MIB, REGION / MIB, RATE_MIB_S, RUN_SEC);
@@ -573,12 +467,10 @@ int main(void) {
                 failures++;
         }
 out:
-        if (kh_subtree_remove(h) < 0) {
+        if (memtest_host_close(&m) < 0) {
                 fprintf(stderr, "FAIL: cleanup\n");
                 failures++;
         }
-        (void) kh_delayacct_set(h, was_on);
-        kh_free(h);
         puts(failures ? "FAIL" : "PASS");
         return failures ? 1 : 0;
 }
