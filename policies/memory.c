@@ -28,6 +28,8 @@ typedef unsigned __int128 u128;
 #define KERNEL_MIN_PERIOD_USEC UINT64_C(1000)
 #define KERNEL_MAX_PERIOD_USEC UINT64_C(1000000)
 #define MAX_SWAPPINESS 200
+/* The longest proactive pressure window taken (an hour). */
+#define MAX_WINDOW_USEC (UINT64_C(3600) * USEC_PER_SEC)
 
 /* ---- arithmetic ---------------------------------------------------------- */
 
@@ -74,7 +76,7 @@ void mempol_default(MemPolicy *p) {
                         .low_floor_ppm = 250000,
                 },
                 .protect = {
-                        .pressure_ppm = 1000,
+                        .pressure_ppm = 10000,
                         .refault_min_bytes_per_sec = MEMPOL_MIB,
                         .refault_ppm_per_sec = 100,
                         .raise_ppm = 250000,
@@ -93,9 +95,10 @@ void mempol_default(MemPolicy *p) {
                 },
                 .proactive = {
                         .enabled = true,
-                        .step_ppm_per_sec = 100,
+                        .step_ppm_per_sec = 10000,
                         .pressure_target_ppm = 1000,
-                        .backoff_usec = 60 * USEC_PER_SEC,
+                        .window_usec = 6 * USEC_PER_SEC,
+                        .backoff_usec = 10 * USEC_PER_SEC,
                         .step_max_bytes = 64 * MEMPOL_MIB,
                         .swappiness = 100,
                 },
@@ -170,6 +173,7 @@ static const char *first_bad_field(const MemPolicy *p, int *ret_code) {
         CHECK(pa->step_ppm_per_sec <= MEMPOL_PPM, "proactive_step_pct", -EINVAL);
         CHECK(pa->pressure_target_ppm > 0 && pa->pressure_target_ppm <= MEMPOL_PPM, "proactive_pressure_pct",
               -EINVAL);
+        CHECK(pa->window_usec <= MAX_WINDOW_USEC, "proactive_window_sec", -EINVAL);
         CHECK(size_ok(pa->step_max_bytes), "proactive_step_max", -ERANGE);
         CHECK(pa->step_max_bytes > 0, "proactive_step_max", -EINVAL);
         CHECK(pa->swappiness >= -1 && pa->swappiness <= MAX_SWAPPINESS, "proactive_swappiness", -EINVAL);
@@ -313,6 +317,7 @@ static const struct {
         { "proactive_step_pct", KEY_SHARE, offsetof(MemPolicy, proactive.step_ppm_per_sec), MEMPOL_PPM },
         { "proactive_pressure_pct", KEY_SHARE, offsetof(MemPolicy, proactive.pressure_target_ppm), MEMPOL_PPM },
         { "proactive_backoff_sec", KEY_SECONDS, offsetof(MemPolicy, proactive.backoff_usec), 0 },
+        { "proactive_window_sec", KEY_SECONDS, offsetof(MemPolicy, proactive.window_usec), 0 },
         { "proactive_swappiness", KEY_INT, offsetof(MemPolicy, proactive.swappiness), MAX_SWAPPINESS },
         { "throttle_emulator_pct", KEY_SHARE, offsetof(MemPolicy, throttle.emulator_ppm), MEMPOL_PPM },
         { "throttle_io_pct", KEY_SHARE, offsetof(MemPolicy, throttle.io_ppm), MEMPOL_PPM },
@@ -577,17 +582,32 @@ uint64_t mempol_background(const MemPolicy *p, const MemPolVmLimits *l, MemPolVm
         return MIN(page_up(current - MAX(l->wmark_low, l->floor)), page_down(p->reclaim.request_max_bytes));
 }
 
+/* The interval's pressure into the exponential average over window_usec
+ * (an interval as long as the window or longer replaces it). */
+static uint32_t pressure_average(const MemPolProactiveParams *pa, MemPolVmState *s, const MemPolSample *smp) {
+        uint64_t dt = MIN(smp->interval_usec, pa->window_usec);
+        int64_t diff = (int64_t) smp->pressure_ppm - (int64_t) s->pressure_avg_ppm;
+
+        if (pa->window_usec == 0)
+                s->pressure_avg_ppm = smp->pressure_ppm;
+        else /* |diff| <= 10^6, dt <= MAX_WINDOW_USEC: no overflow */
+                s->pressure_avg_ppm = (uint32_t) ((int64_t) s->pressure_avg_ppm +
+                                                  diff * (int64_t) dt / (int64_t) pa->window_usec);
+        return s->pressure_avg_ppm;
+}
+
 uint64_t mempol_proactive(const MemPolicy *p, const MemPolVmLimits *l, MemPolVmState *s,
                           const MemPolSample *smp) {
         const MemPolProactiveParams *pa = &p->proactive;
         uint64_t rate = refault_rate(smp), floor, step;
         bool rising = rate > s->refault_bytes_per_sec && rate > p->protect.refault_min_bytes_per_sec;
+        uint32_t pressure = pressure_average(pa, s, smp);
         u128 wide;
 
         s->refault_bytes_per_sec = rate;
         if (!pa->enabled)
                 return 0;
-        if (smp->pressure_ppm >= pa->pressure_target_ppm || rising) {
+        if (pressure >= pa->pressure_target_ppm || rising) {
                 s->backoff_usec = pa->backoff_usec;
                 return 0;
         }
@@ -601,7 +621,7 @@ uint64_t mempol_proactive(const MemPolicy *p, const MemPolVmLimits *l, MemPolVmS
         /* usage x ppm/s x interval (< 2^64 x 2^20 x 2^30), then scaled by
          * how far pressure is below its target. */
         wide = (u128) smp->current * pa->step_ppm_per_sec * interval_capped(smp) / MEMPOL_PPM / USEC_PER_SEC;
-        wide = wide * (pa->pressure_target_ppm - smp->pressure_ppm) / pa->pressure_target_ppm;
+        wide = wide * (pa->pressure_target_ppm - pressure) / pa->pressure_target_ppm;
         step = wide > UINT64_MAX ? UINT64_MAX : (uint64_t) wide;
         step = MIN(MIN(step, pa->step_max_bytes), smp->current - floor);
         return page_down(step);

@@ -83,7 +83,11 @@ typedef struct MemPolProtectParams {
         /* The working set is being cut in an interval when memory PSI
          * (some) is above pressure_ppm, or refaults (bytes/s) are above
          * max(refault_min_bytes_per_sec, refault_ppm_per_sec of usage). */
-        uint32_t pressure_ppm;              /* 1000 = 0.1 % */
+        /* 10000 = 1 %: ten times proactive reclaim's target, so that
+         * proactive reclaim holding a VM at its target does not count as
+         * a cut (at 0.1 % it did, and memory.low, which proactive reclaim
+         * never goes below, rose to usage after the first stall). */
+        uint32_t pressure_ppm;
         uint64_t refault_min_bytes_per_sec; /* 1 MiB/s: noise floor */
         uint32_t refault_ppm_per_sec;       /* 100 = 0.01 % of usage per second (0.6 %/min) */
         uint32_t raise_ppm;                 /* a cut interval moves low this share of the way up to usage (25 %) */
@@ -112,10 +116,16 @@ typedef struct MemPolReclaimParams {
 typedef struct MemPolProactiveParams {
         bool enabled;
         /* senpai/TMO: step = usage x step_ppm_per_sec x interval, scaled by
-         * (target - pressure) / target; nothing at or above the target. */
-        uint32_t step_ppm_per_sec;    /* 100 = 0.01 % of usage per second */
+         * (target - pressure) / target; nothing at or above the target.
+         * Pressure here is its average over about window_usec (senpai
+         * judges its 6 s interval): one second's stall is too noisy a
+         * signal for a 0.1 % target (a single refault read of 3 ms is
+         * 0.3 % of that second).  docs/memory.md has the measurement
+         * behind these defaults. */
+        uint32_t step_ppm_per_sec;    /* 10000 = 1 % of usage per second (senpai: 1 % per 6 s interval) */
         uint32_t pressure_target_ppm; /* 1000 = 0.1 % some */
-        uint64_t backoff_usec;        /* pressure or rising refaults: nothing for this long (60 s) */
+        uint64_t window_usec;         /* pressure averaged over (6 s; 0: each interval alone) */
+        uint64_t backoff_usec;        /* pressure or rising refaults: nothing for this long (10 s) */
         uint64_t step_max_bytes;      /* one interval's step (64 MiB) */
         /* memory.reclaim swappiness= where the kernel takes it (6.7+),
          * -1: never passed.  Guest RAM is anonymous memory, so the default
@@ -176,7 +186,7 @@ int mempol_validate(const MemPolicy *p, const char **ret_field);
  * protect_pressure_pct, reclaim_chunk, reclaim_request_max,
  * reclaim_thread_rate (bytes per second), reclaim_max_threads, proactive,
  * proactive_step_pct (per second), proactive_pressure_pct,
- * proactive_backoff_sec, proactive_swappiness (-1..200),
+ * proactive_window_sec, proactive_backoff_sec, proactive_swappiness (-1..200),
  * throttle_emulator_pct, throttle_io_pct, balloon_min_guest_pct,
  * host_ceiling_pct.  -ENOKEY for an unknown key, -EINVAL/-ERANGE for a
  * bad value (*ret_key names it, or is NULL on success).  Validate the
@@ -252,6 +262,7 @@ typedef struct MemPolVmState {
         bool throttled;        /* emulator/io cpu.max applied */
         uint64_t quiet_usec;   /* since the working set was last cut */
         uint64_t backoff_usec; /* proactive reclaim holds off this much longer */
+        uint32_t pressure_avg_ppm; /* proactive reclaim's average pressure (window_usec) */
         uint64_t refault_bytes_per_sec; /* the previous interval's */
 } MemPolVmState;
 

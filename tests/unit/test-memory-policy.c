@@ -125,6 +125,8 @@ static void test_set_key(void **state) {
         assert_false(p.proactive.enabled);
         assert_int_equal(mempol_set_key(&p, "proactive_backoff_sec", "120", NULL), 0);
         assert_int_equal(p.proactive.backoff_usec, 120 * SEC);
+        assert_int_equal(mempol_set_key(&p, "proactive_window_sec", "0", NULL), 0);
+        assert_int_equal(p.proactive.window_usec, 0);
         assert_int_equal(mempol_set_key(&p, "proactive_swappiness", "-1", NULL), 0);
         assert_int_equal(p.proactive.swappiness, -1);
         assert_int_equal(mempol_set_key(&p, "reclaim_max_threads", "8", NULL), 0);
@@ -371,11 +373,14 @@ static void test_protect_raise(void **state) {
         assert_false(mempol_working_set_cut(&p, &smp));
         smp = sample(SEC, 32 * GIB, 3436 * 1024, 0);
         assert_true(mempol_working_set_cut(&p, &smp));
-        /* pressure above 0.1 % */
-        smp = sample(SEC, 3 * GIB, 0, 1001);
+        /* pressure above 1 % (ten times proactive reclaim's target: a VM
+         * held at that target is not being cut) */
+        smp = sample(SEC, 3 * GIB, 0, 10001);
         assert_true(mempol_working_set_cut(&p, &smp));
         assert_int_equal(mempol_protect_update(&p, &l, &s, &smp), GIB + GIB / 2 + 384 * MIB);
-        smp = sample(SEC, 3 * GIB, 0, 1000);
+        smp = sample(SEC, 3 * GIB, 0, 10000);
+        assert_false(mempol_working_set_cut(&p, &smp));
+        smp = sample(SEC, 3 * GIB, 0, 1001);
         assert_false(mempol_working_set_cut(&p, &smp));
 
         /* repeated cuts converge on usage and never pass it */
@@ -505,25 +510,29 @@ static void test_proactive(void **state) {
         MemPolSample smp = sample(10 * SEC, 10 * GIB, 0, 0);
 
         mempol_vm_state_init(&s, &l);
+        /* the default step, 1 %/s: 10 GiB for 10 s is past the 64 MiB cap */
+        assert_int_equal(mempol_proactive(&p, &l, &s, &smp), 64 * MIB);
+        /* the arithmetic at 0.01 %/s (intervals of 10 s, longer than the
+         * 6 s pressure window: each interval's pressure stands alone) */
+        p.proactive.step_ppm_per_sec = 100;
         /* no pressure: 0.01 %/s x 10 s of 10 GiB = 10737418 B, down to a page */
         assert_int_equal(mempol_proactive(&p, &l, &s, &smp), 10735616);
         /* half the target: half the step */
         smp.pressure_ppm = 500;
         assert_int_equal(mempol_proactive(&p, &l, &s, &smp), 5365760);
-        /* at the target: nothing, and back off for 60 s */
+        /* at the target: nothing, and back off for 10 s */
         smp.pressure_ppm = 1000;
         assert_int_equal(mempol_proactive(&p, &l, &s, &smp), 0);
-        assert_int_equal(s.backoff_usec, 60 * SEC);
+        assert_int_equal(s.backoff_usec, 10 * SEC);
         smp.pressure_ppm = 0;
-        for (int i = 0; i < 6; i++)
-                assert_int_equal(mempol_proactive(&p, &l, &s, &smp), 0);
+        assert_int_equal(mempol_proactive(&p, &l, &s, &smp), 0);
         assert_int_equal(s.backoff_usec, 0);
         assert_int_equal(mempol_proactive(&p, &l, &s, &smp), 10735616);
 
         /* refaults that rise (and are above the noise floor): back off */
         smp.refault_bytes = 20 * MIB; /* 2 MiB/s */
         assert_int_equal(mempol_proactive(&p, &l, &s, &smp), 0);
-        assert_int_equal(s.backoff_usec, 60 * SEC);
+        assert_int_equal(s.backoff_usec, 10 * SEC);
         s.backoff_usec = 0;
         /* steady refaults do not rise */
         assert_int_equal(mempol_proactive(&p, &l, &s, &smp), 10735616);
@@ -547,6 +556,40 @@ static void test_proactive(void **state) {
         /* disabled */
         p.proactive.enabled = false;
         assert_int_equal(mempol_proactive(&p, &l, &s, &smp), 0);
+}
+
+/* Pressure is judged over a window (6 s), not one look: a stall that
+ * fills 0.3 % of one second slows the step, a sustained one stops it. */
+static void test_proactive_window(void **state) {
+        MemPolicy p = defaults();
+        MemPolVmLimits l = limits_for(&p, 4 * GIB, false, false);
+        MemPolVmState s;
+        MemPolSample smp = sample(SEC, 2 * GIB, 0, 3000);
+        unsigned looks = 1, quiet = 0;
+
+        mempol_vm_state_init(&s, &l);
+        /* a sixth of the way: 500 ppm, half the target, half of 1 % of 2 GiB */
+        assert_int_equal(mempol_proactive(&p, &l, &s, &smp), pg_down(2 * GIB / 100 / 2));
+        assert_int_equal(s.pressure_avg_ppm, 500);
+        assert_int_equal(s.backoff_usec, 0);
+        /* sustained: the average reaches the target within a few looks */
+        while (mempol_proactive(&p, &l, &s, &smp) > 0)
+                looks++;
+        assert_int_equal(looks, 2); /* 500, 916, then 1263 */
+        assert_int_equal(s.backoff_usec, 10 * SEC);
+        /* it decays: one quiet look leaves it at 1053, still at the
+         * target (the back-off starts again), the next at 878; then the
+         * back-off's 10 s */
+        smp.pressure_ppm = 0;
+        while (mempol_proactive(&p, &l, &s, &smp) == 0)
+                quiet++;
+        assert_int_equal(quiet, 11);
+        assert_true(s.pressure_avg_ppm < 1000);
+        /* window 0: each interval alone */
+        p.proactive.window_usec = 0;
+        smp.pressure_ppm = 1000;
+        assert_int_equal(mempol_proactive(&p, &l, &s, &smp), 0);
+        assert_int_equal(s.pressure_avg_ppm, 1000);
 }
 
 static void test_proactive_passthrough(void **state) {
@@ -573,9 +616,9 @@ static void test_vm_tick(void **state) {
         smp.growth_bytes_per_sec = 7 * MIB;
         assert_int_equal(mempol_vm_tick(&p, &l, true, &s, &smp, &d), 0);
         assert_int_equal(d.background_bytes, 0);
-        assert_int_equal(d.proactive_bytes, 3 * GIB / 10000 / PAGE * PAGE);
+        assert_int_equal(d.proactive_bytes, 3 * GIB / 100 / PAGE * PAGE); /* 1 %/s */
         assert_int_equal(d.reclaim_bytes, d.proactive_bytes);
-        assert_int_equal(d.chunk_bytes, d.reclaim_bytes); /* below 16 MiB */
+        assert_int_equal(d.chunk_bytes, 16 * MIB); /* written 16 MiB at a time */
         assert_int_equal(d.swappiness, 100);
         assert_false(d.low_changed);
         assert_false(d.throttle_changed);
@@ -1051,6 +1094,7 @@ int main(void) {
                 cmocka_unit_test(test_background),
                 cmocka_unit_test(test_throttle),
                 cmocka_unit_test(test_proactive),
+                cmocka_unit_test(test_proactive_window),
                 cmocka_unit_test(test_proactive_passthrough),
                 cmocka_unit_test(test_vm_tick),
                 cmocka_unit_test(test_pool_threads),
