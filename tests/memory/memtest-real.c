@@ -37,7 +37,7 @@ int memtest_host_open(const char *subtree, const char *zram_size, MemtestHost *r
         KHostConfig cfg = { .subtree = subtree };
         int r;
 
-        *ret = (MemtestHost) { 0 };
+        *ret = (MemtestHost){ 0 };
         if (geteuid() != 0) {
                 puts("SKIP: needs root");
                 return 77;
@@ -101,8 +101,8 @@ void memtest_wait_go(int go_fd) {
                 ;
 }
 
-int memtest_vm_start(KHost *h, const char *uuid, MemtestVm *vm, void (*child)(void *arg, int fd, int go_fd),
-                     void *arg, size_t n_threads, MemtestThread *ret_threads) {
+int memtest_vm_start(KHost *h, const char *uuid, MemtestVm *vm, void (*child)(void *arg, int fd, int go_fd), void *arg,
+                     size_t n_threads, MemtestThread *ret_threads) {
         int to_parent[2] = { -EBADF, -EBADF }, to_child[2] = { -EBADF, -EBADF }, r;
 
         r = vm_id_parse(uuid, &vm->id);

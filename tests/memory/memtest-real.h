@@ -43,7 +43,7 @@ typedef struct MemtestVm {
         bool created;  /* its groups exist */
 } MemtestVm;
 
-#define MEMTEST_VM_INIT ((MemtestVm) { .fd = -EBADF, .go_fd = -EBADF })
+#define MEMTEST_VM_INIT ((MemtestVm){ .fd = -EBADF, .go_fd = -EBADF })
 
 typedef struct MemtestThread {
         pid_t tid;
@@ -61,8 +61,8 @@ void memtest_wait_go(int go_fd);
  * reports into ret_threads (may be NULL) and attaches the process to the
  * VM and each thread to its role.  Start from MEMTEST_VM_INIT;
  * memtest_vm_stop() on any result. */
-int memtest_vm_start(KHost *h, const char *uuid, MemtestVm *vm, void (*child)(void *arg, int fd, int go_fd),
-                     void *arg, size_t n_threads, MemtestThread *ret_threads);
+int memtest_vm_start(KHost *h, const char *uuid, MemtestVm *vm, void (*child)(void *arg, int fd, int go_fd), void *arg,
+                     size_t n_threads, MemtestThread *ret_threads);
 /* Lets the child's threads start their work. */
 int memtest_vm_go(MemtestVm *vm);
 /* Kills the child and removes the VM's groups: -EBUSY when they could

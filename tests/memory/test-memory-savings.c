@@ -260,7 +260,7 @@ static void vm_child(void *arg, int fd, int go_fd) {
         if (c->ram == MAP_FAILED)
                 _exit(1); /* the parent sees the reports missing */
         for (int i = 0; i < N_VCPUS; i++) {
-                va[i] = (VcpuArg) { .c = c, .index = i };
+                va[i] = (VcpuArg){ .c = c, .index = i };
                 pthread_create(&t, NULL, vcpu_main, &va[i]);
         }
         pthread_create(&t, NULL, io_main, c);
@@ -322,7 +322,7 @@ static int start_vm(KHost *h, int i, VmShared *sh, int file_fd, Run *r) {
         int k;
 
         r->vm = MEMTEST_VM_INIT;
-        r->child = (VmChild) { .sh = sh, .file_fd = file_fd, .file_off = (uint64_t) i * FILE_MIB * MIB };
+        r->child = (VmChild){ .sh = sh, .file_fd = file_fd, .file_off = (uint64_t) i * FILE_MIB * MIB };
         atomic_store(&sh->hot_pages, HOT_MIB * MIB / PAGE);
         k = memtest_vm_start(h, vm_ids[i], &r->vm, vm_child, &r->child, ARRAY_SIZE(t), t);
         for (size_t j = 0, n = 0; k == 0 && j < ARRAY_SIZE(t); j++)
@@ -340,10 +340,10 @@ static int limits_for(const MemEngineOptions *o, int run, MemLimits *ret) {
 
         if (r < 0)
                 return r;
-        *ret = (MemLimits) { .set = MEM_SET_MAX | MEM_SET_HIGH | MEM_SET_SWAP_MAX,
-                             .max = l.max,
-                             .high = run == RUN_HIGH ? HIGH_BYTES : MEM_MAX,
-                             .swap_max = MEM_MAX };
+        *ret = (MemLimits){ .set = MEM_SET_MAX | MEM_SET_HIGH | MEM_SET_SWAP_MAX,
+                            .max = l.max,
+                            .high = run == RUN_HIGH ? HIGH_BYTES : MEM_MAX,
+                            .swap_max = MEM_MAX };
         return 0;
 }
 
@@ -479,7 +479,7 @@ static int swappiness_set(int value, int *ret_old) {
 }
 
 static int parse_opts(int argc, char **argv, Opts *o) {
-        *o = (Opts) { .settle_sec = 20, .window_sec = 30, .regrow_sec = 15 };
+        *o = (Opts){ .settle_sec = 20, .window_sec = 30, .regrow_sec = 15 };
         for (int i = 1; i < argc; i++) {
                 unsigned *v = NULL;
 
@@ -690,8 +690,8 @@ int main(int argc, char **argv) {
                         next_trace = now + USEC_PER_SEC;
                         if (mem_engine_vm_report(engine, &runs[RUN_PROACTIVE].vm.id, &t) == 0)
                                 printf("  t=%5.1f current %.1f MiB low %.1f MiB backoff %.0f s asked %" PRIu64
-                                       " MiB psi some avg10 %.2f %% total %" PRIu64 " ms refaults %" PRIu64
-                                       "/%" PRIu64 " anon %.1f file %.1f MiB\n",
+                                       " MiB psi some avg10 %.2f %% total %" PRIu64 " ms refaults %" PRIu64 "/%" PRIu64
+                                       " anon %.1f file %.1f MiB\n",
                                        (double) (now - start) / 1e6, (double) t.stat.current / MIB,
                                        (double) t.state.low / MIB, (double) t.state.backoff_usec / 1e6,
                                        t.proactive_bytes / MIB, t.stat.pressure.some_avg10 / 100.0,
@@ -713,9 +713,9 @@ int main(int argc, char **argv) {
                                 sum += x->current[k];
                         x->mean = (double) sum / (double) x->n_current;
                         qsort(x->current, x->n_current, sizeof(*x->current), cmp_u64);
-                        x->p95 = (double) x->current[(x->n_current * 95) / 100 < x->n_current
-                                                             ? (x->n_current * 95) / 100
-                                                             : x->n_current - 1];
+                        x->p95 =
+                                (double) x->current[(x->n_current * 95) / 100 < x->n_current ? (x->n_current * 95) / 100
+                                                                                             : x->n_current - 1];
                 }
         }
         print_figures(runs, &rep);
@@ -737,8 +737,9 @@ int main(int argc, char **argv) {
         }
         if (runs[RUN_NOTHING].mean <= 0 ||
             100.0 * (1.0 - runs[RUN_PROACTIVE].mean / runs[RUN_NOTHING].mean) < MIN_SAVED_PCT) {
-                fprintf(stderr, "FAIL: vmmgr's proactive reclaim saved under %.0f %% of the memory of the run with "
-                                "nothing\n",
+                fprintf(stderr,
+                        "FAIL: vmmgr's proactive reclaim saved under %.0f %% of the memory of the run with "
+                        "nothing\n",
                         MIN_SAVED_PCT);
                 failures++;
         }
