@@ -79,7 +79,7 @@ void mempol_default(MemPolicy *p) {
                         .pressure_ppm = 10000,
                         .refault_min_bytes_per_sec = MEMPOL_MIB,
                         .refault_ppm_per_sec = 100,
-                        .raise_ppm = 250000,
+                        .raise_ppm = 1000000,
                         .quiet_usec = 30 * USEC_PER_SEC,
                         .decay_ppm_per_sec = 1000,
                 },
@@ -517,15 +517,17 @@ static uint64_t interval_capped(const MemPolSample *smp) {
         return MIN(smp->interval_usec, INTERVAL_CAP_USEC);
 }
 
-/* On a cut, low moves raise_ppm of the way up to usage (at least a page,
- * so small gaps close too). */
-static uint64_t protect_raise(const MemPolicy *p, const MemPolVmLimits *l, uint64_t low, uint64_t current) {
-        uint64_t target = page_down(MIN(current, l->max)), step;
+/* On a cut, low rises by raise_ppm of what refaulted in the interval (the
+ * part of the working set that reclaim had cut and that came back), never
+ * above usage.  A cut with no refault (a stall in reclaim or compaction)
+ * raises nothing: memory.low cannot keep such a stall away. */
+static uint64_t protect_raise(const MemPolicy *p, const MemPolVmLimits *l, uint64_t low, const MemPolSample *smp) {
+        uint64_t target = page_down(MIN(smp->current, l->max)), step;
 
         if (target <= low)
                 return low;
-        step = MAX(page_up(mul_ppm(target - low, p->protect.raise_ppm)), PAGE);
-        return MIN(low + step, target);
+        step = page_up(mul_ppm(smp->refault_bytes, p->protect.raise_ppm));
+        return MIN(sat_add(low, step), target);
 }
 
 /* When quiet long enough, low loses decay_ppm_per_sec of (low - floor)
@@ -555,7 +557,7 @@ uint64_t mempol_protect_update(const MemPolicy *p, const MemPolVmLimits *l, MemP
         }
         if (mempol_working_set_cut(p, smp)) {
                 s->quiet_usec = 0;
-                low = protect_raise(p, l, low, smp->current);
+                low = protect_raise(p, l, low, smp);
         } else {
                 uint64_t before = s->quiet_usec;
 

@@ -90,7 +90,13 @@ typedef struct MemPolProtectParams {
         uint32_t pressure_ppm;
         uint64_t refault_min_bytes_per_sec; /* 1 MiB/s: noise floor */
         uint32_t refault_ppm_per_sec;       /* 100 = 0.01 % of usage per second (0.6 %/min) */
-        uint32_t raise_ppm;                 /* a cut interval moves low this share of the way up to usage (25 %) */
+        /* A cut interval raises low by this share of the bytes that
+         * refaulted in it (100 %), up to usage: protection follows the
+         * working set that came back, not usage, most of which may be
+         * cold (moving a quarter of the way up to usage on each cut, a few
+         * seconds of pressure protected a VM's whole cold memory from
+         * proactive reclaim for minutes; docs/memory.md). */
+        uint32_t raise_ppm;
         uint64_t quiet_usec;                /* quiet this long before low decays (30 s) */
         uint32_t decay_ppm_per_sec;         /* then low loses this share of (low - floor) per second (0.1 %) */
 } MemPolProtectParams;
@@ -271,8 +277,9 @@ void mempol_vm_state_init(MemPolVmState *s, const MemPolVmLimits *l);
 /* true when the interval shows the working set being cut (PSI or refaults). */
 bool mempol_working_set_cut(const MemPolicy *p, const MemPolSample *smp);
 
-/* memory.low for the next interval: raised toward usage on a cut, decayed
- * toward low_floor after quiet_usec without one; always within
+/* memory.low for the next interval: raised by what refaulted (raise_ppm of
+ * it, up to usage) on a cut, decayed toward low_floor after quiet_usec
+ * without one; always within
  * [low_floor, max], page-aligned.  Updates s->low and s->quiet_usec. */
 uint64_t mempol_protect_update(const MemPolicy *p, const MemPolVmLimits *l, MemPolVmState *s,
                                const MemPolSample *smp);

@@ -359,11 +359,11 @@ static void test_protect_raise(void **state) {
         assert_int_equal(mempol_protect_update(&p, &l, &s, &smp), GIB);
         assert_int_equal(s.quiet_usec, SEC);
 
-        /* refaults above max(1 MiB/s, 0.01 % of usage/s): a quarter of the
-         * way up to usage */
+        /* refaults above max(1 MiB/s, 0.01 % of usage/s): low rises by
+         * what refaulted (a page at least), not toward usage */
         smp = sample(2 * SEC, 3 * GIB, 2 * MIB + 2, 0);
         assert_true(mempol_working_set_cut(&p, &smp));
-        assert_int_equal(mempol_protect_update(&p, &l, &s, &smp), GIB + GIB / 2);
+        assert_int_equal(mempol_protect_update(&p, &l, &s, &smp), GIB + 2 * MIB + PAGE);
         assert_int_equal(s.quiet_usec, 0);
         /* 1 MiB/s is not above the floor */
         smp = sample(2 * SEC, 3 * GIB, 2 * MIB, 0);
@@ -374,22 +374,33 @@ static void test_protect_raise(void **state) {
         smp = sample(SEC, 32 * GIB, 3436 * 1024, 0);
         assert_true(mempol_working_set_cut(&p, &smp));
         /* pressure above 1 % (ten times proactive reclaim's target: a VM
-         * held at that target is not being cut) */
+         * held at that target is not being cut) is a cut: it raises low by
+         * the little that refaulted, and a stall with no refault (reclaim,
+         * compaction) by nothing, yet it restarts the quiet clock */
+        s.quiet_usec = 5 * SEC;
         smp = sample(SEC, 3 * GIB, 0, 10001);
         assert_true(mempol_working_set_cut(&p, &smp));
-        assert_int_equal(mempol_protect_update(&p, &l, &s, &smp), GIB + GIB / 2 + 384 * MIB);
+        assert_int_equal(mempol_protect_update(&p, &l, &s, &smp), GIB + 2 * MIB + PAGE);
+        assert_int_equal(s.quiet_usec, 0);
+        smp = sample(SEC, 3 * GIB, 40 * PAGE, 10001);
+        assert_int_equal(mempol_protect_update(&p, &l, &s, &smp), GIB + 2 * MIB + 41 * PAGE);
         smp = sample(SEC, 3 * GIB, 0, 10000);
         assert_false(mempol_working_set_cut(&p, &smp));
         smp = sample(SEC, 3 * GIB, 0, 1001);
         assert_false(mempol_working_set_cut(&p, &smp));
+        /* half of what refaulted when raise_ppm says so */
+        p.protect.raise_ppm = 500000;
+        smp = sample(SEC, 3 * GIB, 8 * MIB, 0);
+        assert_int_equal(mempol_protect_update(&p, &l, &s, &smp), GIB + 6 * MIB + 41 * PAGE);
+        p.protect.raise_ppm = MEMPOL_PPM;
 
         /* repeated cuts converge on usage and never pass it */
-        smp = sample(SEC, 3 * GIB, 0, 500000);
+        smp = sample(SEC, 3 * GIB, 100 * MIB, 500000);
         for (int i = 0; i < 200; i++)
                 assert_true(mempol_protect_update(&p, &l, &s, &smp) <= 3 * GIB);
         assert_int_equal(s.low, 3 * GIB);
-        /* never above max, even when usage reads above it */
-        smp = sample(SEC, UINT64_MAX, 0, 500000);
+        /* never above max, even when usage and refaults read absurdly high */
+        smp = sample(SEC, UINT64_MAX, UINT64_MAX, 500000);
         for (int i = 0; i < 200; i++)
                 mempol_protect_update(&p, &l, &s, &smp);
         assert_int_equal(s.low, pg_down(l.max));
