@@ -18,14 +18,17 @@
  *     workload's operations, whose rate is its progress.  A slot's work
  *     that ends late costs the slots it overran (a guest that stalls does
  *     not get the time back);
- *   - file cache: an "iothread" reads its own FILE_MIB slice of a file
- *     on the test kernel's root (the host's / over 9p with cache=loose:
- *     real page cache, clean and re-readable, charged to the VM), as a
- *     VM's disk image is read at boot, then IO_PAGES random pages of its
- *     first FILE_HOT_MIB every IO_USEC.  (Read over 9p under TCG, a page
- *     that has to come back costs milliseconds, far more than a real
- *     disk: a file read uniformly kept reclaim's pressure at the target
- *     on file cache alone.)
+ *   - file cache: an "iothread" reads its own FILE_MIB slice of the VMs'
+ *     disk, as a VM's disk image is read at boot, then IO_PAGES random
+ *     pages of its first FILE_HOT_MIB every IO_USEC.  The disk is a zram
+ *     block device read through its page cache (real page cache, clean,
+ *     charged to the VM), as QEMU reads a raw image on a host block
+ *     device (an LVM volume) with cache=writeback, its default: a page
+ *     that comes back costs tens of microseconds, as from a fast SSD.
+ *     --file PATH reads a file instead; on the test kernel's root (the
+ *     host's / over 9p under TCG) a page that comes back costs
+ *     milliseconds, 10-100 times a real disk, and a few such refaults a
+ *     second hold memory pressure at percents (docs/memory.md).
  * Swap is zram.  kernel.task_delayacct is on before any thread exists.
  *
  * Three VMs run at the same time on the same workload, so that the host's
@@ -53,8 +56,8 @@
  * under MIN_SAVED_PCT, or a grown hot set that never became resident with
  * vmmgr.
  *
- * usage: test-memory-savings --file PATH [--settle S] [--window S] [--regrow S]
- * PATH: a file of at least 3 x FILE_MIB MiB (tests/realkernel/check makes it).
+ * usage: test-memory-savings [--file PATH] [--settle S] [--window S] [--regrow S]
+ * PATH: a file of at least 3 x FILE_MIB MiB instead of the zram disk.
  * VMMGR_SAVINGS_POLICY="key=value;...": mempol_set_key() overrides for
  * the proactive run, to explore (the check runs the defaults).
  * Exit: 0 pass, 1 fail, 77 skip.
@@ -478,6 +481,61 @@ static int swappiness_set(int value, int *ret_old) {
         return 0;
 }
 
+/* The VMs' disk without --file: a zram block device of N_RUNS x FILE_MIB,
+ * filled like guest RAM (a quarter of each page random), its page cache
+ * dropped.  *ret_id: the device to hot_remove; *ret_fd: open to read. */
+static int disk_make(int *ret_id, int *ret_fd) {
+        _cleanup_close_ int ctl = -EBADF, fd = -EBADF;
+        _cleanup_free_ uint64_t *buf = NULL;
+        char text[32], path[64];
+        uint64_t seed = 0x853c49e6748fea9bu;
+        ssize_t n;
+        int id, k;
+
+        ctl = open("/sys/class/zram-control/hot_add", O_RDONLY | O_CLOEXEC);
+        if (ctl < 0)
+                return negative_errno();
+        n = read(ctl, text, sizeof(text) - 1);
+        if (n <= 0)
+                return n < 0 ? negative_errno() : -EIO;
+        text[n] = '\0';
+        id = atoi(text);
+        *ret_id = id;
+        snprintf(path, sizeof(path), "/sys/block/zram%d/disksize", id);
+        snprintf(text, sizeof(text), "%dM", N_RUNS * FILE_MIB);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, text, strlen(text)) < 0)
+                return negative_errno();
+        close(fd);
+        snprintf(path, sizeof(path), "/dev/zram%d", id);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        buf = malloc(MIB);
+        if (fd < 0 || !buf)
+                return fd < 0 ? negative_errno() : -ENOMEM;
+        for (uint64_t off = 0; off < (uint64_t) N_RUNS * FILE_MIB * MIB; off += MIB) {
+                for (size_t i = 0; i < MIB / sizeof(*buf); i++)
+                        buf[i] = i % (PAGE / sizeof(*buf)) < PAGE / 4 / sizeof(*buf) ? xorshift(&seed) : 0;
+                if (pwrite(fd, buf, MIB, (off_t) off) != (ssize_t) MIB)
+                        return -EIO;
+        }
+        if (fsync(fd) < 0)
+                return negative_errno();
+        k = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        if (k != 0)
+                return -k;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static void disk_remove(int id) {
+        _cleanup_close_ int fd = open("/sys/class/zram-control/hot_remove", O_WRONLY | O_CLOEXEC);
+        char text[16];
+
+        snprintf(text, sizeof(text), "%d", id);
+        if (fd >= 0)
+                (void) !write(fd, text, strlen(text));
+}
+
 static int parse_opts(int argc, char **argv, Opts *o) {
         *o = (Opts){ .settle_sec = 20, .window_sec = 30, .regrow_sec = 15 };
         for (int i = 1; i < argc; i++) {
@@ -497,8 +555,7 @@ static int parse_opts(int argc, char **argv, Opts *o) {
                         return -EINVAL;
                 *v = (unsigned) strtoul(argv[++i], NULL, 10);
         }
-        if (!o->file || o->window_sec == 0 || o->window_sec * (USEC_PER_SEC / LOOK_USEC) > MAX_SAMPLES ||
-            o->regrow_sec == 0)
+        if (o->window_sec == 0 || o->window_sec * (USEC_PER_SEC / LOOK_USEC) > MAX_SAMPLES || o->regrow_sec == 0)
                 return -EINVAL;
         return 0;
 }
@@ -514,13 +571,13 @@ int main(int argc, char **argv) {
         Opts opt;
         uint64_t start, window_start = 0, window_end, grown_at = 0, end, filled_at;
         unsigned tick_errors = 0;
-        int old_swappiness = -1;
+        int old_swappiness = -1, disk_id = -1;
         bool window_open = false, trace = getenv("VMMGR_SAVINGS_TRACE") != NULL;
         uint64_t next_trace = 0;
         int r, failures = 0, tick_error = 0;
 
         if (parse_opts(argc, argv, &opt) < 0) {
-                fprintf(stderr, "usage: %s --file PATH [--settle S] [--window S] [--regrow S]\n", argv[0]);
+                fprintf(stderr, "usage: %s [--file PATH] [--settle S] [--window S] [--regrow S]\n", argv[0]);
                 return 2;
         }
         r = policy_from_env(&o);
@@ -528,13 +585,6 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "FAIL: VMMGR_SAVINGS_POLICY: %s\n", strerror(-r));
                 return 1;
         }
-        file_fd = open(opt.file, O_RDONLY | O_CLOEXEC);
-        if (file_fd < 0) {
-                fprintf(stderr, "FAIL: %s: %m\n", opt.file);
-                return 1;
-        }
-        /* Each VM's page cache its own: nothing of the file cached yet. */
-        (void) posix_fadvise(file_fd, 0, 0, POSIX_FADV_DONTNEED);
         sh = mmap(NULL, N_RUNS * sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (sh == MAP_FAILED) {
                 fprintf(stderr, "FAIL: mmap: %m\n");
@@ -553,6 +603,19 @@ int main(int argc, char **argv) {
         if (r != 0) {
                 (void) memtest_host_close(&m);
                 return r;
+        }
+        if (opt.file) {
+                file_fd = open(opt.file, O_RDONLY | O_CLOEXEC);
+                r = file_fd < 0 ? negative_errno() : 0;
+                /* Each VM's page cache its own: nothing of the file cached yet. */
+                if (r == 0)
+                        (void) posix_fadvise(file_fd, 0, 0, POSIX_FADV_DONTNEED);
+        } else
+                r = disk_make(&disk_id, &file_fd);
+        if (r < 0) {
+                fprintf(stderr, "FAIL: the VMs' disk (%s): %s\n", opt.file ? opt.file : "zram", strerror(-r));
+                failures++;
+                goto out;
         }
         /* vmmgr passes proactive_swappiness (100: guest RAM weighs like
          * page cache) with each memory.reclaim write where the kernel takes
@@ -759,6 +822,11 @@ out:
         }
         if (old_swappiness >= 0)
                 (void) swappiness_set(old_swappiness, NULL);
+        if (disk_id >= 0) {
+                if (file_fd >= 0)
+                        close(TAKE_FD(file_fd));
+                disk_remove(disk_id);
+        }
         if (memtest_host_close(&m) < 0) {
                 fprintf(stderr, "FAIL: cleanup\n");
                 failures++;
