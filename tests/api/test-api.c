@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "tests/common/vtest.h"
+#include "tests/common/pki.h"
 #include "common/macros.h"
 #include "vmmgr/api/api.h"
 #include "vmmgr/api/http-client.h"
@@ -1342,83 +1343,6 @@ static void test_peercred(void **state) {
 }
 
 /* ---- TLS with client certificates ------------------------------------------------------- */
-
-typedef struct Pki {
-        gnutls_x509_privkey_t key;
-        gnutls_x509_crt_t crt;
-} Pki;
-
-static void pki_write(const char *dir, const char *name, const Pki *p) {
-        gnutls_datum_t d;
-        char path[256];
-        FILE *f;
-
-        snprintf(path, sizeof path, "%s/%s.crt", dir, name);
-        assert_int_equal(gnutls_x509_crt_export2(p->crt, GNUTLS_X509_FMT_PEM, &d), 0);
-        f = fopen(path, "we");
-        assert_non_null(f);
-        assert_int_equal(fwrite(d.data, 1, d.size, f), d.size);
-        fclose(f);
-        gnutls_free(d.data);
-        snprintf(path, sizeof path, "%s/%s.key", dir, name);
-        assert_int_equal(gnutls_x509_privkey_export2(p->key, GNUTLS_X509_FMT_PEM, &d), 0);
-        f = fopen(path, "we");
-        assert_non_null(f);
-        assert_int_equal(fwrite(d.data, 1, d.size, f), d.size);
-        fclose(f);
-        gnutls_free(d.data);
-}
-
-typedef enum PkiKind { PKI_CA, PKI_SERVER, PKI_CLIENT } PkiKind;
-
-static void pki_make(Pki *p, const char *cn, PkiKind kind, const Pki *issuer) {
-        static unsigned serial = 1;
-        unsigned char id[64];
-        size_t id_len = sizeof id;
-        time_t now = time(NULL);
-        unsigned char ser[4] = { 0, 0, 0, (unsigned char) serial++ };
-
-        assert_int_equal(gnutls_x509_privkey_init(&p->key), 0);
-        assert_int_equal(gnutls_x509_privkey_generate(p->key, GNUTLS_PK_ECDSA,
-                                                      GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0),
-                         0);
-        assert_int_equal(gnutls_x509_crt_init(&p->crt), 0);
-        assert_int_equal(gnutls_x509_crt_set_version(p->crt, 3), 0);
-        assert_int_equal(gnutls_x509_crt_set_serial(p->crt, ser, sizeof ser), 0);
-        assert_int_equal(gnutls_x509_crt_set_activation_time(p->crt, now - 3600), 0);
-        assert_int_equal(gnutls_x509_crt_set_expiration_time(p->crt, now + 86400), 0);
-        assert_int_equal(gnutls_x509_crt_set_dn_by_oid(p->crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn, strlen(cn)), 0);
-        assert_int_equal(gnutls_x509_crt_set_key(p->crt, p->key), 0);
-        assert_int_equal(gnutls_x509_crt_get_key_id(p->crt, 0, id, &id_len), 0);
-        assert_int_equal(gnutls_x509_crt_set_subject_key_id(p->crt, id, id_len), 0);
-        if (kind == PKI_CA) {
-                assert_int_equal(gnutls_x509_crt_set_basic_constraints(p->crt, 1, -1), 0);
-                assert_int_equal(gnutls_x509_crt_set_key_usage(p->crt, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN), 0);
-        } else {
-                static const unsigned char localhost[4] = { 127, 0, 0, 1 };
-
-                assert_int_equal(gnutls_x509_crt_set_basic_constraints(p->crt, 0, -1), 0);
-                assert_int_equal(gnutls_x509_crt_set_key_usage(p->crt, GNUTLS_KEY_DIGITAL_SIGNATURE), 0);
-                assert_int_equal(gnutls_x509_crt_set_key_purpose_oid(
-                                         p->crt, kind == PKI_SERVER ? GNUTLS_KP_TLS_WWW_SERVER : GNUTLS_KP_TLS_WWW_CLIENT, 0),
-                                 0);
-                if (kind == PKI_SERVER)
-                        assert_int_equal(gnutls_x509_crt_set_subject_alt_name(p->crt, GNUTLS_SAN_IPADDRESS, localhost,
-                                                                              sizeof localhost, GNUTLS_FSAN_APPEND),
-                                         0);
-                id_len = sizeof id;
-                assert_int_equal(gnutls_x509_crt_get_subject_key_id(issuer->crt, id, &id_len, NULL), 0);
-                assert_int_equal(gnutls_x509_crt_set_authority_key_id(p->crt, id, id_len), 0);
-        }
-        assert_int_equal(gnutls_x509_crt_sign2(p->crt, issuer ? issuer->crt : p->crt, issuer ? issuer->key : p->key,
-                                               GNUTLS_DIG_SHA256, 0),
-                         0);
-}
-
-static void pki_done(Pki *p) {
-        gnutls_x509_crt_deinit(p->crt);
-        gnutls_x509_privkey_deinit(p->key);
-}
 
 static long tls_get(const char *dir, uint16_t port, const char *client, HttpError *err) {
         char url[64], ca[256], cert[256], key[256];

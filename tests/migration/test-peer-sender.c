@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "tests/common/vtest.h"
+#include "tests/common/pki.h"
 #include "common/clock.h"
 #include "vmmgr/daemon/peer-sender.h"
 
@@ -46,99 +47,6 @@
 #define U2 "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 #define SEC UINT64_C(1000000)
 #define N_HUNG PEER_SENDER_THREADS
-
-/* ---- certificates ------------------------------------------------------------------------ */
-
-typedef struct Pki {
-        gnutls_x509_privkey_t key;
-        gnutls_x509_crt_t crt;
-} Pki;
-
-typedef enum PkiKind { PKI_CA, PKI_SERVER, PKI_CLIENT } PkiKind;
-
-static char *export_crt(const Pki *p) {
-        gnutls_datum_t d;
-        char *s;
-
-        assert_int_equal(gnutls_x509_crt_export2(p->crt, GNUTLS_X509_FMT_PEM, &d), 0);
-        s = strndup((const char *) d.data, d.size);
-        assert_non_null(s);
-        gnutls_free(d.data);
-        return s;
-}
-
-static char *export_key(const Pki *p) {
-        gnutls_datum_t d;
-        char *s;
-
-        assert_int_equal(gnutls_x509_privkey_export2(p->key, GNUTLS_X509_FMT_PEM, &d), 0);
-        s = strndup((const char *) d.data, d.size);
-        assert_non_null(s);
-        gnutls_free(d.data);
-        return s;
-}
-
-static void write_file(const char *dir, const char *name, const char *text) {
-        char path[256];
-        FILE *f;
-
-        snprintf(path, sizeof path, "%s/%s", dir, name);
-        f = fopen(path, "we");
-        assert_non_null(f);
-        assert_int_equal(fputs(text, f) >= 0, 1);
-        assert_int_equal(fclose(f), 0);
-}
-
-static void pki_make(Pki *p, const char *cn, PkiKind kind, const Pki *issuer) {
-        static unsigned serial = 1;
-        unsigned char id[64];
-        size_t id_len = sizeof id;
-        time_t now = time(NULL);
-        unsigned char ser[4] = { 0, 0, 0, (unsigned char) serial++ };
-
-        assert_int_equal(gnutls_x509_privkey_init(&p->key), 0);
-        assert_int_equal(gnutls_x509_privkey_generate(p->key, GNUTLS_PK_ECDSA,
-                                                      GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0),
-                         0);
-        assert_int_equal(gnutls_x509_crt_init(&p->crt), 0);
-        assert_int_equal(gnutls_x509_crt_set_version(p->crt, 3), 0);
-        assert_int_equal(gnutls_x509_crt_set_serial(p->crt, ser, sizeof ser), 0);
-        assert_int_equal(gnutls_x509_crt_set_activation_time(p->crt, now - 3600), 0);
-        assert_int_equal(gnutls_x509_crt_set_expiration_time(p->crt, now + 86400), 0);
-        assert_int_equal(gnutls_x509_crt_set_dn_by_oid(p->crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn, strlen(cn)), 0);
-        assert_int_equal(gnutls_x509_crt_set_key(p->crt, p->key), 0);
-        assert_int_equal(gnutls_x509_crt_get_key_id(p->crt, 0, id, &id_len), 0);
-        assert_int_equal(gnutls_x509_crt_set_subject_key_id(p->crt, id, id_len), 0);
-        if (kind == PKI_CA) {
-                assert_int_equal(gnutls_x509_crt_set_basic_constraints(p->crt, 1, -1), 0);
-                assert_int_equal(gnutls_x509_crt_set_key_usage(p->crt, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN),
-                                 0);
-        } else {
-                static const unsigned char localhost[4] = { 127, 0, 0, 1 };
-
-                assert_int_equal(gnutls_x509_crt_set_basic_constraints(p->crt, 0, -1), 0);
-                assert_int_equal(gnutls_x509_crt_set_key_usage(p->crt, GNUTLS_KEY_DIGITAL_SIGNATURE), 0);
-                assert_int_equal(
-                        gnutls_x509_crt_set_key_purpose_oid(
-                                p->crt, kind == PKI_SERVER ? GNUTLS_KP_TLS_WWW_SERVER : GNUTLS_KP_TLS_WWW_CLIENT, 0),
-                        0);
-                if (kind == PKI_SERVER)
-                        assert_int_equal(gnutls_x509_crt_set_subject_alt_name(p->crt, GNUTLS_SAN_IPADDRESS, localhost,
-                                                                              sizeof localhost, GNUTLS_FSAN_APPEND),
-                                         0);
-                id_len = sizeof id;
-                assert_int_equal(gnutls_x509_crt_get_subject_key_id(issuer->crt, id, &id_len, NULL), 0);
-                assert_int_equal(gnutls_x509_crt_set_authority_key_id(p->crt, id, id_len), 0);
-        }
-        assert_int_equal(gnutls_x509_crt_sign2(p->crt, issuer ? issuer->crt : p->crt, issuer ? issuer->key : p->key,
-                                               GNUTLS_DIG_SHA256, 0),
-                         0);
-}
-
-static void pki_done(Pki *p) {
-        gnutls_x509_crt_deinit(p->crt);
-        gnutls_x509_privkey_deinit(p->key);
-}
 
 /* ---- the good peer: HTTPS with client certificates ------------------------------------ */
 
@@ -458,7 +366,7 @@ static char *record(const char *uuid, int version) {
 static int setup(void **state) {
         Ctx *x = calloc(1, sizeof(Ctx));
         Pki ca, server, client, other_ca, bad;
-        char *pem[6];
+        char *pem[4];
 
         assert_non_null(x);
         snprintf(x->dir, sizeof x->dir, "/tmp/vmmgr-test-peer-XXXXXX");
@@ -468,24 +376,14 @@ static int setup(void **state) {
         pki_make(&client, "source vmmgrd", PKI_CLIENT, &ca);
         pki_make(&other_ca, "some other CA", PKI_CA, NULL);
         pki_make(&bad, "intruder", PKI_CLIENT, &other_ca);
-        pem[0] = export_crt(&ca);
-        pem[1] = export_crt(&server);
-        pem[2] = export_key(&server);
-        pem[3] = export_crt(&client);
-        pem[4] = export_key(&client);
-        pem[5] = export_crt(&other_ca);
-        write_file(x->dir, "ca.crt", pem[0]);
-        write_file(x->dir, "client.crt", pem[3]);
-        write_file(x->dir, "client.key", pem[4]);
-        write_file(x->dir, "other-ca.crt", pem[5]);
-        {
-                char *bc = export_crt(&bad), *bk = export_key(&bad);
-
-                write_file(x->dir, "bad.crt", bc);
-                write_file(x->dir, "bad.key", bk);
-                free(bc);
-                free(bk);
-        }
+        pem[0] = pki_crt_pem(&ca);
+        pem[1] = pki_crt_pem(&server);
+        pem[2] = pki_key_pem(&server);
+        pem[3] = pki_crt_pem(&other_ca);
+        pki_write_file(x->dir, "ca.crt", pem[0]);
+        pki_write(x->dir, "client", &client);
+        pki_write_file(x->dir, "other-ca.crt", pem[3]);
+        pki_write(x->dir, "bad", &bad);
         snprintf(x->ca_file, sizeof x->ca_file, "%s/ca.crt", x->dir);
         snprintf(x->cert_file, sizeof x->cert_file, "%s/client.crt", x->dir);
         snprintf(x->key_file, sizeof x->key_file, "%s/client.key", x->dir);
@@ -493,7 +391,7 @@ static int setup(void **state) {
         snprintf(x->bad_cert_file, sizeof x->bad_cert_file, "%s/bad.crt", x->dir);
         snprintf(x->bad_key_file, sizeof x->bad_key_file, "%s/bad.key", x->dir);
         peer_start(&x->peer, pem[1], pem[2], pem[0]);
-        for (unsigned i = 0; i < 6; i++)
+        for (unsigned i = 0; i < 4; i++)
                 free(pem[i]);
         pki_done(&ca);
         pki_done(&server);
