@@ -29,7 +29,7 @@
 
 #include "common/clock.h"
 #include "kernel/kernel.h"
-#include "tests/common/vmmgrd-launch.h"
+#include "tests/common/vmmgrd-fixture.h"
 #include "tests/common/vtest.h"
 #include "tests/qmp/qemu-helper.h"
 #include "vmmgr/api/http-client.h"
@@ -37,117 +37,25 @@
 #define UUID_A "a0000000-0000-4000-8000-00000000000a"
 #define UUID_B "b0000000-0000-4000-8000-00000000000b"
 
-typedef struct Fixture {
-        char dir[64], socket[128], state[128], subtree[64], log[128];
-        pid_t daemon;
-        TestQemu *vm[2];
-        char skip[160];      /* why every case skips; "" when they run */
-        bool memory_managed; /* the probe: vmmgr manages cgroup v2 memory here */
-} Fixture;
+static TestVmmgrdFixture F;
 
-static Fixture F;
-
-#define NEED_HOST()                                   \
-        do {                                          \
-                if (F.skip[0])                        \
-                        vt_skip("%s", F.skip);        \
-        } while (0)
-
-/* Up and answering, or an error already explained on stderr. */
-static int start_daemon(void) {
-        TestVmmgrdOptions o = {
-                .socket = F.socket,
-                .state_dir = F.state,
-                .subtree = F.subtree,
-                .remove_subtree_on_exit = true,
-                .log = getenv("VMMGR_TEST_VERBOSE") ? NULL : F.log,
-        };
-
-        return test_vmmgrd_start(&o, &F.daemon);
-}
-
-static int stop_daemon(int sig) {
-        return test_vmmgrd_stop(&F.daemon, sig, F.log);
-}
+#define NEED_HOST() TEST_VMMGRD_FIXTURE_NEED(&F)
 
 static int setup(void **state) {
-        static const TestQemuOptions opts = { .smp = 1, .n_iothreads = 1 };
-        KHost *h = NULL;
-        int r;
-
-        snprintf(F.dir, sizeof(F.dir), "/tmp/vmmgrd-test-XXXXXX");
-        if (!mkdtemp(F.dir))
-                return -1;
-        snprintf(F.socket, sizeof(F.socket), "%s/api.sock", F.dir);
-        snprintf(F.state, sizeof(F.state), "%s/state", F.dir);
-        snprintf(F.log, sizeof(F.log), "%s/vmmgrd.log", F.dir);
-        snprintf(F.subtree, sizeof(F.subtree), "vmmgr-test-%d", (int) getpid());
-        if (geteuid() != 0) {
-                snprintf(F.skip, sizeof(F.skip), "needs root for cgroups");
-                return 0;
-        }
-        r = kh_open(&(KHostConfig) { .subtree = F.subtree }, &h);
-        if (r == 0 && !kh_manages(h, CG_CTRL_CPU))
-                r = -EOPNOTSUPP;
-        if (r == 0)
-                r = kh_subtree_setup(h);
-        if (r < 0) {
-                snprintf(F.skip, sizeof(F.skip), "no writable cpu controller: %s", strerror(-r));
-                kh_free(h);
-                return 0;
-        }
-        /* The same condition vmmgrd's memory engine starts on. */
-        F.memory_managed = kh_manages(h, CG_CTRL_MEMORY) && kh_controller_version(h, CG_CTRL_MEMORY) == CG_V2;
-        kh_subtree_remove(h);
-        kh_free(h);
-        for (int i = 0; i < 2; i++) {
-                r = test_qemu_start(&opts, &F.vm[i]);
-                if (r == -ENOENT) {
-                        snprintf(F.skip, sizeof(F.skip), "QEMU is not installed (no qemu-system-x86_64 on PATH)");
-                        return 0;
-                }
-                if (r < 0) {
-                        fprintf(stderr, "QEMU did not start: %s\n", strerror(-r));
-                        return -1; /* cmocka still runs the teardown */
-                }
-        }
-        if (start_daemon() < 0)
-                return -1;
-        return 0;
+        return test_vmmgrd_fixture_setup(&F, "/tmp/vmmgrd-test-XXXXXX",
+                                         &(TestQemuOptions) { .smp = 1, .n_iothreads = 1 });
 }
 
 static int teardown(void **state) {
-        char cmd[128];
-        int r = 0;
-
-        for (int i = 0; i < 2; i++)
-                test_qemu_stop(F.vm[i]);
-        if (F.daemon > 0) {
-                int status;
-
-                usleep(300000); /* the daemon sees QEMU go and removes the groups */
-                status = stop_daemon(SIGTERM);
-                if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                        fprintf(stderr, "vmmgrd did not stop cleanly on SIGTERM\n");
-                        r = -1;
-                }
-        }
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", F.dir);
-        (void) !system(cmd);
-        return r;
+        return test_vmmgrd_fixture_teardown(&F);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
 
 static long call(const char *method, const char *path, const char *body, struct json_object **ret) {
-        long status = 0;
         char *reply = NULL;
-        HttpError err;
-        int r;
+        long status = test_vmmgrd_fixture_call(&F, method, path, body, &reply);
 
-        r = http_request(F.socket, method, path, body, 10000, &status, &reply, &err);
-        if (r < 0)
-                fail_msg("%s %s: %s", method, path, err.message);
         if (ret)
                 *ret = reply && *reply ? json_tokener_parse(reply) : NULL;
         free(reply);
@@ -456,9 +364,9 @@ static void test_kill9_restart(void **state) {
         usleep(700000);
         assert_int_equal(call("GET", "/v1/vms/" UUID_A "/credits", NULL, &before), 200);
         spent0 = num(before, "spent_usec");
-        assert_true(stop_daemon(SIGKILL) >= 0);
+        assert_true(test_vmmgrd_fixture_stop(&F, SIGKILL) >= 0);
         usleep(800000); /* the VM runs on without the daemon */
-        assert_int_equal(start_daemon(), 0);
+        assert_int_equal(test_vmmgrd_fixture_start(&F), 0);
         wait_all_bound();
         assert_int_equal(call("GET", "/v1/vms/" UUID_A "/credits", NULL, &after), 200);
         spent1 = num(after, "spent_usec");
@@ -557,7 +465,7 @@ static void test_sigterm_keeps_vm(void **state) {
         assert_true(before.quota_usec != CPU_QUOTA_MAX);
         assert_true(before.quota_usec * 100 <= before.period_usec * 25);
 
-        status = stop_daemon(SIGTERM);
+        status = test_vmmgrd_fixture_stop(&F, SIGTERM);
         assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
         assert_int_equal(kill(test_qemu_pid(F.vm[1]), 0), 0);
         assert_int_equal(kh_cpu_get_bandwidth(h, &id, CG_ROLE_VCPUS, &after), 0);
@@ -570,7 +478,7 @@ static void test_sigterm_keeps_vm(void **state) {
         assert_true(after.quota_usec != CPU_QUOTA_MAX);
         assert_int_equal(after.period_usec, before.period_usec);
         assert_true(after.quota_usec * 4 >= before.quota_usec * 3 && after.quota_usec * 3 <= before.quota_usec * 4);
-        assert_int_equal(start_daemon(), 0);
+        assert_int_equal(test_vmmgrd_fixture_start(&F), 0);
         wait_all_bound();
 }
 

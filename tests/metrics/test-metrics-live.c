@@ -32,7 +32,7 @@
 
 #include "common/clock.h"
 #include "kernel/kernel.h"
-#include "tests/common/vmmgrd-launch.h"
+#include "tests/common/vmmgrd-fixture.h"
 #include "tests/common/vtest.h"
 #include "tests/metrics/metrics-check.h"
 #include "tests/qmp/qemu-helper.h"
@@ -42,34 +42,13 @@
 #define UUID_A "a0000000-0000-4000-8000-0000000000a1"
 #define UUID_B "b0000000-0000-4000-8000-0000000000b1"
 
-typedef struct Fixture {
-        char dir[64], socket[128], state[128], subtree[64], log[128];
-        pid_t daemon;
-        TestQemu *vm[2];
-        char skip[160]; /* why every case skips; "" when they run */
-        char *page;     /* the scrape */
-} Fixture;
+static TestVmmgrdFixture F;
+static char *scrape; /* GET /metrics, for the cases after test_scrape */
 
-static Fixture F;
-
-#define NEED_HOST()                                                                                                    \
-        do {                                                                                                           \
-                if (F.skip[0])                                                                                         \
-                        vt_skip("%s", F.skip);                                                                         \
-        } while (0)
+#define NEED_HOST() TEST_VMMGRD_FIXTURE_NEED(&F)
 
 static long call(const char *method, const char *path, const char *body, char **ret) {
-        long status = 0;
-        char *reply = NULL;
-        HttpError err;
-
-        if (http_request(F.socket, method, path, body, 10000, &status, &reply, &err) < 0)
-                fail_msg("%s %s: %s", method, path, err.message);
-        if (ret)
-                *ret = reply;
-        else
-                free(reply);
-        return status;
+        return test_vmmgrd_fixture_call(&F, method, path, body, ret);
 }
 
 static void register_vm(const char *uuid, int i, const char *credits) {
@@ -97,79 +76,12 @@ static double sample_value(const char *page, const char *series) {
 }
 
 static int setup(void **state) {
-        static const TestQemuOptions opts = { .smp = 1 };
-        KHost *h = NULL;
-        int r;
-
-        snprintf(F.dir, sizeof(F.dir), "/tmp/vmmgr-metrics-XXXXXX");
-        if (!mkdtemp(F.dir))
-                return -1;
-        snprintf(F.socket, sizeof(F.socket), "%s/api.sock", F.dir);
-        snprintf(F.state, sizeof(F.state), "%s/state", F.dir);
-        snprintf(F.log, sizeof(F.log), "%s/vmmgrd.log", F.dir);
-        snprintf(F.subtree, sizeof(F.subtree), "vmmgr-test-%d", (int) getpid());
-        if (geteuid() != 0) {
-                snprintf(F.skip, sizeof(F.skip), "needs root for cgroups");
-                return 0;
-        }
-        r = kh_open(&(KHostConfig){ .subtree = F.subtree }, &h);
-        if (r == 0 && !kh_manages(h, CG_CTRL_CPU))
-                r = -EOPNOTSUPP;
-        if (r == 0)
-                r = kh_subtree_setup(h);
-        if (r < 0) {
-                snprintf(F.skip, sizeof(F.skip), "no writable cpu controller: %s", strerror(-r));
-                kh_free(h);
-                return 0;
-        }
-        kh_subtree_remove(h);
-        kh_free(h);
-        for (int i = 0; i < 2; i++) {
-                r = test_qemu_start(&opts, &F.vm[i]);
-                if (r == -ENOENT) {
-                        snprintf(F.skip, sizeof(F.skip), "QEMU is not installed (no qemu-system-x86_64 on PATH)");
-                        return 0;
-                }
-                if (r < 0) {
-                        fprintf(stderr, "QEMU did not start: %s\n", strerror(-r));
-                        return -1; /* cmocka still runs the teardown */
-                }
-        }
-        {
-                TestVmmgrdOptions o = {
-                        .socket = F.socket,
-                        .state_dir = F.state,
-                        .subtree = F.subtree,
-                        .remove_subtree_on_exit = true,
-                        .log = getenv("VMMGR_TEST_VERBOSE") ? NULL : F.log,
-                };
-
-                if (test_vmmgrd_start(&o, &F.daemon) < 0)
-                        return -1;
-        }
-        return 0;
+        return test_vmmgrd_fixture_setup(&F, "/tmp/vmmgr-metrics-XXXXXX", &(TestQemuOptions){ .smp = 1 });
 }
 
 static int teardown(void **state) {
-        char cmd[128];
-        int r = 0;
-
-        free(F.page);
-        for (int i = 0; i < 2; i++)
-                test_qemu_stop(F.vm[i]);
-        if (F.daemon > 0) {
-                int status;
-
-                usleep(300000); /* vmmgrd sees QEMU go and removes the groups */
-                status = test_vmmgrd_stop(&F.daemon, SIGTERM, F.log);
-                if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                        fprintf(stderr, "vmmgrd did not stop cleanly on SIGTERM\n");
-                        r = -1;
-                }
-        }
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", F.dir);
-        (void) !system(cmd);
-        return r;
+        free(scrape);
+        return test_vmmgrd_fixture_teardown(&F);
 }
 
 /* The scrape the other cases read: both VMs registered, bound, and the
@@ -183,21 +95,21 @@ static void test_scrape(void **state) {
         /* Both bound and both looked at by the tick (their CPU use counted). */
         deadline = now_msec() + 10000;
         for (;;) {
-                long status = call("GET", "/metrics", NULL, &F.page);
+                long status = call("GET", "/metrics", NULL, &scrape);
 
                 assert_int_equal(status, 200);
-                if (strstr(F.page, "\nvmmgr_link_state{vm=\"" UUID_A "\",state=\"bound\"} 1\n") &&
-                    strstr(F.page, "\nvmmgr_link_state{vm=\"" UUID_B "\",state=\"bound\"} 1\n") &&
-                    sample_value(F.page, "vmmgr_cpu_usage_seconds_total{vm=\"" UUID_A "\"}") > 0.5 &&
-                    sample_value(F.page, "vmmgr_cpu_usage_seconds_total{vm=\"" UUID_B "\"}") > 0.1)
+                if (strstr(scrape, "\nvmmgr_link_state{vm=\"" UUID_A "\",state=\"bound\"} 1\n") &&
+                    strstr(scrape, "\nvmmgr_link_state{vm=\"" UUID_B "\",state=\"bound\"} 1\n") &&
+                    sample_value(scrape, "vmmgr_cpu_usage_seconds_total{vm=\"" UUID_A "\"}") > 0.5 &&
+                    sample_value(scrape, "vmmgr_cpu_usage_seconds_total{vm=\"" UUID_B "\"}") > 0.1)
                         break;
                 if (now_msec() > deadline)
-                        fail_msg("10 s after registration the VMs are not bound and running:\n%s", F.page);
-                free(F.page);
-                F.page = NULL;
+                        fail_msg("10 s after registration the VMs are not bound and running:\n%s", scrape);
+                free(scrape);
+                scrape = NULL;
                 usleep(200000);
         }
-        print_message("scrape: %zu bytes\n", strlen(F.page));
+        print_message("scrape: %zu bytes\n", strlen(scrape));
 }
 
 static void test_promtool(void **state) {
@@ -206,18 +118,18 @@ static void test_promtool(void **state) {
         int status;
 
         NEED_HOST();
-        assert_non_null(F.page);
+        assert_non_null(scrape);
         status = test_promtool_path(promtool, sizeof(promtool));
         if (status == -ENOENT)
                 vt_skip("promtool is not installed (./run test provides Debian's; or set VMMGR_PROMTOOL)");
         if (status < 0)
                 fail_msg("VMMGR_PROMTOOL=%s cannot be run", promtool);
-        status = test_promtool_run(promtool, (const char *const[]){ "check", "metrics", NULL }, F.page, &out);
+        status = test_promtool_run(promtool, (const char *const[]){ "check", "metrics", NULL }, scrape, &out);
         if (status < 0)
                 fail_msg("%s: %s", promtool, strerror(-status));
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || *out)
                 fail_msg("promtool check metrics exited 0x%x on the live scrape:\n%s\n--- the scrape ---\n%s", status,
-                         out, F.page);
+                         out, scrape);
 }
 
 static void test_conventions(void **state) {
@@ -227,8 +139,8 @@ static void test_conventions(void **state) {
         MetricPage p = { 0 }, e = { 0 };
 
         NEED_HOST();
-        assert_non_null(F.page);
-        if (metric_page_parse(F.page, &p) < 0)
+        assert_non_null(scrape);
+        if (metric_page_parse(scrape, &p) < 0)
                 fail_msg("the live scrape breaks a convention: %s", p.problem);
         assert_int_equal(api_metrics_text(&none, &st, &empty), 0);
         assert_int_equal(metric_page_parse(empty, &e), 0);
@@ -241,7 +153,7 @@ static void test_conventions(void **state) {
 }
 
 static void test_samples(void **state) {
-        const char *t = F.page;
+        const char *t = scrape;
         double avail_b;
 
         NEED_HOST();
@@ -281,8 +193,8 @@ static void test_contrib_names(void **state) {
         size_t exprs = 0;
 
         NEED_HOST();
-        assert_non_null(F.page);
-        assert_int_equal(metric_page_parse(F.page, &p), 0);
+        assert_non_null(scrape);
+        assert_int_equal(metric_page_parse(scrape, &p), 0);
         test_source_path(path, sizeof(path), "contrib/grafana/vmmgr-dashboard.json");
         dash = json_object_from_file(path);
         if (!dash)
