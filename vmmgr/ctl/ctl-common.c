@@ -20,8 +20,8 @@ static bool looks_like_amount(const char *s) {
         return s[0] == '-' && credit_parse_amount(s, true, &v) == 0;
 }
 
-int ctl_verb_begin(int argc, char **argv, void (*usage)(FILE *out), CtlCommon *c, char **rest, int max_rest,
-                   int *n_rest) {
+int ctl_verb_begin(int argc, char **argv, void (*usage)(FILE *out), CtlCommon *c, char **rest, int min_rest,
+                   int max_rest, int *n_rest) {
         /* rest never holds more than argc - 1 entries. */
         if (argc - 1 > max_rest || ctl_parse_common(argc, argv, c, rest, n_rest) < 0) {
                 usage(stderr);
@@ -31,7 +31,22 @@ int ctl_verb_begin(int argc, char **argv, void (*usage)(FILE *out), CtlCommon *c
                 usage(stdout);
                 return 0;
         }
+        if (*n_rest < min_rest) {
+                usage(stderr);
+                return CTL_EXIT_USAGE;
+        }
         return -1;
+}
+
+int ctl_verb_end(const CtlCommon *c, int r, struct json_object *reply, void (*print)(struct json_object *reply)) {
+        if (r == 0) {
+                if (c->json)
+                        ctl_print_json(reply);
+                else if (print)
+                        print(reply);
+        }
+        json_object_put(reply);
+        return r;
 }
 
 int ctl_parse_common(int argc, char **argv, CtlCommon *c, char **rest, int *n_rest) {

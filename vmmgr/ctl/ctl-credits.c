@@ -156,13 +156,9 @@ int ctl_verb_credits(int argc, char **argv) {
         VmId id, to;
         int64_t amount;
 
-        r = ctl_verb_begin(argc, argv, usage, &c, rest, (int) (sizeof(rest) / sizeof(rest[0])), &n);
+        r = ctl_verb_begin(argc, argv, usage, &c, rest, 2, (int) (sizeof(rest) / sizeof(rest[0])), &n);
         if (r >= 0)
                 return r;
-        if (n < 2) {
-                usage(stderr);
-                return CTL_EXIT_USAGE;
-        }
         if (ctl_uuid_arg(rest[1], &id) < 0)
                 return CTL_EXIT_USAGE;
         if (strcmp(rest[0], "show") == 0 && n == 2) {
@@ -204,12 +200,5 @@ int ctl_verb_credits(int argc, char **argv) {
                 usage(stderr);
                 return CTL_EXIT_USAGE;
         }
-        if (r == 0) {
-                if (c.json)
-                        ctl_print_json(reply);
-                else
-                        print_credits(reply);
-        }
-        json_object_put(reply);
-        return r;
+        return ctl_verb_end(&c, r, reply, print_credits);
 }

@@ -48,7 +48,7 @@ int ctl_verb_events(int argc, char **argv) {
         CtlCommon c;
         int n = 0, r;
 
-        r = ctl_verb_begin(argc, argv, usage, &c, rest, (int) (sizeof(rest) / sizeof(rest[0])), &n);
+        r = ctl_verb_begin(argc, argv, usage, &c, rest, 0, (int) (sizeof(rest) / sizeof(rest[0])), &n);
         if (r >= 0)
                 return r;
         for (int i = 0; i < n; i++) {

@@ -78,13 +78,9 @@ int ctl_verb_live_update(int argc, char **argv) {
         CtlCommon c;
         int n = 0, r;
 
-        r = ctl_verb_begin(argc, argv, usage, &c, rest, (int) ARRAY_SIZE(rest), &n);
+        r = ctl_verb_begin(argc, argv, usage, &c, rest, 1, (int) ARRAY_SIZE(rest), &n);
         if (r >= 0)
                 return r;
-        if (n < 1) {
-                usage(stderr);
-                return CTL_EXIT_USAGE;
-        }
         if (strcmp(rest[0], "prepare") == 0) {
                 int deadline = 0;
 
@@ -125,8 +121,5 @@ int ctl_verb_live_update(int argc, char **argv) {
                 usage(stderr);
                 return CTL_EXIT_USAGE;
         }
-        if (r == 0 && c.json)
-                ctl_print_json(reply);
-        json_object_put(reply);
-        return r;
+        return ctl_verb_end(&c, r, reply, NULL);
 }

@@ -186,13 +186,9 @@ int ctl_verb_memory(int argc, char **argv) {
         int n = 0, r;
         VmId id;
 
-        r = ctl_verb_begin(argc, argv, usage, &c, rest, (int) (sizeof(rest) / sizeof(rest[0])), &n);
+        r = ctl_verb_begin(argc, argv, usage, &c, rest, 2, (int) (sizeof(rest) / sizeof(rest[0])), &n);
         if (r >= 0)
                 return r;
-        if (n < 2) {
-                usage(stderr);
-                return CTL_EXIT_USAGE;
-        }
         if (ctl_uuid_arg(rest[1], &id) < 0)
                 return CTL_EXIT_USAGE;
         snprintf(path, sizeof(path), "/v1/vms/%s/memory", id.str);
@@ -217,12 +213,5 @@ int ctl_verb_memory(int argc, char **argv) {
                 usage(stderr);
                 return CTL_EXIT_USAGE;
         }
-        if (r == 0) {
-                if (c.json)
-                        ctl_print_json(reply);
-                else
-                        print_memory(reply);
-        }
-        json_object_put(reply);
-        return r;
+        return ctl_verb_end(&c, r, reply, print_memory);
 }

@@ -154,13 +154,9 @@ int ctl_verb_migration(int argc, char **argv) {
         int n = 0, r;
         VmId id;
 
-        r = ctl_verb_begin(argc, argv, usage, &c, rest, (int) ARRAY_SIZE(rest), &n);
+        r = ctl_verb_begin(argc, argv, usage, &c, rest, 1, (int) ARRAY_SIZE(rest), &n);
         if (r >= 0)
                 return r;
-        if (n < 1) {
-                usage(stderr);
-                return CTL_EXIT_USAGE;
-        }
         sub = rest[0];
         if (strcmp(sub, "import") == 0) {
                 if (n > 2) {
@@ -263,8 +259,5 @@ int ctl_verb_migration(int argc, char **argv) {
                 usage(stderr);
                 return CTL_EXIT_USAGE;
         }
-        if (r == 0 && c.json)
-                ctl_print_json(reply);
-        json_object_put(reply);
-        return r;
+        return ctl_verb_end(&c, r, reply, NULL);
 }

@@ -179,7 +179,7 @@ int ctl_verb_top(int argc, char **argv) {
         int n = 0, interval = 1, iterations = -1, r;
         bool batch = false;
 
-        r = ctl_verb_begin(argc, argv, usage, &c, rest, (int) (sizeof(rest) / sizeof(rest[0])), &n);
+        r = ctl_verb_begin(argc, argv, usage, &c, rest, 0, (int) (sizeof(rest) / sizeof(rest[0])), &n);
         if (r >= 0)
                 return r;
         for (int i = 0; i < n; i++) {

@@ -64,13 +64,9 @@ int ctl_verb_vm(int argc, char **argv) {
         int n = 0, r;
         VmId id;
 
-        r = ctl_verb_begin(argc, argv, usage, &c, rest, (int) (sizeof(rest) / sizeof(rest[0])), &n);
+        r = ctl_verb_begin(argc, argv, usage, &c, rest, 1, (int) (sizeof(rest) / sizeof(rest[0])), &n);
         if (r >= 0)
                 return r;
-        if (n < 1) {
-                usage(stderr);
-                return CTL_EXIT_USAGE;
-        }
         sub = rest[0];
         if (strcmp(sub, "list") == 0 && n == 1) {
                 r = ctl_call(&c, "GET", "/v1/vms", NULL, &reply);

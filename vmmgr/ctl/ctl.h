@@ -41,10 +41,15 @@ typedef struct CtlCommon {
  * error (printed). */
 int ctl_parse_common(int argc, char **argv, CtlCommon *c, char **rest, int *n_rest);
 /* A verb's start: ctl_parse_common() into rest (room for max_rest), the
- * verb's usage on stderr for a usage error or on stdout for --help.
+ * verb's usage on stderr for a usage error (fewer than min_rest
+ * positionals is one) or on stdout for --help.
  * Returns -1 to go on, else the exit code to return (0 after --help). */
-int ctl_verb_begin(int argc, char **argv, void (*usage)(FILE *out), CtlCommon *c, char **rest, int max_rest,
-                   int *n_rest);
+int ctl_verb_begin(int argc, char **argv, void (*usage)(FILE *out), CtlCommon *c, char **rest, int min_rest,
+                   int max_rest, int *n_rest);
+/* A verb's end: after a call that succeeded (r == 0), the reply as JSON
+ * with --json, else with print (NULL: the verb said what it had to
+ * already).  Frees the reply and returns r. */
+int ctl_verb_end(const CtlCommon *c, int r, struct json_object *reply, void (*print)(struct json_object *reply));
 
 /* One request; on success *ret is the parsed JSON reply (NULL for 204).
  * On failure prints the daemon's message and returns the exit code. */
