@@ -23,6 +23,9 @@
 # Usage: test-top-tmux.sh VMMGRD VMMGRCTL
 set -euo pipefail
 
+# shellcheck source=tests/common/boot-sector.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../common/boot-sector.sh"
+
 vmmgrd=$(readlink -f "$1")
 ctl=$(readlink -f "$2")
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
@@ -91,9 +94,7 @@ shows() { # shows TEXT... FILE: every TEXT is on the screen
         for ((i = 1; i < $#; i++)); do has "${!i}" "$f" || return 1; done
 }
 
-python3 -c '
-s = bytearray(512); s[0:2] = b"\xeb\xfe"; s[510:512] = b"\x55\xaa"
-open("'"$dir"'/boot.img", "wb").write(bytes(s))'
+spin_boot_sector "$dir/boot.img"
 # tbig bursts on launch credits; tsmall has none and is held at 5 %.
 cat >"$dir/vmmgrd.conf" <<EOF
 [class tbig]

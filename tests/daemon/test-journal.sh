@@ -22,6 +22,9 @@
 # Usage: test-journal.sh VMMGRD VMMGRCTL
 set -euo pipefail
 
+# shellcheck source=tests/common/boot-sector.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../common/boot-sector.sh"
+
 vmmgrd=$(readlink -f "$1")
 ctl=$(readlink -f "$2")
 journald=
@@ -118,9 +121,7 @@ print("  " + " ".join(k + "=" + json.dumps(e[k]) for k in sorted(e)
       if not k.startswith("_") or k == "_TRANSPORT"))'
 }
 
-python3 -c '
-s = bytearray(512); s[0:2] = b"\xeb\xfe"; s[510:512] = b"\x55\xaa"
-open("'"$dir"'/boot.img", "wb").write(bytes(s))'
+spin_boot_sector "$dir/boot.img"
 cat >"$dir/vmmgrd.conf" <<EOF
 [daemon]
 subtree = $subtree

@@ -14,6 +14,9 @@
 # Usage: test-liveupdate.sh VMMGRD VMMGRCTL
 set -euo pipefail
 
+# shellcheck source=tests/common/boot-sector.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../common/boot-sector.sh"
+
 vmmgrd=$1
 ctl=$2
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
@@ -42,9 +45,7 @@ vctl() { "$ctl" "$@" --socket "$sock"; }
 fail() { echo "FAIL: $*"; echo "--- vmmgrd log ---"; tail -30 "$dir/vmmgrd.log" || true; exit 1; }
 ok() { echo "ok: $*"; }
 
-python3 -c '
-s = bytearray(512); s[0:2] = b"\xeb\xfe"; s[510:512] = b"\x55\xaa"
-open("'"$dir"'/boot.img", "wb").write(bytes(s))'
+spin_boot_sector "$dir/boot.img"
 cat >"$dir/vmmgrd.conf" <<EOF
 [class lu]
 vcpus = 1
@@ -164,10 +165,10 @@ e2=$(vctl credits show "$u2" --json | python3 -c 'import json,sys; print(json.lo
 
 start_vm vm2 "$u2"
 for _ in $(seq 60); do
-        [ "$(field 'd["state"]')" = done ] && break
+        [ "$(field 'd["state"]')" = "done" ] && break
         sleep 0.2
 done
-[ "$(field 'd["state"]')" = done ] || fail "not done after vm2 came back: $(lu_json)"
+[ "$(field 'd["state"]')" = "done" ] || fail "not done after vm2 came back: $(lu_json)"
 [ "$(field 'd["restore_ms"] > 0')" = True ] || fail "restore_ms"
 vctl events | grep -q live-update-missing || fail "no live-update-missing event"
 ok "vm2 restored late; done in $(field 'd["restore_ms"]') ms"

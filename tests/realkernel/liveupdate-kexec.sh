@@ -19,6 +19,9 @@
 # usage: liveupdate-kexec.sh BUILD_DIR FIRST_FLAVOUR SECOND_FLAVOUR SECOND_BZIMAGE
 set -u
 
+# shellcheck source=tests/common/boot-sector.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../common/boot-sector.sh"
+
 build=$1 first=$2 second=$3 second_kernel=$4
 share=/run/vmtest
 work=/tmp/lu
@@ -38,9 +41,7 @@ now_usec() { echo $(($(date +%s%N) / 1000)); }
 
 setup() {
         mkdir -p "$work"
-        python3 -c '
-s = bytearray(512); s[0:2] = b"\xeb\xfe"; s[510:512] = b"\x55\xaa"
-open("'"$work"'/boot.img", "wb").write(bytes(s))'
+        spin_boot_sector "$work/boot.img"
         cat >"$work/vmmgrd.conf" <<EOF
 [class lu]
 vcpus = 1
@@ -129,10 +130,10 @@ start_vmmgrd
 start_qemu
 for _ in $(seq 600); do
         state=$(lu | python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])')
-        [ "$state" = done ] && break
+        [ "$state" = "done" ] && break
         sleep 0.2
 done
-[ "$state" = done ] || fail "not restored: $(lu)"
+[ "$state" = "done" ] || fail "not restored: $(lu)"
 lu >"$work/restored.json"
 bank=$(vctl credits show "$uuid" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["bank"])')
 python3 - "$share/lu-prepared.json" "$work/restored.json" "$(cat "$share/lu-used")" "$tick_usec" \
