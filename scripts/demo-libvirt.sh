@@ -19,6 +19,8 @@ set -euo pipefail
 
 build=${1:-build}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/demo-common.sh
+. "$here/scripts/demo-common.sh"
 ctl="$here/$build/vmmgr/vmmgrctl"
 daemon="$here/$build/vmmgr/vmmgrd"
 hook="$here/$build/vmmgr/vmmgr-libvirt-hook"
@@ -68,7 +70,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat >"$work/vmmgrd.conf" <<CONF
+{
+  cat <<CONF
 [daemon]
 subtree = vmmgr-demo-libvirt
 state_dir = $work/state
@@ -78,24 +81,16 @@ default_class = demo
 [libvirt]
 enabled = yes
 
-[class demo-burst]
-like = demo
-launch = 60s
-
-[class demo-flat]
-like = demo
-launch = 0s
 CONF
+  demo_classes
+} >"$work/vmmgrd.conf"
 
-printf '\xeb\xfe' >"$work/boot.img"
-truncate -s 510 "$work/boot.img"
-printf '\x55\xaa' >>"$work/boot.img"
+spin_boot_sector "$work/boot.img"
 
 echo "==> starting vmmgrd ([libvirt] enabled = yes; log in $work/vmmgrd.log)"
 "$daemon" --config "$work/vmmgrd.conf" --remove-subtree-on-exit 2>"$work/vmmgrd.log" &
 daemon_pid=$!
-for _ in $(seq 50); do [ -S "$VMMGR_SOCKET" ] && break; sleep 0.1; done
-[ -S "$VMMGR_SOCKET" ] || { cat "$work/vmmgrd.log"; echo "vmmgrd did not start" >&2; exit 1; }
+demo_wait_socket "$work/vmmgrd.log"
 
 for n in "${names[@]}"; do
   cp "$work/boot.img" "$work/$n.img" # QEMU locks a writable image: one each

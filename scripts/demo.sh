@@ -12,6 +12,8 @@ set -euo pipefail
 
 build=${1:-build}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/demo-common.sh
+. "$here/scripts/demo-common.sh"
 ctl="$here/$build/vmmgr/vmmgrctl"
 daemon="$here/$build/vmmgr/vmmgrd"
 seconds=${VMMGR_DEMO_SECONDS:-30}
@@ -37,31 +39,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat >"$work/vmmgrd.conf" <<CONF
+{
+  cat <<CONF
 [daemon]
 subtree = vmmgr-demo
 default_class = demo
 
-[class demo-burst]
-like = demo
-launch = 60s
-
-[class demo-flat]
-like = demo
-launch = 0s
 CONF
+  demo_classes
+} >"$work/vmmgrd.conf"
 
-# A 512-byte boot sector that spins (jmp \$): vCPU 0 burns a real CPU.
-printf '\xeb\xfe' >"$work/boot.img"
-truncate -s 510 "$work/boot.img"
-printf '\x55\xaa' >>"$work/boot.img"
+# A 512-byte boot sector that spins: vCPU 0 burns a real CPU.
+spin_boot_sector "$work/boot.img"
 
 echo "==> starting vmmgrd (state in $work/state, API on $VMMGR_SOCKET)"
 "$daemon" --foreground --config "$work/vmmgrd.conf" --state-dir "$work/state" \
   --socket "$VMMGR_SOCKET" --remove-subtree-on-exit 2>"$work/vmmgrd.log" &
 daemon_pid=$!
-for _ in $(seq 50); do [ -S "$VMMGR_SOCKET" ] && break; sleep 0.1; done
-[ -S "$VMMGR_SOCKET" ] || { cat "$work/vmmgrd.log"; echo "vmmgrd did not start" >&2; exit 1; }
+demo_wait_socket "$work/vmmgrd.log"
 
 declare -A class=(
   [vm-drain]=demo
