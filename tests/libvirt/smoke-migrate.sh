@@ -25,6 +25,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ -z "${VMMGR_LIBVIRT_TWO:-}" ]; then
   exec "$here/with-two-libvirtd" "$here/smoke-migrate.sh" "$@"
 fi
+# shellcheck source=tests/libvirt/spin-domain.sh
+. "$here/spin-domain.sh"
 
 A=$VMMGR_LIBVIRT_A_URI B=$VMMGR_LIBVIRT_B_URI
 name=vmmgr-migsmoke-$$
@@ -57,42 +59,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 - "$tmp/boot.img" <<'PY'
-import sys
-sector = bytearray(512)
-sector[0:2] = b"\xeb\xfe"          # jmp $
-sector[510:512] = b"\x55\xaa"
-open(sys.argv[1], "wb").write(sector)
-PY
-
-domain_xml() { # domain_xml NAME
-  cat <<EOF
-<domain type='qemu'>
-  <name>$1</name>
-  <memory unit='MiB'>32</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <boot dev='fd'/>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='floppy'>
-      <driver name='qemu' type='raw'/>
-      <source file='$tmp/boot.img'/>
-      <target dev='fda' bus='fdc'/>
-      <readonly/>
-    </disk>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-EOF
-}
-domain_xml "$name" >"$tmp/domain.xml"
-domain_xml "$name-probe" >"$tmp/probe.xml"
+spin_boot_sector "$tmp/boot.img"
+spin_domain_xml "$name" "$tmp/boot.img" readonly >"$tmp/domain.xml"
+spin_domain_xml "$name-probe" "$tmp/boot.img" readonly >"$tmp/probe.xml"
 
 # The QEMU of NAME on host X (its pid file in X's /run/libvirt/qemu).
 qemu_pid() { # qemu_pid X

@@ -12,6 +12,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ -z "${VMMGR_LIBVIRT_DIR:-}" ]; then
   exec "$here/with-libvirtd" "$here/smoke.sh" "$@"
 fi
+# shellcheck source=tests/libvirt/spin-domain.sh
+. "$here/spin-domain.sh"
 
 name=vmmgr-smoke-$$
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -24,39 +26,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The spinning boot sector: "jmp $" (EB FE), zeros, the 55 AA signature.
-python3 - "$tmp/boot.img" <<'PY'
-import sys
-sector = bytearray(512)
-sector[0:2] = b"\xeb\xfe"
-sector[510:512] = b"\x55\xaa"
-open(sys.argv[1], "wb").write(sector)
-PY
+spin_boot_sector "$tmp/boot.img"
 [ "$(stat -c %s "$tmp/boot.img")" = 512 ] || fail "boot image is not 512 bytes"
 
-cat >"$tmp/domain.xml" <<EOF
-<domain type='qemu'>
-  <name>$name</name>
-  <memory unit='MiB'>32</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <boot dev='fd'/>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='floppy'>
-      <driver name='qemu' type='raw'/>
-      <source file='$tmp/boot.img'/>
-      <target dev='fda' bus='fdc'/>
-    </disk>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-EOF
+spin_domain_xml "$name" "$tmp/boot.img" >"$tmp/domain.xml"
 
 # Directories in the memory v1 hierarchy before the domain (libvirt must
 # not create any).

@@ -37,6 +37,8 @@ if [ -z "${VMMGR_LIBVIRT_DIR:-}" ]; then
   export VMMGR_LIBVIRT_SETUP="mkdir -p /etc/libvirt/hooks/qemu.d && install -m 0755 '$hook' /etc/libvirt/hooks/qemu.d/vmmgr"
   exec "$here/with-libvirtd" "$here/test-libvirt-vmmgrd.sh" "$vmmgrd" "$vmmgrctl" "$hook"
 fi
+# shellcheck source=tests/common/boot-sector.sh
+. "$here/../common/boot-sector.sh"
 
 fail() { echo "FAIL: $*" >&2; dump; exit 1; }
 now_ms() { date +%s%3N; }
@@ -106,12 +108,7 @@ start_vmmgrd() {
   fail "vmmgrd did not answer within 10 s"
 }
 
-# The spinning boot sector: "jmp $" (EB FE), zeros, the 55 AA signature.
-python3 - "$tmp/boot.img" <<'PY'
-import sys
-s = bytearray(512); s[0:2] = b"\xeb\xfe"; s[510:512] = b"\x55\xaa"
-open(sys.argv[1], "wb").write(s)
-PY
+spin_boot_sector "$tmp/boot.img"
 
 domain_xml() { # domain_xml NAME UUID (1 vCPU, up to 2 by hotplug)
   cat <<EOF
