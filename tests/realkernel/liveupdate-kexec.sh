@@ -162,7 +162,7 @@ assert restore_error == 0, "restore off by %d usec" % restore_error
 assert d["prepared_boot_id"] != d["current_boot_id"], "the same boot"
 EOF
 want_bank=emulated
-[ "$second" = patched ] && want_bank=kernel
+case $second in stock*) ;; *) want_bank=kernel ;; esac
 [ "$bank" = "$want_bank" ] || fail "the $second kernel should give the $want_bank bank, vmmgrd has $bank"
 echo "phase 2 on the $second kernel: restored in $(($(now_usec) - t_start)) usec of this script"
 kill "$qemu_pid" 2>/dev/null

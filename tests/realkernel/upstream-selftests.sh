@@ -10,11 +10,15 @@
 # are left out.  Cases skipped on both are shown, not judged.
 #
 # Prints per case "stock P/N  patched P/N  p=..." and the figure
-# kernel.upstream_selftests.regressions (must be 0).  Under TCG the timing
+# kernel.upstream_selftests.regressions (must be 0; on 6.12
+# kernel.upstream_selftests_6_12.regressions).  Under TCG the timing
 # cases (test_cpucg_max, _max_nested, _stats, _weight_*) are noisy on both
 # kernels: that is why rates, not single runs, are compared.
 #
-# usage: tests/realkernel/upstream-selftests.sh [N]   (default 20; bench)
+# usage: tests/realkernel/upstream-selftests.sh [N [KVER]]
+#   N     runs on each kernel (default 20; bench)
+#   KVER  6.1 (default: stock vs patched) or 6.12 (stock-6.12 vs
+#         patched-6.12, built by build-test-kernels --flavour ...)
 # Exit: 0 no regression, 1 a regression or a failure, 77 skip.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -22,10 +26,17 @@ cd "$root" || exit 1
 # shellcheck source-path=SCRIPTDIR/../.. source=tests/realkernel/testkernel/common.sh
 . tests/realkernel/testkernel/common.sh
 
-n=${1:-20}
-[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [N]" >&2; exit 2; }
-pdir=$(kernel_dir "$root" patched) && [ -x "$pdir/test_cpu" ] ||
-        { echo "SKIP: the patched test kernel (and its test_cpu) is not built"; exit 77; }
+n=${1:-20} kver=${2:-6.1}
+[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [N [KVER]]" >&2; exit 2; }
+case $kver in
+6.1) stock=stock patched=patched figure=kernel.upstream_selftests ;;
+6.12) stock=stock-6.12 patched=patched-6.12 figure=kernel.upstream_selftests_6_12 ;;
+*) echo "usage: $0 [N [KVER]]: KVER is 6.1 or 6.12" >&2; exit 2 ;;
+esac
+if ! pdir=$(kernel_dir "$root" "$patched") || [ ! -x "$pdir/test_cpu" ]; then
+        echo "SKIP: the $patched test kernel (and its test_cpu) is not built"
+        exit 77
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -33,7 +44,7 @@ trap 'rm -rf "$tmp"' EXIT
 # kept); given as a command line: the host's /tmp is not the guest's.
 loop="for i in \$(seq $n); do echo \"=== run \$i\"; timeout 600 $pdir/test_cpu 2>&1; done; true"
 
-for k in stock patched; do
+for k in "$stock" "$patched"; do
         echo "==> $k: test_cpu x $n"
         # Generous: each run takes tens of seconds under TCG.
         tests/realkernel/vmtest --kernel "$k" --timeout $((120 + n * 120)) -- /bin/bash -c "$loop" >"$tmp/$k.tap" 2>&1
@@ -42,7 +53,7 @@ for k in stock patched; do
         [ "$rc" = 0 ] || { echo "FAILED: the $k run exited $rc"; tail -20 "$tmp/$k.tap"; exit 1; }
 done
 
-python3 - "$tmp/stock.tap" "$tmp/patched.tap" "$n" <<'EOF'
+python3 - "$tmp/$stock.tap" "$tmp/$patched.tap" "$n" "$figure" <<'EOF'
 import math, re, sys
 from collections import defaultdict
 
@@ -78,7 +89,7 @@ for case in sorted(set(st) | set(pt)):
     worse = p < 0.05 and b / n2 < a / n1
     regressions += worse
     print(f"{case:32s} stock {a:2d}/{n1:<2d}  patched {b:2d}/{n2:<2d}  p={p:.3f}{'  REGRESSION' if worse else ''}")
-print(f"figure: kernel.upstream_selftests.regressions {regressions}")
-print(f"figure: kernel.upstream_selftests.runs {sys.argv[3]}")
+print(f"figure: {sys.argv[4]}.regressions {regressions}")
+print(f"figure: {sys.argv[4]}.runs {sys.argv[3]}")
 sys.exit(1 if regressions else 0)
 EOF
