@@ -37,4 +37,4 @@ run test-real-credits "$build/tests/credits/test-real-credits"
 
 echo "lockdep after the runs: $(grep debug_locks /proc/lockdep_stats 2>/dev/null | tr -s ' ')"
 echo "=== kernel log"
-dmesg
+dmesg --color=never
