@@ -143,7 +143,8 @@ prep = json.load(open(sys.argv[1]))["vms"][0]
 d = json.load(open(sys.argv[2]))
 v = d["vms"][0]
 used, tick = int(sys.argv[3]), int(sys.argv[4])
-frm, to, bank = sys.argv[5], sys.argv[6], sys.argv[7]
+# Flavours in figure names as the tier writes them: stock-6.12 -> stock_6_12.
+frm, to, bank = (a.replace("-", "_").replace(".", "_") for a in sys.argv[5:8])
 earn_per_sec = 200000  # 20 % of one vCPU
 aj, rs = v["at_jump"], v["restored"]
 # The jump: prepared + earnings until the last commit - what the vCPU used.
